@@ -1,0 +1,148 @@
+//! `Autodiff<B>`: one graph node per fused call, its backward delegating to `B`.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ops::FloatTensor;
+
+use super::{DaamBackend, DensityGrads, DensityOutput};
+use crate::GaussianForm;
+
+/// Which fused op a node belongs to, with its settings.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    PerFeature { num_heads: usize, form: GaussianForm },
+    Mixture { num_heads: usize, eps: f64 },
+}
+
+/// Saved for the backward pass: input, weights, both parameters.
+#[derive(Debug, Clone)]
+struct Saved<B: DaamBackend> {
+    kind: Kind,
+    x: FloatTensor<B>,
+    weights: FloatTensor<B>,
+    mean_offset: FloatTensor<B>,
+    scale: FloatTensor<B>,
+}
+
+#[derive(Debug)]
+struct DensityBackward;
+
+impl<B: DaamBackend> Backward<B, 3> for DensityBackward {
+    type State = Saved<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_mean, node_scale] = ops.parents;
+        let grad_out = grads.consume::<B>(&ops.node);
+        let Saved {
+            kind,
+            x,
+            weights,
+            mean_offset,
+            scale,
+        } = ops.state;
+        let DensityGrads {
+            x: grad_x,
+            mean_offset: grad_mean,
+            scale: grad_scale,
+        } = match kind {
+            Kind::PerFeature { num_heads, form } => B::density_adaptive_attention_backward(
+                x,
+                weights,
+                mean_offset,
+                scale,
+                num_heads,
+                form,
+                grad_out,
+            ),
+            Kind::Mixture { num_heads, eps } => B::mixture_density_attention_backward(
+                x,
+                weights,
+                mean_offset,
+                scale,
+                num_heads,
+                eps,
+                grad_out,
+            ),
+        };
+        for (node, grad) in [(node_x, grad_x), (node_mean, grad_mean), (node_scale, grad_scale)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// Runs `B`'s forward and records the node.
+fn tracked<B: DaamBackend, C: CheckpointStrategy>(
+    kind: Kind,
+    x: FloatTensor<Autodiff<B, C>>,
+    mean_offset: FloatTensor<Autodiff<B, C>>,
+    scale: FloatTensor<Autodiff<B, C>>,
+) -> DensityOutput<Autodiff<B, C>> {
+    let inner = match kind {
+        Kind::PerFeature { num_heads, form } => B::density_adaptive_attention(
+            x.primitive.clone(),
+            mean_offset.primitive.clone(),
+            scale.primitive.clone(),
+            num_heads,
+            form,
+        ),
+        Kind::Mixture { num_heads, eps } => B::mixture_density_attention(
+            x.primitive.clone(),
+            mean_offset.primitive.clone(),
+            scale.primitive.clone(),
+            num_heads,
+            eps,
+        ),
+    };
+    let weights = <Autodiff<B, C> as AutodiffBackend>::from_inner(inner.weights.clone());
+    let output = match DensityBackward
+        .prepare::<C>([x.node.clone(), mean_offset.node.clone(), scale.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            Saved {
+                kind,
+                x: x.primitive,
+                weights: inner.weights,
+                mean_offset: mean_offset.primitive,
+                scale: scale.primitive,
+            },
+            inner.output,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(inner.output),
+    };
+    DensityOutput { output, weights }
+}
+
+impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
+    fn density_adaptive_attention(
+        x: FloatTensor<Self>,
+        mean_offset: FloatTensor<Self>,
+        scaled_variance: FloatTensor<Self>,
+        num_heads: usize,
+        form: GaussianForm,
+    ) -> DensityOutput<Self> {
+        tracked::<B, C>(
+            Kind::PerFeature { num_heads, form },
+            x,
+            mean_offset,
+            scaled_variance,
+        )
+    }
+
+    fn mixture_density_attention(
+        x: FloatTensor<Self>,
+        mean_offsets: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        num_heads: usize,
+        eps: f64,
+    ) -> DensityOutput<Self> {
+        tracked::<B, C>(Kind::Mixture { num_heads, eps }, x, mean_offsets, c)
+    }
+}

@@ -1,0 +1,180 @@
+//! Flex (burn's CPU backend): the fused rayon kernels of [`crate::kernel`].
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::tensor::{DType, TensorData, TensorMetadata};
+
+use super::{composed, DaamBackend, DensityGrads, DensityOutput};
+use crate::kernel::mixture::{self, MixtureParams};
+use crate::kernel::per_feature::{self, PerFeatureParams};
+use crate::kernel::ViewDims;
+use crate::GaussianForm;
+
+/// A contiguous `f32` copy-free view (copying only when the tensor is strided).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    let n = t.shape().num_elements();
+    if t.is_contiguous() && t.layout().start_offset() == 0 {
+        std::borrow::Cow::Borrowed(&t.storage::<f32>()[..n])
+    } else {
+        std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>()[..n].to_vec())
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+fn view(x: &FlexTensor) -> (ViewDims, Vec<usize>) {
+    let shape = x.shape().to_vec();
+    assert_eq!(shape.len(), 3, "fused DAAM ops take [outer, axis, inner] tensors");
+    (ViewDims::around(&shape, 1), shape)
+}
+
+impl DaamBackend for Flex {
+    fn density_adaptive_attention(
+        x: FlexTensor,
+        mean_offset: FlexTensor,
+        scaled_variance: FlexTensor,
+        num_heads: usize,
+        form: GaussianForm,
+    ) -> DensityOutput<Self> {
+        if !all_f32(&[&x, &mean_offset, &scaled_variance]) {
+            return composed::per_feature_forward::<Self>(
+                x,
+                mean_offset,
+                scaled_variance,
+                num_heads,
+                form,
+            );
+        }
+        let (dims, shape) = view(&x);
+        let (delta, xi) = (values(&mean_offset), values(&scaled_variance));
+        let params = PerFeatureParams {
+            mean_offset: &delta,
+            scaled_variance: &xi,
+            num_heads,
+            form,
+        };
+        let mut output = vec![0.0; dims.len()];
+        let mut weights = vec![0.0; dims.len()];
+        per_feature::forward(&values(&x), dims, &params, &mut output, &mut weights);
+        DensityOutput {
+            output: tensor(output, &shape),
+            weights: tensor(weights, &shape),
+        }
+    }
+
+    fn density_adaptive_attention_backward(
+        x: FlexTensor,
+        weights: FlexTensor,
+        mean_offset: FlexTensor,
+        scaled_variance: FlexTensor,
+        num_heads: usize,
+        form: GaussianForm,
+        grad_out: FlexTensor,
+    ) -> DensityGrads<Self> {
+        if !all_f32(&[&x, &weights, &mean_offset, &scaled_variance, &grad_out]) {
+            return composed::per_feature_backward::<Self>(
+                x,
+                mean_offset,
+                scaled_variance,
+                num_heads,
+                form,
+                grad_out,
+            );
+        }
+        let (dims, shape) = view(&x);
+        let param_shape = mean_offset.shape().to_vec();
+        let (delta, xi) = (values(&mean_offset), values(&scaled_variance));
+        let params = PerFeatureParams {
+            mean_offset: &delta,
+            scaled_variance: &xi,
+            num_heads,
+            form,
+        };
+        let mut grad_x = vec![0.0; dims.len()];
+        let grads = per_feature::backward(
+            &values(&x),
+            &values(&weights),
+            &values(&grad_out),
+            dims,
+            &params,
+            &mut grad_x,
+        );
+        DensityGrads {
+            x: tensor(grad_x, &shape),
+            mean_offset: tensor(grads.mean_offset, &param_shape),
+            scale: tensor(grads.scaled_variance, &param_shape),
+        }
+    }
+
+    fn mixture_density_attention(
+        x: FlexTensor,
+        mean_offsets: FlexTensor,
+        c: FlexTensor,
+        num_heads: usize,
+        eps: f64,
+    ) -> DensityOutput<Self> {
+        if !all_f32(&[&x, &mean_offsets, &c]) {
+            return composed::mixture_forward::<Self>(x, mean_offsets, c, num_heads, eps);
+        }
+        let (dims, shape) = view(&x);
+        let num_gaussians = mean_offsets.shape()[1];
+        let (m, scales) = (values(&mean_offsets), values(&c));
+        let params = MixtureParams {
+            mean_offsets: &m,
+            c: &scales,
+            num_heads,
+            num_gaussians,
+            eps,
+        };
+        let mut output = vec![0.0; dims.len()];
+        let mut weights = vec![0.0; dims.len()];
+        mixture::forward(&values(&x), dims, &params, &mut output, &mut weights);
+        DensityOutput {
+            output: tensor(output, &shape),
+            weights: tensor(weights, &shape),
+        }
+    }
+
+    fn mixture_density_attention_backward(
+        x: FlexTensor,
+        weights: FlexTensor,
+        mean_offsets: FlexTensor,
+        c: FlexTensor,
+        num_heads: usize,
+        eps: f64,
+        grad_out: FlexTensor,
+    ) -> DensityGrads<Self> {
+        if !all_f32(&[&x, &weights, &mean_offsets, &c, &grad_out]) {
+            return composed::mixture_backward::<Self>(x, mean_offsets, c, num_heads, eps, grad_out);
+        }
+        let (dims, shape) = view(&x);
+        let param_shape = mean_offsets.shape().to_vec();
+        let (m, scales) = (values(&mean_offsets), values(&c));
+        let params = MixtureParams {
+            mean_offsets: &m,
+            c: &scales,
+            num_heads,
+            num_gaussians: param_shape[1],
+            eps,
+        };
+        let mut grad_x = vec![0.0; dims.len()];
+        let grads = mixture::backward(
+            &values(&x),
+            &values(&grad_out),
+            dims,
+            &params,
+            &mut grad_x,
+        );
+        DensityGrads {
+            x: tensor(grad_x, &shape),
+            mean_offset: tensor(grads.mean_offsets, &param_shape),
+            scale: tensor(grads.c, &param_shape),
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The backend extension that runs each DAAM module as one fused op.
+//!
+//! [`DaamBackend`] has default methods built from ordinary tensor ops (forward: the composed
+//! reference in [`crate::reference`]; backward: that reference differentiated by burn's
+//! autodiff), so every burn backend can implement it with an empty `impl`. Backends with a fused
+//! kernel override the methods: Flex (CPU) runs [`crate::kernel`]'s rayon loops.
+//! `Autodiff<B>` records one graph node per call whose backward calls `B`'s backward method.
+
+mod autodiff;
+mod flex;
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+use crate::{reference, GaussianForm};
+
+/// Output of a fused DAAM forward: `output = x ⊙ weights`.
+#[derive(Debug, Clone)]
+pub struct DensityOutput<B: Backend> {
+    /// `x ⊙ weights`, `[outer, axis, inner]`.
+    pub output: FloatTensor<B>,
+    /// The density weights (`w` or `mixture`), `[outer, axis, inner]`; never tracked by autodiff.
+    pub weights: FloatTensor<B>,
+}
+
+/// Gradients of a fused DAAM call: input first, then the two parameters.
+#[derive(Debug, Clone)]
+pub struct DensityGrads<B: Backend> {
+    /// `∂L/∂x`, `[outer, axis, inner]`.
+    pub x: FloatTensor<B>,
+    /// Gradient of the mean offsets (δ `[num_heads, inner]` or m `[num_heads, num_gaussians]`).
+    pub mean_offset: FloatTensor<B>,
+    /// Gradient of the scales (ξ `[num_heads, inner]` or c `[num_heads, num_gaussians]`).
+    pub scale: FloatTensor<B>,
+}
+
+/// A burn backend that can run the DAAM modules. Implemented for Flex, `Autodiff<B>` and (with
+/// the `cuda` feature) CUDA; any other backend gets the composed default with an empty `impl`.
+///
+/// All tensors are rank 3, `[outer, axis, inner]`, statistics along `axis`; the modules reshape
+/// their inputs to that view.
+pub trait DaamBackend: Backend {
+    /// Per-feature DAAM forward ([`crate::kernel::per_feature`]); δ and ξ are
+    /// `[num_heads, inner]`.
+    fn density_adaptive_attention(
+        x: FloatTensor<Self>,
+        mean_offset: FloatTensor<Self>,
+        scaled_variance: FloatTensor<Self>,
+        num_heads: usize,
+        form: GaussianForm,
+    ) -> DensityOutput<Self> {
+        composed::per_feature_forward::<Self>(x, mean_offset, scaled_variance, num_heads, form)
+    }
+
+    /// Per-feature DAAM backward for `grad_out = ∂L/∂output`.
+    #[allow(clippy::too_many_arguments)]
+    fn density_adaptive_attention_backward(
+        x: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        mean_offset: FloatTensor<Self>,
+        scaled_variance: FloatTensor<Self>,
+        num_heads: usize,
+        form: GaussianForm,
+        grad_out: FloatTensor<Self>,
+    ) -> DensityGrads<Self> {
+        let _ = weights;
+        composed::per_feature_backward::<Self>(
+            x,
+            mean_offset,
+            scaled_variance,
+            num_heads,
+            form,
+            grad_out,
+        )
+    }
+
+    /// Mixture-of-densities forward ([`crate::kernel::mixture`]); m and c are
+    /// `[num_heads, num_gaussians]`.
+    fn mixture_density_attention(
+        x: FloatTensor<Self>,
+        mean_offsets: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        num_heads: usize,
+        eps: f64,
+    ) -> DensityOutput<Self> {
+        composed::mixture_forward::<Self>(x, mean_offsets, c, num_heads, eps)
+    }
+
+    /// Mixture-of-densities backward for `grad_out = ∂L/∂output`.
+    #[allow(clippy::too_many_arguments)]
+    fn mixture_density_attention_backward(
+        x: FloatTensor<Self>,
+        weights: FloatTensor<Self>,
+        mean_offsets: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        num_heads: usize,
+        eps: f64,
+        grad_out: FloatTensor<Self>,
+    ) -> DensityGrads<Self> {
+        let _ = weights;
+        composed::mixture_backward::<Self>(x, mean_offsets, c, num_heads, eps, grad_out)
+    }
+}
+
+/// Wraps a float primitive as a tensor.
+pub(crate) fn float<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+/// The default implementations, from ordinary tensor ops; also the fallback of fused backends
+/// for dtypes their kernels do not cover.
+pub(crate) mod composed {
+    use super::*;
+
+    pub(crate) fn per_feature_forward<B: Backend>(
+        x: FloatTensor<B>,
+        mean_offset: FloatTensor<B>,
+        scaled_variance: FloatTensor<B>,
+        num_heads: usize,
+        form: GaussianForm,
+    ) -> DensityOutput<B> {
+        let (output, weights) = reference::density_adaptive_attention(
+            float::<B, 3>(x),
+            float(mean_offset),
+            float(scaled_variance),
+            num_heads,
+            form,
+        );
+        DensityOutput {
+            output: output.into_primitive().tensor(),
+            weights: weights.into_primitive().tensor(),
+        }
+    }
+
+    pub(crate) fn per_feature_backward<B: Backend>(
+        x: FloatTensor<B>,
+        mean_offset: FloatTensor<B>,
+        scaled_variance: FloatTensor<B>,
+        num_heads: usize,
+        form: GaussianForm,
+        grad_out: FloatTensor<B>,
+    ) -> DensityGrads<B> {
+        differentiate::<B>(x, mean_offset, scaled_variance, grad_out, |x, d, s| {
+            reference::density_adaptive_attention(x, d, s, num_heads, form).0
+        })
+    }
+
+    pub(crate) fn mixture_forward<B: Backend>(
+        x: FloatTensor<B>,
+        mean_offsets: FloatTensor<B>,
+        c: FloatTensor<B>,
+        num_heads: usize,
+        eps: f64,
+    ) -> DensityOutput<B> {
+        let (output, weights) = reference::mixture_density_attention(
+            float::<B, 3>(x),
+            float(mean_offsets),
+            float(c),
+            num_heads,
+            eps,
+        );
+        DensityOutput {
+            output: output.into_primitive().tensor(),
+            weights: weights.into_primitive().tensor(),
+        }
+    }
+
+    pub(crate) fn mixture_backward<B: Backend>(
+        x: FloatTensor<B>,
+        mean_offsets: FloatTensor<B>,
+        c: FloatTensor<B>,
+        num_heads: usize,
+        eps: f64,
+        grad_out: FloatTensor<B>,
+    ) -> DensityGrads<B> {
+        differentiate::<B>(x, mean_offsets, c, grad_out, |x, m, c| {
+            reference::mixture_density_attention(x, m, c, num_heads, eps).0
+        })
+    }
+
+    /// Differentiates a composed forward with burn's autodiff: the generic backward.
+    fn differentiate<B: Backend>(
+        x: FloatTensor<B>,
+        mean_offset: FloatTensor<B>,
+        scale: FloatTensor<B>,
+        grad_out: FloatTensor<B>,
+        forward: impl FnOnce(
+            Tensor<Autodiff<B>, 3>,
+            Tensor<Autodiff<B>, 2>,
+            Tensor<Autodiff<B>, 2>,
+        ) -> Tensor<Autodiff<B>, 3>,
+    ) -> DensityGrads<B> {
+        let x = Tensor::<Autodiff<B>, 3>::from_inner(float(x)).require_grad();
+        let mean_offset = Tensor::<Autodiff<B>, 2>::from_inner(float(mean_offset)).require_grad();
+        let scale = Tensor::<Autodiff<B>, 2>::from_inner(float(scale)).require_grad();
+        let output = forward(x.clone(), mean_offset.clone(), scale.clone());
+        let grad_out = Tensor::<Autodiff<B>, 3>::from_inner(float(grad_out));
+        let grads = (output * grad_out).sum().backward();
+        let primitive3 = |t: Tensor<B, 3>| t.into_primitive().tensor();
+        let primitive2 = |t: Tensor<B, 2>| t.into_primitive().tensor();
+        DensityGrads {
+            x: primitive3(x.grad(&grads).expect("x is tracked")),
+            mean_offset: primitive2(mean_offset.grad(&grads).expect("mean offset is tracked")),
+            scale: primitive2(scale.grad(&grads).expect("scale is tracked")),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    //! CUDA runs the composed default until a cubecl kernel lands (see BENCHMARKS.md).
+    use super::DaamBackend;
+    use burn::backend::Cuda;
+    use burn::tensor::{bf16, f16};
+
+    impl DaamBackend for Cuda<f32> {}
+    impl DaamBackend for Cuda<f16> {}
+    impl DaamBackend for Cuda<bf16> {}
+}

@@ -1,0 +1,96 @@
+//! The DAAM modules composed from ordinary burn tensor ops: the readable specification.
+//!
+//! These run on any backend, are differentiated by burn's autodiff, and are what the fused
+//! kernels ([`crate::kernel`]) are tested against. They are several times slower than the fused
+//! ops on Flex (broadcasting binary ops; see `BENCHMARKS.md`), so the modules do not call them
+//! directly: they go through [`crate::DaamBackend`], whose default methods are these functions.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::kernel::per_feature::{NORM_EPS, VARIANCE_FLOOR};
+use crate::kernel::HeadChunks;
+use crate::GaussianForm;
+
+/// Per-feature multi-head DAAM (paper Alg. 1 and 3; `reference/daam-reference.md` §1.1).
+///
+/// Returns `(x ⊙ w, w)`.
+///
+/// # Shapes
+/// - `x`: `[batch_size, seq_length, d_model]`
+/// - `mean_offset` δ, `scaled_variance` ξ: `[num_heads, d_model]`
+/// - outputs: `[batch_size, seq_length, d_model]`
+pub fn density_adaptive_attention<B: Backend>(
+    x: Tensor<B, 3>,
+    mean_offset: Tensor<B, 2>,
+    scaled_variance: Tensor<B, 2>,
+    num_heads: usize,
+    form: GaussianForm,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let [batch_size, seq_length, d_model] = x.dims();
+    let chunk = seq_length / num_heads;
+    let x = x.reshape([batch_size, num_heads, chunk, d_model]);
+    let mean = x.clone().mean_dim(2); // [batch_size, num_heads, 1, d_model]
+    let mean_sq = x.clone().powi_scalar(2).mean_dim(2);
+    let variance = (mean_sq - mean.clone().powi_scalar(2)).abs().add_scalar(VARIANCE_FLOOR);
+    let delta = mean_offset.reshape([1, num_heads, 1, d_model]);
+    let xi = scaled_variance.reshape([1, num_heads, 1, d_model]);
+    let y = (x.clone() - (mean + delta)) / variance.add_scalar(NORM_EPS).sqrt();
+    let denominator = match form {
+        GaussianForm::Variance => xi.mul_scalar(2.0),
+        GaussianForm::StdDev => xi.powi_scalar(2).mul_scalar(2.0),
+    };
+    let weights = (y.powi_scalar(2).neg() / denominator).exp();
+    let output = x * weights.clone();
+    (
+        output.reshape([batch_size, seq_length, d_model]),
+        weights.reshape([batch_size, seq_length, d_model]),
+    )
+}
+
+/// One multi-head mixture layer along axis 1 of `[outer, axis, inner]` (paper App. B Alg. 2;
+/// `reference/daam-reference.md` §2.1), in the stable form `softmax(Σ_i log-Gaussian_i)`.
+///
+/// Returns `(x ⊙ mixture, mixture)`.
+///
+/// # Shapes
+/// - `x`: `[outer, axis, inner]`
+/// - `mean_offsets` m, `c`: `[num_heads, num_gaussians]`
+/// - outputs: `[outer, axis, inner]`
+pub fn mixture_density_attention<B: Backend>(
+    x: Tensor<B, 3>,
+    mean_offsets: Tensor<B, 2>,
+    c: Tensor<B, 2>,
+    num_heads: usize,
+    eps: f64,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let [_, axis, _] = x.dims();
+    let [_, num_gaussians] = mean_offsets.dims();
+    let chunks = HeadChunks { axis, num_heads };
+    let (outputs, mixtures): (Vec<_>, Vec<_>) = (0..num_heads)
+        .map(|h| {
+            let (start, len) = chunks.span(h);
+            let x = x.clone().narrow(1, start, len);
+            let mean = x.clone().mean_dim(1); // [outer, 1, inner]
+            let z = x.clone() - mean;
+            // A chunk of one position has no spread: its variance is defined as ε.
+            let variance = if len > 1 {
+                z.clone().powi_scalar(2).sum_dim(1).div_scalar((len - 1) as f64)
+            } else {
+                z.clone().sum_dim(1).zeros_like()
+            }
+            .add_scalar(eps);
+            let mut logit = z.zeros_like();
+            for i in 0..num_gaussians {
+                let m_i = mean_offsets.clone().slice([h..h + 1, i..i + 1]).reshape([1, 1, 1]);
+                let c_i = c.clone().slice([h..h + 1, i..i + 1]).reshape([1, 1, 1]);
+                let t = z.clone() - m_i;
+                logit = logit - t.powi_scalar(2) / (c_i.powi_scalar(2).mul_scalar(2.0) * variance.clone());
+            }
+            let mixture = softmax(logit, 1);
+            (x * mixture.clone(), mixture)
+        })
+        .unzip();
+    (Tensor::cat(outputs, 1), Tensor::cat(mixtures, 1))
+}
