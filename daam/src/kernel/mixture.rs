@@ -24,6 +24,7 @@
 
 use rayon::prelude::*;
 
+use super::simd::multiversion;
 use super::{HeadChunks, Real, ViewDims};
 
 /// Columns of the inner axis processed together (keeps a chunk block in L1/L2).
@@ -139,7 +140,7 @@ fn block_mixture<F: Real>(
     let mut sum = [0.0; BLOCK];
     for l_row in mix.chunks_exact_mut(BLOCK) {
         for ((l, &mx), s) in l_row[..width].iter_mut().zip(&max).zip(&mut sum) {
-            *l = (*l - mx).exp();
+            *l = <F as Real>::exp(*l - mx);
             *s += *l;
         }
     }
@@ -170,35 +171,16 @@ pub fn forward<F: Real>(
         .zip(chunks.split_mut(weights, dims))
         .for_each(|((o, h, out), (_, _, mix))| {
             let start = chunks.offset(o, h, dims);
-            let rows = chunks.span(h).1;
-            let x = &x[start..start + rows * inner];
-            let m: Vec<f64> = params.mean_offsets[h * ng..(h + 1) * ng]
-                .iter()
-                .map(|v| v.to_f64_lossy())
-                .collect();
-            let p = precisions(&params.c[h * ng..(h + 1) * ng]);
-            let mut mean = [0.0; BLOCK];
-            let mut inv_var = [0.0; BLOCK];
-            // The mixture of the whole block, row-major `[rows, BLOCK]`.
-            let mut block = vec![0.0f64; rows * BLOCK];
-            for c0 in (0..inner).step_by(BLOCK) {
-                let cols = c0..(c0 + BLOCK).min(inner);
-                let width = cols.len();
-                block_stats(x, rows, inner, cols.clone(), params.eps, &mut mean, &mut inv_var);
-                block_mixture(x, inner, cols, &mean, &inv_var, &m, &p, &mut block);
-                for (((x_row, b_row), w_row), out_row) in x
-                    .chunks_exact(inner)
-                    .zip(block.chunks_exact(BLOCK))
-                    .zip(mix.chunks_exact_mut(inner))
-                    .zip(out.chunks_exact_mut(inner))
-                {
-                    for col in 0..width {
-                        let weight = b_row[col];
-                        w_row[c0 + col] = F::of(weight);
-                        out_row[c0 + col] = F::of(x_row[c0 + col].to_f64_lossy() * weight);
-                    }
-                }
-            }
+            let heads = h * ng..(h + 1) * ng;
+            forward_chunk(
+                &x[start..start + out.len()],
+                out,
+                mix,
+                &params.mean_offsets[heads.clone()],
+                &params.c[heads],
+                inner,
+                params.eps,
+            );
         });
 }
 
@@ -224,111 +206,17 @@ pub fn backward<F: Real>(
         .into_par_iter()
         .map(|(o, h, grad_x)| {
             let start = chunks.offset(o, h, dims);
-            let rows = chunks.span(h).1;
-            let range = start..start + rows * inner;
-            let (x, g) = (&x[range.clone()], &grad_out[range]);
-            let m: Vec<f64> = params.mean_offsets[h * ng..(h + 1) * ng]
-                .iter()
-                .map(|v| v.to_f64_lossy())
-                .collect();
-            let c = &params.c[h * ng..(h + 1) * ng];
-            let p = precisions(c);
-            let total_p: f64 = p.iter().sum();
-            let total_pm: f64 = p.iter().zip(&m).map(|(pi, mi)| pi * mi).sum();
-            let mut acc = vec![0.0f64; 2 * ng];
-            let mut mean = [0.0; BLOCK];
-            let mut inv_var = [0.0; BLOCK];
-            let mut s = [0.0; BLOCK];
-            let mut d_var = [0.0; BLOCK];
-            let mut sum_dz = [0.0; BLOCK];
-            let mut dm = vec![[0.0; BLOCK]; ng];
-            let mut dc = vec![[0.0; BLOCK]; ng];
-            // Mixture and ∂L/∂z of the block, row-major `[rows, BLOCK]`.
-            let mut mix = vec![0.0f64; rows * BLOCK];
-            let mut dz = vec![0.0f64; rows * BLOCK];
-            for c0 in (0..inner).step_by(BLOCK) {
-                let cols = c0..(c0 + BLOCK).min(inner);
-                let width = cols.len();
-                block_stats(x, rows, inner, cols.clone(), params.eps, &mut mean, &mut inv_var);
-                block_mixture(x, inner, cols.clone(), &mean, &inv_var, &m, &p, &mut mix);
-                s[..width].fill(0.0);
-                for ((x_row, w_row), g_row) in x
-                    .chunks_exact(inner)
-                    .zip(mix.chunks_exact(BLOCK))
-                    .zip(g.chunks_exact(inner))
-                {
-                    for col in 0..width {
-                        let c = c0 + col;
-                        s[col] += w_row[col]
-                            * g_row[c].to_f64_lossy()
-                            * x_row[c].to_f64_lossy();
-                    }
-                }
-                d_var[..width].fill(0.0);
-                sum_dz[..width].fill(0.0);
-                for i in 0..ng {
-                    dm[i][..width].fill(0.0);
-                    dc[i][..width].fill(0.0);
-                }
-                for (((x_row, w_row), g_row), dz_row) in x
-                    .chunks_exact(inner)
-                    .zip(mix.chunks_exact(BLOCK))
-                    .zip(g.chunks_exact(inner))
-                    .zip(dz.chunks_exact_mut(BLOCK))
-                {
-                    for col in 0..width {
-                        let c = c0 + col;
-                        let v = x_row[c].to_f64_lossy();
-                        let z = v - mean[col];
-                        let e = w_row[col] * (g_row[c].to_f64_lossy() * v - s[col]);
-                        let dzv = -e * (total_p * z - total_pm) * inv_var[col];
-                        dz_row[col] = dzv;
-                        sum_dz[col] += dzv;
-                        for i in 0..ng {
-                            let t = z - m[i];
-                            let et = e * t;
-                            d_var[col] += p[i] * et * t;
-                            dm[i][col] += et;
-                            dc[i][col] += et * t;
-                        }
-                    }
-                }
-                for i in 0..ng {
-                    let (mut sm, mut sc) = (0.0f64, 0.0f64);
-                    for col in 0..width {
-                        sm += dm[i][col] * inv_var[col];
-                        sc += dc[i][col] * inv_var[col];
-                    }
-                    let c_i = c[i].to_f64_lossy();
-                    acc[i] += sm * p[i];
-                    acc[ng + i] += sc / (c_i * c_i * c_i);
-                }
-                let n = rows as f64;
-                let var_coef = if rows > 1 {
-                    2.0 / (rows - 1) as f64
-                } else {
-                    0.0
-                };
-                for ((((x_row, w_row), g_row), gx_row), dz_row) in x
-                    .chunks_exact(inner)
-                    .zip(mix.chunks_exact(BLOCK))
-                    .zip(g.chunks_exact(inner))
-                    .zip(grad_x.chunks_exact_mut(inner))
-                    .zip(dz.chunks_exact(BLOCK))
-                {
-                    for col in 0..width {
-                        let c = c0 + col;
-                        let z = x_row[c].to_f64_lossy() - mean[col];
-                        // ∂L/∂V = Σ e Q / (2V²), times ∂V/∂x = 2z / (n − 1).
-                        let dv = d_var[col] * inv_var[col] * inv_var[col] / 2.0;
-                        gx_row[c] = F::of(
-                            g_row[c].to_f64_lossy() * w_row[col] + dz_row[col]
-                                - sum_dz[col] / n
-                                + dv * var_coef * z,
-                        );
-                    }
-                }
-            }
+            let range = start..start + grad_x.len();
+            let heads = h * ng..(h + 1) * ng;
+            let acc = backward_chunk(
+                &x[range.clone()],
+                &grad_out[range],
+                grad_x,
+                &params.mean_offsets[heads.clone()],
+                &params.c[heads],
+                inner,
+                params.eps,
+            );
             (h, acc)
         })
         .collect();
@@ -344,4 +232,183 @@ pub fn backward<F: Real>(
         mean_offsets: mean_offsets.into_iter().map(F::of).collect(),
         c: c.into_iter().map(F::of).collect(),
     }
+}
+
+multiversion!(fn forward_chunk<F>(
+    x: &[F],
+    out: &mut [F],
+    mix: &mut [F],
+    mean_offsets: &[F],
+    c: &[F],
+    inner: usize,
+    eps: f64,
+) => forward_chunk_body);
+
+/// One `(outer, head)` chunk, `[rows, inner]`.
+#[inline(always)]
+fn forward_chunk_body<F: Real>(
+    x: &[F],
+    out: &mut [F],
+    mix: &mut [F],
+    mean_offsets: &[F],
+    c: &[F],
+    inner: usize,
+    eps: f64,
+) {
+    let rows = x.len() / inner;
+    let m: Vec<f64> = mean_offsets
+        .iter()
+        .map(|v| v.to_f64_lossy())
+        .collect();
+    let p = precisions(c);
+    let mut mean = [0.0; BLOCK];
+    let mut inv_var = [0.0; BLOCK];
+    // The mixture of the whole block, row-major `[rows, BLOCK]`.
+    let mut block = vec![0.0f64; rows * BLOCK];
+    for c0 in (0..inner).step_by(BLOCK) {
+        let cols = c0..(c0 + BLOCK).min(inner);
+        let width = cols.len();
+        block_stats(x, rows, inner, cols.clone(), eps, &mut mean, &mut inv_var);
+        block_mixture(x, inner, cols, &mean, &inv_var, &m, &p, &mut block);
+        for (((x_row, b_row), w_row), out_row) in x
+            .chunks_exact(inner)
+            .zip(block.chunks_exact(BLOCK))
+            .zip(mix.chunks_exact_mut(inner))
+            .zip(out.chunks_exact_mut(inner))
+        {
+            for col in 0..width {
+                let weight = b_row[col];
+                w_row[c0 + col] = F::of(weight);
+                out_row[c0 + col] = F::of(x_row[c0 + col].to_f64_lossy() * weight);
+            }
+        }
+    }
+}
+
+multiversion!(fn backward_chunk<F>(
+    x: &[F],
+    g: &[F],
+    grad_x: &mut [F],
+    mean_offsets: &[F],
+    c: &[F],
+    inner: usize,
+    eps: f64,
+) -> Vec<f64> => backward_chunk_body);
+
+/// One `(outer, head)` chunk, `[rows, inner]`: writes `grad_x` and returns this chunk's
+/// `[∂m_0..∂m_N, ∂c_0..∂c_N]`.
+#[inline(always)]
+fn backward_chunk_body<F: Real>(
+    x: &[F],
+    g: &[F],
+    grad_x: &mut [F],
+    mean_offsets: &[F],
+    c: &[F],
+    inner: usize,
+    eps: f64,
+) -> Vec<f64> {
+    let rows = x.len() / inner;
+    let ng = c.len();
+    let m: Vec<f64> = mean_offsets
+        .iter()
+        .map(|v| v.to_f64_lossy())
+        .collect();
+                let p = precisions(c);
+    let total_p: f64 = p.iter().sum();
+    let total_pm: f64 = p.iter().zip(&m).map(|(pi, mi)| pi * mi).sum();
+    let mut acc = vec![0.0f64; 2 * ng];
+    let mut mean = [0.0; BLOCK];
+    let mut inv_var = [0.0; BLOCK];
+    let mut s = [0.0; BLOCK];
+    let mut d_var = [0.0; BLOCK];
+    let mut sum_dz = [0.0; BLOCK];
+    let mut dm = vec![[0.0; BLOCK]; ng];
+    let mut dc = vec![[0.0; BLOCK]; ng];
+    // Mixture and ∂L/∂z of the block, row-major `[rows, BLOCK]`.
+    let mut mix = vec![0.0f64; rows * BLOCK];
+    let mut dz = vec![0.0f64; rows * BLOCK];
+    for c0 in (0..inner).step_by(BLOCK) {
+        let cols = c0..(c0 + BLOCK).min(inner);
+        let width = cols.len();
+        block_stats(x, rows, inner, cols.clone(), eps, &mut mean, &mut inv_var);
+        block_mixture(x, inner, cols.clone(), &mean, &inv_var, &m, &p, &mut mix);
+        s[..width].fill(0.0);
+        for ((x_row, w_row), g_row) in x
+            .chunks_exact(inner)
+            .zip(mix.chunks_exact(BLOCK))
+            .zip(g.chunks_exact(inner))
+        {
+            for col in 0..width {
+                let c = c0 + col;
+                s[col] += w_row[col]
+                    * g_row[c].to_f64_lossy()
+                    * x_row[c].to_f64_lossy();
+            }
+        }
+        d_var[..width].fill(0.0);
+        sum_dz[..width].fill(0.0);
+        for i in 0..ng {
+            dm[i][..width].fill(0.0);
+            dc[i][..width].fill(0.0);
+        }
+        for (((x_row, w_row), g_row), dz_row) in x
+            .chunks_exact(inner)
+            .zip(mix.chunks_exact(BLOCK))
+            .zip(g.chunks_exact(inner))
+            .zip(dz.chunks_exact_mut(BLOCK))
+        {
+            for col in 0..width {
+                let c = c0 + col;
+                let v = x_row[c].to_f64_lossy();
+                let z = v - mean[col];
+                let e = w_row[col] * (g_row[c].to_f64_lossy() * v - s[col]);
+                let dzv = -e * (total_p * z - total_pm) * inv_var[col];
+                dz_row[col] = dzv;
+                sum_dz[col] += dzv;
+                for i in 0..ng {
+                    let t = z - m[i];
+                    let et = e * t;
+                    d_var[col] += p[i] * et * t;
+                    dm[i][col] += et;
+                    dc[i][col] += et * t;
+                }
+            }
+        }
+        for i in 0..ng {
+            let (mut sm, mut sc) = (0.0f64, 0.0f64);
+            for col in 0..width {
+                sm += dm[i][col] * inv_var[col];
+                sc += dc[i][col] * inv_var[col];
+            }
+            let c_i = c[i].to_f64_lossy();
+            acc[i] += sm * p[i];
+            acc[ng + i] += sc / (c_i * c_i * c_i);
+        }
+        let n = rows as f64;
+        let var_coef = if rows > 1 {
+            2.0 / (rows - 1) as f64
+        } else {
+            0.0
+        };
+        for ((((x_row, w_row), g_row), gx_row), dz_row) in x
+            .chunks_exact(inner)
+            .zip(mix.chunks_exact(BLOCK))
+            .zip(g.chunks_exact(inner))
+            .zip(grad_x.chunks_exact_mut(inner))
+            .zip(dz.chunks_exact(BLOCK))
+        {
+            for col in 0..width {
+                let c = c0 + col;
+                let z = x_row[c].to_f64_lossy() - mean[col];
+                // ∂L/∂V = Σ e Q / (2V²), times ∂V/∂x = 2z / (n − 1).
+                let dv = d_var[col] * inv_var[col] * inv_var[col] / 2.0;
+                gx_row[c] = F::of(
+                    g_row[c].to_f64_lossy() * w_row[col] + dz_row[col]
+                        - sum_dz[col] / n
+                        + dv * var_coef * z,
+                );
+            }
+        }
+    }
+    acc
 }

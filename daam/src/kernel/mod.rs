@@ -9,6 +9,7 @@
 mod layout;
 pub mod mixture;
 pub mod per_feature;
+pub mod simd;
 
 pub use layout::{HeadChunks, ViewDims};
 
@@ -20,6 +21,8 @@ pub trait Real: Float + Send + Sync + core::iter::Sum + core::fmt::Debug + 'stat
     fn of(value: f64) -> Self;
     /// Converts to `f64`.
     fn to_f64_lossy(self) -> f64;
+    /// `e^x` computed in f64 to the precision this storage type keeps.
+    fn exp(x: f64) -> f64;
 }
 
 impl Real for f32 {
@@ -31,6 +34,10 @@ impl Real for f32 {
     fn to_f64_lossy(self) -> f64 {
         f64::from(self)
     }
+    #[inline(always)]
+    fn exp(x: f64) -> f64 {
+        simd::exp_degree::<7>(x)
+    }
 }
 
 impl Real for f64 {
@@ -41,5 +48,9 @@ impl Real for f64 {
     #[inline(always)]
     fn to_f64_lossy(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn exp(x: f64) -> f64 {
+        simd::exp(x)
     }
 }

@@ -23,6 +23,7 @@
 
 use rayon::prelude::*;
 
+use super::simd::multiversion;
 use super::{HeadChunks, Real, ViewDims};
 use crate::GaussianForm;
 
@@ -60,7 +61,9 @@ struct ChunkStats {
     inv_std: Vec<f64>,
 }
 
-fn chunk_stats<F: Real>(x: &[F], rows: usize, inner: usize) -> ChunkStats {
+#[inline(always)]
+fn chunk_stats<F: Real>(x: &[F], inner: usize) -> ChunkStats {
+    let rows = x.len() / inner;
     let mut mean = vec![0.0; inner];
     let mut raw_variance = vec![0.0; inner];
     for row in x.chunks_exact(inner) {
@@ -130,39 +133,67 @@ pub fn forward<F: Real>(
         num_heads: params.num_heads,
     };
     let inner = dims.inner;
-    let out_pieces = chunks.split_mut(out, dims);
-    let weight_pieces = chunks.split_mut(weights, dims);
-    out_pieces
+    chunks
+        .split_mut(out, dims)
         .into_par_iter()
-        .zip(weight_pieces)
+        .zip(chunks.split_mut(weights, dims))
         .for_each(|((o, h, out), (_, _, w))| {
             let start = chunks.offset(o, h, dims);
-            let rows = chunks.span(h).1;
-            let x = &x[start..start + rows * inner];
-            let stats = chunk_stats(x, rows, inner);
-            let delta = &params.mean_offset[h * inner..(h + 1) * inner];
-            let xi = &params.scaled_variance[h * inner..(h + 1) * inner];
-            let center: Vec<f64> = (0..inner)
-                .map(|d| stats.mean[d] + delta[d].to_f64_lossy())
-                .collect();
-            let k: Vec<f64> = xi
-                .iter()
-                .map(|&c| exponent_scale(c.to_f64_lossy(), params.form))
-                .collect();
-            for ((x_row, out_row), w_row) in x
-                .chunks_exact(inner)
-                .zip(out.chunks_exact_mut(inner))
-                .zip(w.chunks_exact_mut(inner))
-            {
-                for d in 0..inner {
-                    let v = x_row[d].to_f64_lossy();
-                    let y = (v - center[d]) * stats.inv_std[d];
-                    let weight = (-(k[d] * y * y)).exp();
-                    w_row[d] = F::of(weight);
-                    out_row[d] = F::of(v * weight);
-                }
-            }
+            let x = &x[start..start + out.len()];
+            let heads = h * inner..(h + 1) * inner;
+            let delta = &params.mean_offset[heads.clone()];
+            let xi = &params.scaled_variance[heads];
+            forward_chunk(x, out, w, delta, xi, params.form);
         });
+}
+
+multiversion!(fn forward_chunk<F>(
+    x: &[F],
+    out: &mut [F],
+    w: &mut [F],
+    delta: &[F],
+    xi: &[F],
+    form: GaussianForm,
+) => forward_chunk_body);
+
+/// One `(outer, head)` chunk, `[rows, inner]`.
+#[inline(always)]
+fn forward_chunk_body<F: Real>(
+    x: &[F],
+    out: &mut [F],
+    w: &mut [F],
+    delta: &[F],
+    xi: &[F],
+    form: GaussianForm,
+) {
+    let inner = delta.len();
+    let stats = chunk_stats(x, inner);
+    let center: Vec<f64> = stats
+        .mean
+        .iter()
+        .zip(delta)
+        .map(|(&m, &d)| m + d.to_f64_lossy())
+        .collect();
+    let k: Vec<f64> = xi.iter().map(|&c| exponent_scale(c.to_f64_lossy(), form)).collect();
+    for ((x_row, out_row), w_row) in x
+        .chunks_exact(inner)
+        .zip(out.chunks_exact_mut(inner))
+        .zip(w.chunks_exact_mut(inner))
+    {
+        for ((((&v, o), wv), (&c, &is)), &k) in x_row
+            .iter()
+            .zip(out_row.iter_mut())
+            .zip(w_row.iter_mut())
+            .zip(center.iter().zip(&stats.inv_std))
+            .zip(&k)
+        {
+            let v = v.to_f64_lossy();
+            let y = (v - c) * is;
+            let weight = <F as Real>::exp(-(k * y * y));
+            *wv = F::of(weight);
+            *o = F::of(v * weight);
+        }
+    }
 }
 
 /// Backward pass: writes `grad_x` (`[outer, axis, inner]`) and returns the parameter gradients.
@@ -182,93 +213,146 @@ pub fn backward<F: Real>(
     };
     let inner = dims.inner;
     let num_heads = params.num_heads;
-    let mut partial_delta = vec![0.0f64; dims.outer * num_heads * inner];
-    let mut partial_xi = vec![0.0f64; dims.outer * num_heads * inner];
-    chunks
-        .split_mut(grad_x, dims)
+    // Group the (outer, head) chunks by head: each task owns one head's parameter gradients
+    // and walks its chunks in order, so no per-chunk partial buffers are needed.
+    let mut by_head: Vec<Vec<(usize, &mut [F])>> = (0..num_heads).map(|_| Vec::new()).collect();
+    for (o, h, piece) in chunks.split_mut(grad_x, dims) {
+        by_head[h].push((o, piece));
+    }
+    let grads: Vec<(Vec<f64>, Vec<f64>)> = by_head
         .into_par_iter()
-        .zip(partial_delta.par_chunks_mut(inner))
-        .zip(partial_xi.par_chunks_mut(inner))
-        .for_each(|(((o, h, grad_x), d_delta), d_xi)| {
-            let start = chunks.offset(o, h, dims);
-            let rows = chunks.span(h).1;
-            let range = start..start + rows * inner;
-            let (x, w, g) = (&x[range.clone()], &weights[range.clone()], &grad_out[range]);
-            let stats = chunk_stats(x, rows, inner);
-            let delta = &params.mean_offset[h * inner..(h + 1) * inner];
-            let center: Vec<f64> = (0..inner)
-                .map(|d| stats.mean[d] + delta[d].to_f64_lossy())
-                .collect();
-            let xi = &params.scaled_variance[h * inner..(h + 1) * inner];
-            let k: Vec<f64> = xi
-                .iter()
-                .map(|&c| exponent_scale(c.to_f64_lossy(), params.form))
-                .collect();
-            // ∂L/∂y at one element.
-            let a_of = |d: usize, v: f64, w: f64, g: f64| {
-                let y = (v - center[d]) * stats.inv_std[d];
-                (y, -(2.0 * k[d] * y) * g * v * w)
-            };
-            // Pass 1: reductions over the chunk.
-            let mut sum_a = vec![0.0; inner];
-            let mut sum_ay = vec![0.0; inner];
-            let mut d_k = vec![0.0; inner];
-            for ((x_row, w_row), g_row) in x
-                .chunks_exact(inner)
-                .zip(w.chunks_exact(inner))
-                .zip(g.chunks_exact(inner))
-            {
-                for d in 0..inner {
-                    let (v, wv, gv) = (
-                        x_row[d].to_f64_lossy(),
-                        w_row[d].to_f64_lossy(),
-                        g_row[d].to_f64_lossy(),
-                    );
-                    let (y, a) = a_of(d, v, wv, gv);
-                    sum_a[d] += a;
-                    sum_ay[d] += a * y;
-                    d_k[d] -= gv * v * wv * y * y;
-                }
+        .enumerate()
+        .map(|(h, pieces)| {
+            let heads = h * inner..(h + 1) * inner;
+            let mut d_delta = vec![0.0f64; inner];
+            let mut d_xi = vec![0.0f64; inner];
+            for (o, grad_x) in pieces {
+                let start = chunks.offset(o, h, dims);
+                let range = start..start + grad_x.len();
+                backward_chunk(
+                    &x[range.clone()],
+                    &weights[range.clone()],
+                    &grad_out[range],
+                    &params.mean_offset[heads.clone()],
+                    &params.scaled_variance[heads.clone()],
+                    params.form,
+                    grad_x,
+                    &mut d_delta,
+                    &mut d_xi,
+                );
             }
-            // Per-column coefficients of ∂L/∂x.
-            let n = rows as f64;
-            let mut coef_mean = vec![0.0; inner];
-            let mut coef_var = vec![0.0; inner];
-            for d in 0..inner {
-                let inv_s = stats.inv_std[d];
-                let d_s = -sum_ay[d] * inv_s;
-                let d_v = d_s * sign_or_zero(stats.raw_variance[d]) * inv_s / 2.0;
-                coef_mean[d] = -sum_a[d] * inv_s / n;
-                coef_var[d] = d_v * 2.0 / n;
-                d_delta[d] = -sum_a[d] * inv_s;
-                d_xi[d] = d_k[d] * exponent_scale_grad(xi[d].to_f64_lossy(), params.form);
-            }
-            // Pass 2: ∂L/∂x.
-            for (((x_row, w_row), g_row), gx_row) in x
-                .chunks_exact(inner)
-                .zip(w.chunks_exact(inner))
-                .zip(g.chunks_exact(inner))
-                .zip(grad_x.chunks_exact_mut(inner))
-            {
-                for d in 0..inner {
-                    let (v, wv, gv) = (
-                        x_row[d].to_f64_lossy(),
-                        w_row[d].to_f64_lossy(),
-                        g_row[d].to_f64_lossy(),
-                    );
-                    let (_, a) = a_of(d, v, wv, gv);
-                    gx_row[d] = F::of(
-                        gv * wv
-                            + a * stats.inv_std[d]
-                            + coef_mean[d]
-                            + coef_var[d] * (v - stats.mean[d]),
-                    );
-                }
-            }
-        });
+            (d_delta, d_xi)
+        })
+        .collect();
+    let (delta, xi): (Vec<_>, Vec<_>) = grads.into_iter().unzip();
+    let flatten = |v: Vec<Vec<f64>>| v.into_iter().flatten().map(F::of).collect();
     PerFeatureParamGrads {
-        mean_offset: reduce_outer(&partial_delta, dims.outer, num_heads * inner),
-        scaled_variance: reduce_outer(&partial_xi, dims.outer, num_heads * inner),
+        mean_offset: flatten(delta),
+        scaled_variance: flatten(xi),
+    }
+}
+
+multiversion!(fn backward_chunk<F>(
+    x: &[F],
+    w: &[F],
+    g: &[F],
+    delta: &[F],
+    xi: &[F],
+    form: GaussianForm,
+    grad_x: &mut [F],
+    d_delta: &mut [f64],
+    d_xi: &mut [f64],
+) => backward_chunk_body);
+
+/// One `(outer, head)` chunk, `[rows, inner]`; writes `grad_x` and adds this chunk's parameter
+/// gradients to `d_delta` and `d_xi`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_chunk_body<F: Real>(
+    x: &[F],
+    w: &[F],
+    g: &[F],
+    delta: &[F],
+    xi: &[F],
+    form: GaussianForm,
+    grad_x: &mut [F],
+    d_delta: &mut [f64],
+    d_xi: &mut [f64],
+) {
+    let inner = delta.len();
+    let rows = x.len() / inner;
+    let stats = chunk_stats(x, inner);
+    let center: Vec<f64> = stats
+        .mean
+        .iter()
+        .zip(delta)
+        .map(|(&m, &d)| m + d.to_f64_lossy())
+        .collect();
+    // −2k, the factor of ∂L/∂y = −2k y · g x w.
+    let minus_two_k: Vec<f64> = xi
+        .iter()
+        .map(|&c| -2.0 * exponent_scale(c.to_f64_lossy(), form))
+        .collect();
+    // Pass 1: reductions over the chunk.
+    let mut sum_a = vec![0.0; inner];
+    let mut sum_ay = vec![0.0; inner];
+    let mut d_k = vec![0.0; inner];
+    for ((x_row, w_row), g_row) in x
+        .chunks_exact(inner)
+        .zip(w.chunks_exact(inner))
+        .zip(g.chunks_exact(inner))
+    {
+        for (((((&v, &wv), &gv), (&c, &is)), &mk), ((sa, say), dk)) in x_row
+            .iter()
+            .zip(w_row)
+            .zip(g_row)
+            .zip(center.iter().zip(&stats.inv_std))
+            .zip(&minus_two_k)
+            .zip(sum_a.iter_mut().zip(sum_ay.iter_mut()).zip(d_k.iter_mut()))
+        {
+            let v = v.to_f64_lossy();
+            let y = (v - c) * is;
+            let gxw = gv.to_f64_lossy() * v * wv.to_f64_lossy();
+            let a = mk * y * gxw;
+            *sa += a;
+            *say += a * y;
+            *dk -= gxw * y * y;
+        }
+    }
+    // Per-column coefficients of ∂L/∂x.
+    let n = rows as f64;
+    let mut coef_mean = vec![0.0; inner];
+    let mut coef_var = vec![0.0; inner];
+    for d in 0..inner {
+        let inv_s = stats.inv_std[d];
+        let d_s = -sum_ay[d] * inv_s;
+        let d_v = d_s * sign_or_zero(stats.raw_variance[d]) * inv_s / 2.0;
+        coef_mean[d] = -sum_a[d] * inv_s / n - d_v * 2.0 / n * stats.mean[d];
+        coef_var[d] = d_v * 2.0 / n;
+        d_delta[d] -= sum_a[d] * inv_s;
+        d_xi[d] += d_k[d] * exponent_scale_grad(xi[d].to_f64_lossy(), form);
+    }
+    // Pass 2: ∂L/∂x = g w + a/s + coef_mean + coef_var · x.
+    for (((x_row, w_row), g_row), gx_row) in x
+        .chunks_exact(inner)
+        .zip(w.chunks_exact(inner))
+        .zip(g.chunks_exact(inner))
+        .zip(grad_x.chunks_exact_mut(inner))
+    {
+        for (((((&v, &wv), &gv), gx), (&c, &is)), ((&mk, &cm), &cv)) in x_row
+            .iter()
+            .zip(w_row)
+            .zip(g_row)
+            .zip(gx_row.iter_mut())
+            .zip(center.iter().zip(&stats.inv_std))
+            .zip(minus_two_k.iter().zip(&coef_mean).zip(&coef_var))
+        {
+            let v = v.to_f64_lossy();
+            let (wv, gv) = (wv.to_f64_lossy(), gv.to_f64_lossy());
+            let y = (v - c) * is;
+            let a = mk * y * gv * v * wv;
+            *gx = F::of(gv * wv + a * is + cm + cv * v);
+        }
     }
 }
 
@@ -282,15 +366,4 @@ fn sign_or_zero(v: f64) -> f64 {
     } else {
         0.0
     }
-}
-
-/// Sums `outer` consecutive blocks of `width` values.
-fn reduce_outer<F: Real>(partials: &[f64], outer: usize, width: usize) -> Vec<F> {
-    let mut total = vec![0.0f64; width];
-    for block in partials.chunks_exact(width).take(outer) {
-        for (t, &p) in total.iter_mut().zip(block) {
-            *t += p;
-        }
-    }
-    total.into_iter().map(F::of).collect()
 }
