@@ -10,8 +10,8 @@ Times float32 forward and forward+backward of:
         normalised Gaussians, divided by its sum clamped at eps; `GaussianBlock.py`);
       - `density_block_softmax`: our stable softmax form (`daam_reference.density_block`).
 
-The backward is `out.backward(grad_out)` with a fixed random grad_out, i.e. the gradient of
-sum(out * grad_out). Output lines (one per case and pass):
+The backward is `(out * grad_out).sum().backward()` with a fixed random grad_out: the same
+graph as the Rust criterion bench (`daam/benches/daam.rs`). Output lines (one per case and pass):
 
     torch <case>_fwd median_ms=<float>
     torch <case>_fwdbwd median_ms=<float>
@@ -85,7 +85,8 @@ def make_steps(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor], 
     def fwdbwd() -> None:
         for t in leaves:
             t.grad = None
-        forward().backward(grad_out)
+        # The same graph as the Rust bench: d sum(out * grad_out).
+        (forward() * grad_out).sum().backward()
 
     return fwd, fwdbwd
 

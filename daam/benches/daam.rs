@@ -1,8 +1,11 @@
-//! Forward (inference) and forward + backward of the fused DAAM ops against their composed tensor-op references, on the
-//! shapes of issue #2, plus a memory-copy bandwidth probe for the bandwidth bound.
+//! Forward (inference) and forward + backward of the fused DAAM ops against their composed
+//! tensor-op references, on the shapes of issue #2, plus a memory-copy bandwidth probe for the
+//! bandwidth bound.
 //!
 //! `tools/bench_daam_compare.py` runs this next to PyTorch eager and prints the ratio table
 //! recorded in BENCHMARKS.md. Threads: set `RAYON_NUM_THREADS` (Flex runs on rayon).
+
+#![allow(missing_docs)] // criterion_group! generates undocumented functions.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use daam::{
 
 type B = Autodiff<Flex>;
 
+/// Normal samples on the default device.
 fn normal<const D: usize>(shape: [usize; D], std: f64) -> Tensor<B, D> {
     Tensor::random(shape, Distribution::Normal(0.0, std), &Default::default())
 }
@@ -30,9 +34,11 @@ fn per_feature(c: &mut Criterion) {
     let grad_out = normal([32, 24, 1024], 1.0);
     let plain = module.clone().valid();
     let x_plain = x.clone().inner();
-    c.bench_function("daam_b32_s24_d1024_h8_fwd/fused", |b| {
+    let mut group = c.benchmark_group("daam_b32_s24_d1024_h8_fwd");
+    group.bench_function("fused", |b| {
         b.iter(|| black_box(plain.forward(x_plain.clone())))
     });
+    group.finish();
     let mut group = c.benchmark_group("daam_b32_s24_d1024_h8_fwdbwd");
     group.bench_function("fused", |b| {
         b.iter(|| {
@@ -68,9 +74,11 @@ fn density_block(c: &mut Criterion) {
     let grad_out = normal([8, 128, 64, 64], 1.0);
     let plain = block.clone().valid();
     let x_plain = x.clone().inner();
-    c.bench_function("density_block_b8_c128_64x64_fwd/fused", |b| {
+    let mut group = c.benchmark_group("density_block_b8_c128_64x64_fwd");
+    group.bench_function("fused", |b| {
         b.iter(|| black_box(plain.forward(x_plain.clone())))
     });
+    group.finish();
     let mut group = c.benchmark_group("density_block_b8_c128_64x64_fwdbwd");
     group.bench_function("fused", |b| {
         b.iter(|| {
@@ -89,7 +97,11 @@ fn density_block(c: &mut Criterion) {
                 4,
                 layer.eps,
             );
-            black_box(((y + view) * grad_out.clone().reshape([8, 128, 4096])).sum().backward())
+            black_box(
+                ((y + view) * grad_out.clone().reshape([8, 128, 4096]))
+                    .sum()
+                    .backward(),
+            )
         })
     });
     group.finish();

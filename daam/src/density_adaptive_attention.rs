@@ -150,8 +150,7 @@ mod tests {
     #[test]
     fn parameter_counts_match_the_paper() {
         let device = Default::default();
-        for (heads, d_model, expected) in [(8, 1024, 16_384), (8, 5120, 81_920), (1, 1024, 2_048)]
-        {
+        for (heads, d_model, expected) in [(8, 1024, 16_384), (8, 5120, 81_920), (1, 1024, 2_048)] {
             let module = DensityAdaptiveAttentionConfig::new(d_model)
                 .with_num_heads(heads)
                 .init::<TestBackend>(&device);
@@ -167,7 +166,12 @@ mod tests {
             .with_num_heads(1)
             .init::<TestBackend>(&device);
         let x = Tensor::<TestBackend, 3>::from_floats([[[-1.0], [0.0], [1.0]]], &device);
-        let w = module.forward_with_weights(x).weights.into_data().to_vec::<f32>().unwrap();
+        let w = module
+            .forward_with_weights(x)
+            .weights
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         assert!((w[0] - w[2]).abs() < 1e-6 && w[1] == 1.0, "{w:?}");
         // var = 2/3, y = ±1/sqrt(2/3 + 1e-8 + 1e-5), w = exp(−y²/4).
         let y2 = 1.0 / (2.0f64 / 3.0 + 1e-8 + 1e-5);

@@ -24,9 +24,11 @@ impl DensityBlockConfig {
     pub fn repeated(layer: MixtureDensityAttentionConfig, num_layers: usize) -> Self {
         let layers = (0..num_layers)
             .map(|j| match layer.scale_init {
-                ScaleInit::LogNormal { seed } => layer
-                    .clone()
-                    .with_scale_init(ScaleInit::LogNormal { seed: seed + j as u64 }),
+                ScaleInit::LogNormal { seed } => {
+                    layer.clone().with_scale_init(ScaleInit::LogNormal {
+                        seed: seed + j as u64,
+                    })
+                }
                 ScaleInit::Constant { .. } => layer.clone(),
             })
             .collect();

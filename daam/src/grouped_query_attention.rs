@@ -111,11 +111,14 @@ impl<B: Backend> GroupedQueryAttention<B> {
             .swap_dims(1, 2) // [batch_size, num_heads, seq_length, head_dim]
             .reshape([batch_size, kv, group * seq_length, head_dim]);
         let split_kv = |t: Tensor<B, 3>| {
-            t.reshape([batch_size, seq_length, kv, head_dim]).swap_dims(1, 2)
+            t.reshape([batch_size, seq_length, kv, head_dim])
+                .swap_dims(1, 2)
         }; // [batch_size, num_kv_heads, seq_length, head_dim]
         let k = split_kv(self.k_proj.forward(x.clone()));
         let v = split_kv(self.v_proj.forward(x));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .div_scalar((head_dim as f64).sqrt());
         let attention = softmax(scores, 3); // [batch_size, num_kv_heads, group·seq, seq_length]
         let context = attention
             .matmul(v) // [batch_size, num_kv_heads, group·seq, head_dim]

@@ -42,11 +42,14 @@
 mod backend;
 mod density_adaptive_attention;
 mod density_block;
+mod error;
 mod gaussian_form;
 mod gq_daam;
 mod grouped_query_attention;
+mod importance_factor;
 pub mod kernel;
 mod mixture_density_attention;
+pub mod plot;
 pub mod reference;
 
 pub use backend::{DaamBackend, DensityGrads, DensityOutput};
@@ -54,9 +57,14 @@ pub use density_adaptive_attention::{
     DensityAdaptiveAttention, DensityAdaptiveAttentionConfig, DensityAttentionOutput,
 };
 pub use density_block::{DensityBlock, DensityBlockConfig};
+pub use error::{Error, Result};
 pub use gaussian_form::GaussianForm;
 pub use gq_daam::{GqDaam, GqDaamConfig};
 pub use grouped_query_attention::{GroupedQueryAttention, GroupedQueryAttentionConfig};
+pub use importance_factor::{
+    gaussian_product_entropy, head_entropies, mixture_head_entropies, ImportanceFactor,
+    ImportanceSummary, Interval, ParameterRanges,
+};
 pub use mixture_density_attention::{
     MixtureDensityAttention, MixtureDensityAttentionConfig, ScaleInit,
 };

@@ -185,7 +185,8 @@ mod tests {
             .with_num_heads(3)
             .with_num_gaussians(2)
             .init::<TestBackend>(&device);
-        let x = Tensor::<TestBackend, 3>::random([2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
+        let x =
+            Tensor::<TestBackend, 3>::random([2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
         let w = module.forward_with_weights(x).weights;
         // Chunks along axis 1: [0, 2), [2, 4), [4, 7).
         for (start, len) in [(0, 2), (2, 2), (4, 3)] {

@@ -33,7 +33,9 @@ pub fn density_adaptive_attention<B: Backend>(
     let x = x.reshape([batch_size, num_heads, chunk, d_model]);
     let mean = x.clone().mean_dim(2); // [batch_size, num_heads, 1, d_model]
     let mean_sq = x.clone().powi_scalar(2).mean_dim(2);
-    let variance = (mean_sq - mean.clone().powi_scalar(2)).abs().add_scalar(VARIANCE_FLOOR);
+    let variance = (mean_sq - mean.clone().powi_scalar(2))
+        .abs()
+        .add_scalar(VARIANCE_FLOOR);
     let delta = mean_offset.reshape([1, num_heads, 1, d_model]);
     let xi = scaled_variance.reshape([1, num_heads, 1, d_model]);
     let y = (x.clone() - (mean + delta)) / variance.add_scalar(NORM_EPS).sqrt();
@@ -76,17 +78,24 @@ pub fn mixture_density_attention<B: Backend>(
             let z = x.clone() - mean;
             // A chunk of one position has no spread: its variance is defined as ε.
             let variance = if len > 1 {
-                z.clone().powi_scalar(2).sum_dim(1).div_scalar((len - 1) as f64)
+                z.clone()
+                    .powi_scalar(2)
+                    .sum_dim(1)
+                    .div_scalar((len - 1) as f64)
             } else {
                 z.clone().sum_dim(1).zeros_like()
             }
             .add_scalar(eps);
             let mut logit = z.zeros_like();
             for i in 0..num_gaussians {
-                let m_i = mean_offsets.clone().slice([h..h + 1, i..i + 1]).reshape([1, 1, 1]);
+                let m_i = mean_offsets
+                    .clone()
+                    .slice([h..h + 1, i..i + 1])
+                    .reshape([1, 1, 1]);
                 let c_i = c.clone().slice([h..h + 1, i..i + 1]).reshape([1, 1, 1]);
                 let t = z.clone() - m_i;
-                logit = logit - t.powi_scalar(2) / (c_i.powi_scalar(2).mul_scalar(2.0) * variance.clone());
+                logit = logit
+                    - t.powi_scalar(2) / (c_i.powi_scalar(2).mul_scalar(2.0) * variance.clone());
             }
             let mixture = softmax(logit, 1);
             (x * mixture.clone(), mixture)

@@ -37,13 +37,31 @@ fn check_daam(name: &str) {
     module.mean_offset = param(&f, "mean_offset");
     module.scaled_variance = param(&f, "scaled_variance");
     let out = module.forward_with_weights(x.clone());
-    assert_close(name, "output", &to_vec(out.output.clone()), f.values("output"), TOLERANCE);
-    assert_close(name, "weights", &to_vec(out.weights), f.values("weights"), TOLERANCE);
+    assert_close(
+        name,
+        "output",
+        &to_vec(out.output.clone()),
+        f.values("output"),
+        TOLERANCE,
+    );
+    assert_close(
+        name,
+        "weights",
+        &to_vec(out.weights),
+        f.values("weights"),
+        TOLERANCE,
+    );
     let grads = (out.output * f.tensor::<B, 3>("grad_out")).sum().backward();
     let gx = to_vec(x.grad(&grads).unwrap());
     assert_close(name, "grad_x", &gx, f.values("grad_x"), TOLERANCE);
     let gd = to_vec(module.mean_offset.grad(&grads).unwrap());
-    assert_close(name, "grad_mean_offset", &gd, f.values("grad_mean_offset"), TOLERANCE);
+    assert_close(
+        name,
+        "grad_mean_offset",
+        &gd,
+        f.values("grad_mean_offset"),
+        TOLERANCE,
+    );
     let gs = to_vec(module.scaled_variance.grad(&grads).unwrap());
     let expected = f.values("grad_scaled_variance");
     assert_close(name, "grad_scaled_variance", &gs, expected, TOLERANCE);
@@ -74,13 +92,31 @@ fn check_mixture<const D: usize>(name: &str) {
     module.mean_offsets = param(&f, "mean_offsets");
     module.c = param(&f, "c");
     let out = module.forward_with_weights(x.clone());
-    assert_close(name, "output", &to_vec(out.output.clone()), f.values("output"), TOLERANCE);
-    assert_close(name, "weights", &to_vec(out.weights), f.values("weights"), TOLERANCE);
+    assert_close(
+        name,
+        "output",
+        &to_vec(out.output.clone()),
+        f.values("output"),
+        TOLERANCE,
+    );
+    assert_close(
+        name,
+        "weights",
+        &to_vec(out.weights),
+        f.values("weights"),
+        TOLERANCE,
+    );
     let grads = (out.output * f.tensor::<B, D>("grad_out")).sum().backward();
     let gx = to_vec(x.grad(&grads).unwrap());
     assert_close(name, "grad_x", &gx, f.values("grad_x"), TOLERANCE);
     let gm = to_vec(module.mean_offsets.grad(&grads).unwrap());
-    assert_close(name, "grad_mean_offsets", &gm, f.values("grad_mean_offsets"), TOLERANCE);
+    assert_close(
+        name,
+        "grad_mean_offsets",
+        &gm,
+        f.values("grad_mean_offsets"),
+        TOLERANCE,
+    );
     let gc = to_vec(module.c.grad(&grads).unwrap());
     assert_close(name, "grad_c", &gc, f.values("grad_c"), TOLERANCE);
 }
@@ -120,7 +156,13 @@ fn density_block_two_layers() {
         layer.c = param(&f, &format!("layers.{j}.c"));
     }
     let out = block.forward(x.clone());
-    assert_close(name, "output", &to_vec(out.clone()), f.values("output"), TOLERANCE);
+    assert_close(
+        name,
+        "output",
+        &to_vec(out.clone()),
+        f.values("output"),
+        TOLERANCE,
+    );
     let grads = (out * f.tensor::<B, 4>("grad_out")).sum().backward();
     let gx = to_vec(x.grad(&grads).unwrap());
     assert_close(name, "grad_x", &gx, f.values("grad_x"), TOLERANCE);
@@ -130,7 +172,13 @@ fn density_block_two_layers() {
             ("c", layer.c.grad(&grads)),
         ] {
             let key = format!("grad_layers.{j}.{key}");
-            assert_close(name, &key, &to_vec(grad.unwrap()), f.values(&key), TOLERANCE);
+            assert_close(
+                name,
+                &key,
+                &to_vec(grad.unwrap()),
+                f.values(&key),
+                TOLERANCE,
+            );
         }
     }
 }
@@ -143,7 +191,9 @@ fn load_gqa(f: &Fixture, gqa: &mut GroupedQueryAttention<B>, prefix: &str) {
         ("v_proj", &mut gqa.v_proj),
         ("out_proj", &mut gqa.out_proj),
     ] {
-        let w = f.tensor::<B, 2>(&format!("{prefix}{name}.weight")).transpose();
+        let w = f
+            .tensor::<B, 2>(&format!("{prefix}{name}.weight"))
+            .transpose();
         linear.weight = Param::from_tensor(w.detach().require_grad());
         linear.bias = Some(param(f, &format!("{prefix}{name}.bias")));
     }
@@ -180,9 +230,21 @@ fn check_gqa(name: &str) {
         .init::<B>(&Default::default());
     load_gqa(&f, &mut gqa, "");
     let out = gqa.forward(x.clone());
-    assert_close(name, "output", &to_vec(out.clone()), f.values("output"), TOLERANCE);
+    assert_close(
+        name,
+        "output",
+        &to_vec(out.clone()),
+        f.values("output"),
+        TOLERANCE,
+    );
     let grads = (out * f.tensor::<B, 3>("grad_out")).sum().backward();
-    assert_close(name, "grad_x", &to_vec(x.grad(&grads).unwrap()), f.values("grad_x"), TOLERANCE);
+    assert_close(
+        name,
+        "grad_x",
+        &to_vec(x.grad(&grads).unwrap()),
+        f.values("grad_x"),
+        TOLERANCE,
+    );
     check_gqa_grads(name, &f, &gqa, &grads);
 }
 
@@ -217,14 +279,44 @@ fn gq_daam() {
     model.embed.bias = Some(param(&f, "embed.bias"));
     load_gqa(&f, &mut model.gqa, "");
     let out = model.forward(x.clone());
-    assert_close(name, "output", &to_vec(out.clone()), f.values("output"), TOLERANCE);
+    assert_close(
+        name,
+        "output",
+        &to_vec(out.clone()),
+        f.values("output"),
+        TOLERANCE,
+    );
     let grads = (out * f.tensor::<B, 3>("grad_out")).sum().backward();
-    assert_close(name, "grad_x", &to_vec(x.grad(&grads).unwrap()), f.values("grad_x"), TOLERANCE);
+    assert_close(
+        name,
+        "grad_x",
+        &to_vec(x.grad(&grads).unwrap()),
+        f.values("grad_x"),
+        TOLERANCE,
+    );
     let gd = to_vec(model.daam.mean_offset.grad(&grads).unwrap());
-    assert_close(name, "grad_mean_offset", &gd, f.values("grad_mean_offset"), TOLERANCE);
+    assert_close(
+        name,
+        "grad_mean_offset",
+        &gd,
+        f.values("grad_mean_offset"),
+        TOLERANCE,
+    );
     let gs = to_vec(model.daam.scaled_variance.grad(&grads).unwrap());
-    assert_close(name, "grad_scaled_variance", &gs, f.values("grad_scaled_variance"), TOLERANCE);
+    assert_close(
+        name,
+        "grad_scaled_variance",
+        &gs,
+        f.values("grad_scaled_variance"),
+        TOLERANCE,
+    );
     let ge = to_vec(model.embed.weight.grad(&grads).unwrap().transpose());
-    assert_close(name, "grad_embed.weight", &ge, f.values("grad_embed.weight"), TOLERANCE);
+    assert_close(
+        name,
+        "grad_embed.weight",
+        &ge,
+        f.values("grad_embed.weight"),
+        TOLERANCE,
+    );
     check_gqa_grads(name, &f, &model.gqa, &grads);
 }

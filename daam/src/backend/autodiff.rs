@@ -14,8 +14,14 @@ use crate::GaussianForm;
 /// Which fused op a node belongs to, with its settings.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    PerFeature { num_heads: usize, form: GaussianForm },
-    Mixture { num_heads: usize, eps: f64 },
+    PerFeature {
+        num_heads: usize,
+        form: GaussianForm,
+    },
+    Mixture {
+        num_heads: usize,
+        eps: f64,
+    },
 }
 
 /// Saved for the backward pass: input, weights, both parameters.
@@ -68,7 +74,11 @@ impl<B: DaamBackend> Backward<B, 3> for DensityBackward {
                 grad_out,
             ),
         };
-        for (node, grad) in [(node_x, grad_x), (node_mean, grad_mean), (node_scale, grad_scale)] {
+        for (node, grad) in [
+            (node_x, grad_x),
+            (node_mean, grad_mean),
+            (node_scale, grad_scale),
+        ] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
             }

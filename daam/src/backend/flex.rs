@@ -30,7 +30,11 @@ fn all_f32(tensors: &[&FlexTensor]) -> bool {
 
 fn view(x: &FlexTensor) -> (ViewDims, Vec<usize>) {
     let shape = x.shape().to_vec();
-    assert_eq!(shape.len(), 3, "fused DAAM ops take [outer, axis, inner] tensors");
+    assert_eq!(
+        shape.len(),
+        3,
+        "fused DAAM ops take [outer, axis, inner] tensors"
+    );
     (ViewDims::around(&shape, 1), shape)
 }
 
@@ -151,7 +155,14 @@ impl DaamBackend for Flex {
         grad_out: FlexTensor,
     ) -> DensityGrads<Self> {
         if !all_f32(&[&x, &weights, &mean_offsets, &c, &grad_out]) {
-            return composed::mixture_backward::<Self>(x, mean_offsets, c, num_heads, eps, grad_out);
+            return composed::mixture_backward::<Self>(
+                x,
+                mean_offsets,
+                c,
+                num_heads,
+                eps,
+                grad_out,
+            );
         }
         let (dims, shape) = view(&x);
         let param_shape = mean_offsets.shape().to_vec();
@@ -164,13 +175,7 @@ impl DaamBackend for Flex {
             eps,
         };
         let mut grad_x = vec![0.0; dims.len()];
-        let grads = mixture::backward(
-            &values(&x),
-            &values(&grad_out),
-            dims,
-            &params,
-            &mut grad_x,
-        );
+        let grads = mixture::backward(&values(&x), &values(&grad_out), dims, &params, &mut grad_x);
         DensityGrads {
             x: tensor(grad_x, &shape),
             mean_offset: tensor(grads.mean_offsets, &param_shape),

@@ -68,6 +68,7 @@ fn check<F>(x: &[F], dims: ViewDims, params: &MixtureParams<'_, F>) {
 }
 
 /// Column mean and `1 / V` of a block of a chunk.
+#[inline(always)]
 fn block_stats<F: Real>(
     x: &[F],
     rows: usize,
@@ -104,12 +105,16 @@ fn block_stats<F: Real>(
 }
 
 /// `p_i = 1 / c_i²` of one head.
+#[inline(always)]
 fn precisions<F: Real>(c: &[F]) -> Vec<f64> {
-    c.iter().map(|&c| 1.0 / (c.to_f64_lossy() * c.to_f64_lossy())).collect()
+    c.iter()
+        .map(|&c| 1.0 / (c.to_f64_lossy() * c.to_f64_lossy()))
+        .collect()
 }
 
 /// The mixture of one block, row-major `[rows, BLOCK]` in `mix` (first `width` columns used):
 /// `softmax` over rows of `ℓ = −½ Σ_i p_i (x − μ − m_i)² / V`.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn block_mixture<F: Real>(
     x: &[F],
@@ -256,10 +261,7 @@ fn forward_chunk_body<F: Real>(
     eps: f64,
 ) {
     let rows = x.len() / inner;
-    let m: Vec<f64> = mean_offsets
-        .iter()
-        .map(|v| v.to_f64_lossy())
-        .collect();
+    let m: Vec<f64> = mean_offsets.iter().map(|v| v.to_f64_lossy()).collect();
     let p = precisions(c);
     let mut mean = [0.0; BLOCK];
     let mut inv_var = [0.0; BLOCK];
@@ -309,11 +311,8 @@ fn backward_chunk_body<F: Real>(
 ) -> Vec<f64> {
     let rows = x.len() / inner;
     let ng = c.len();
-    let m: Vec<f64> = mean_offsets
-        .iter()
-        .map(|v| v.to_f64_lossy())
-        .collect();
-                let p = precisions(c);
+    let m: Vec<f64> = mean_offsets.iter().map(|v| v.to_f64_lossy()).collect();
+    let p = precisions(c);
     let total_p: f64 = p.iter().sum();
     let total_pm: f64 = p.iter().zip(&m).map(|(pi, mi)| pi * mi).sum();
     let mut acc = vec![0.0f64; 2 * ng];
@@ -340,9 +339,7 @@ fn backward_chunk_body<F: Real>(
         {
             for col in 0..width {
                 let c = c0 + col;
-                s[col] += w_row[col]
-                    * g_row[c].to_f64_lossy()
-                    * x_row[c].to_f64_lossy();
+                s[col] += w_row[col] * g_row[c].to_f64_lossy() * x_row[c].to_f64_lossy();
             }
         }
         d_var[..width].fill(0.0);
@@ -403,8 +400,7 @@ fn backward_chunk_body<F: Real>(
                 // ∂L/∂V = Σ e Q / (2V²), times ∂V/∂x = 2z / (n − 1).
                 let dv = d_var[col] * inv_var[col] * inv_var[col] / 2.0;
                 gx_row[c] = F::of(
-                    g_row[c].to_f64_lossy() * w_row[col] + dz_row[col]
-                        - sum_dz[col] / n
+                    g_row[c].to_f64_lossy() * w_row[col] + dz_row[col] - sum_dz[col] / n
                         + dv * var_coef * z,
                 );
             }

@@ -6,6 +6,8 @@
 //! finite-difference tests). The composed tensor-op versions in [`crate::reference`] are the
 //! readable specification these kernels are tested against.
 
+#[cfg(test)]
+mod gradcheck;
 mod layout;
 pub mod mixture;
 pub mod per_feature;

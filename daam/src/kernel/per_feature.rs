@@ -75,7 +75,11 @@ fn chunk_stats<F: Real>(x: &[F], inner: usize) -> ChunkStats {
     }
     let n = rows as f64;
     let mut inv_std = vec![0.0; inner];
-    for ((m, v), is) in mean.iter_mut().zip(raw_variance.iter_mut()).zip(inv_std.iter_mut()) {
+    for ((m, v), is) in mean
+        .iter_mut()
+        .zip(raw_variance.iter_mut())
+        .zip(inv_std.iter_mut())
+    {
         *m /= n;
         *v = *v / n - *m * *m;
         *is = 1.0 / (v.abs() + VARIANCE_FLOOR + NORM_EPS).sqrt();
@@ -116,7 +120,11 @@ fn check<F>(x: &[F], dims: ViewDims, params: &PerFeatureParams<'_, F>) {
     );
     let expected = params.num_heads * dims.inner;
     assert_eq!(params.mean_offset.len(), expected, "mean_offset length");
-    assert_eq!(params.scaled_variance.len(), expected, "scaled_variance length");
+    assert_eq!(
+        params.scaled_variance.len(),
+        expected,
+        "scaled_variance length"
+    );
 }
 
 /// Forward pass: writes `out = x ⊙ w` and `weights = w`, both `[outer, axis, inner]`.
@@ -174,7 +182,10 @@ fn forward_chunk_body<F: Real>(
         .zip(delta)
         .map(|(&m, &d)| m + d.to_f64_lossy())
         .collect();
-    let k: Vec<f64> = xi.iter().map(|&c| exponent_scale(c.to_f64_lossy(), form)).collect();
+    let k: Vec<f64> = xi
+        .iter()
+        .map(|&c| exponent_scale(c.to_f64_lossy(), form))
+        .collect();
     for ((x_row, out_row), w_row) in x
         .chunks_exact(inner)
         .zip(out.chunks_exact_mut(inner))

@@ -58,8 +58,10 @@ pub fn exp(x: f64) -> f64 {
 #[inline(always)]
 pub fn exp_degree<const DEGREE: usize>(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // ln 2 split in two (fdlibm's exp): the high part has trailing zero bits, so n·LN2_HI is
+    // exact for |n| < 2^11.
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
     // 1.5 · 2^52: adding it rounds to an integer held in the low mantissa bits.
     const SHIFT: f64 = 6_755_399_441_055_744.0;
     let xc = x.clamp(-708.0, 709.0);

@@ -64,7 +64,10 @@ impl Fixture {
             .tensors
             .get(key)
             .unwrap_or_else(|| panic!("{}: no tensor {key}", self.name));
-        Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &Default::default())
+        Tensor::from_data(
+            TensorData::new(values.clone(), shape.clone()),
+            &Default::default(),
+        )
     }
 
     pub fn values(&self, key: &str) -> &[f32] {
@@ -80,11 +83,12 @@ impl Fixture {
 /// error is meaningless where the reference crosses zero.
 pub fn relative_error(actual: &[f32], expected: &[f32]) -> f64 {
     assert_eq!(actual.len(), expected.len(), "length");
-    let scale = expected.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
-    let diff = actual
+    let scale = expected
         .iter()
-        .zip(expected)
-        .fold(0.0f64, |m, (&a, &b)| m.max((f64::from(a) - f64::from(b)).abs()));
+        .fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
+    let diff = actual.iter().zip(expected).fold(0.0f64, |m, (&a, &b)| {
+        m.max((f64::from(a) - f64::from(b)).abs())
+    });
     assert!(actual.iter().all(|v| v.is_finite()), "non-finite values");
     if scale == 0.0 {
         diff
@@ -94,7 +98,10 @@ pub fn relative_error(actual: &[f32], expected: &[f32]) -> f64 {
 }
 
 pub fn to_vec<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 data")
 }
 
 /// Asserts a relative error under `tolerance`, naming the fixture and tensor.
@@ -104,4 +111,17 @@ pub fn assert_close(fixture: &str, what: &str, actual: &[f32], expected: &[f32],
         err < tolerance,
         "{fixture}: {what} relative error {err:.3e} ≥ {tolerance:.0e}"
     );
+}
+
+/// Standard normal samples from a seeded generator (burn's own generator is global, shared by
+/// tests running in parallel).
+pub fn seeded_normal<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let data = TensorData::random::<f32, _, _>(
+        shape,
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &mut rng,
+    );
+    Tensor::from_data(data, &Default::default())
 }
