@@ -74,3 +74,8 @@ pub(crate) mod tests {
     /// The backend unit tests run on.
     pub type TestBackend = burn::backend::Flex;
 }
+
+/// The README's code blocks, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

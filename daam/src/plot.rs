@@ -84,7 +84,14 @@ pub fn write_importance_heatmap(
         .disable_mesh()
         .x_desc("feature")
         .y_desc("layer")
-        .y_label_formatter(&|l| format!("{}", l + 1))
+        .y_labels(layers.min(24))
+        .y_label_formatter(&|&l| {
+            if l < layers {
+                format!("{}", l + 1)
+            } else {
+                String::new()
+            }
+        })
         .label_style((FONT, 14))
         .draw()
         .map_err(|e| err(e.to_string()))?;
@@ -143,7 +150,7 @@ pub fn write_layer_contribution(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((1..layers + 1).into_segmented(), 0.0..top)
+        .build_cartesian_2d((1..layers).into_segmented(), 0.0..top)
         .map_err(|e| err(e.to_string()))?;
     chart
         .configure_mesh()
