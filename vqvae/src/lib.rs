@@ -2,8 +2,22 @@
 //! channel axis (the authors' blog, "Advanced Applications"; `../shared/DESIGN.md`, "vqvae").
 //!
 //! - [`model`]: the network ([`model::VqVae`]), generic over any [`daam::DaamBackend`].
+//! - [`config`]: presets (`paper`, `small`, `tiny`) and TOML overrides.
+//! - [`train`]: the training loop with checkpoints, resumption and Ctrl-C.
+//! - [`reconstruct`], [`compare`]: reconstructions, code export/decoding, comparisons.
+//! - [`eval`], [`grid`]: metrics and pictures.
 
+pub mod compare;
+pub mod config;
+pub mod data;
+mod error;
+pub mod eval;
+pub mod grid;
 pub mod model;
+pub mod reconstruct;
+pub mod train;
+
+pub use error::{Error, Result};
 
 #[cfg(test)]
 pub(crate) mod tests {

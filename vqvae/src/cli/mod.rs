@@ -1,0 +1,368 @@
+//! Command-line arguments and dispatch to the library, on the backend `--device` names.
+
+mod device;
+mod progress;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use daam::DaamBackend;
+use vqvae::config::{Preset, QuantizerKind, RunConfig};
+use vqvae::model::ChannelAttention;
+use vqvae::train::{checkpoint, TrainOptions};
+
+use device::Device;
+
+/// A VQ-VAE with Density Adaptive Attention (DAAM) residual blocks: train it on any image
+/// folder (or the embedded procedural images), reconstruct and decode images, and compare
+/// models with and without DAAM.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model; checkpoints, metrics.csv and sample grids go to --out.
+    Train(TrainArgs),
+    /// Reconstruct images with a trained model and score them (PSNR/SSIM on 8-bit images).
+    Reconstruct(ReconstructArgs),
+    /// Turn exported codes back into images (identical to `reconstruct`'s output).
+    Decode(DecodeArgs),
+    /// Reconstruct the same images with several models: table, grids and an HTML report.
+    Compare(CompareArgs),
+}
+
+/// Preset names on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PresetArg {
+    /// The authors' setting (256², widths 128/256/512, 1024 codes × 256, batch 32, 176 epochs).
+    Paper,
+    /// CPU-sized: widths 32/64/128, 512 codes × 64, 64² crops.
+    Small,
+    /// Test-sized: a few dozen steps on 16² images.
+    Tiny,
+}
+
+/// Channel attention on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AttentionArg {
+    /// DAAM DensityBlock on the channel axis (4 heads × 3 Gaussians unless configured).
+    Daam,
+    /// The same network without it (the ablation).
+    None,
+}
+
+/// Quantizer on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum QuantizerArg {
+    /// Codebook loss + commitment, straight-through.
+    Vq,
+    /// EMA codebook updates.
+    Ema,
+    /// l2-normalised codes (sets code_dim 8 unless --code-dim is given).
+    L2,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// Folder of training images, searched recursively (COCO train2017/ works as is). Without
+    /// it, trains on an embedded, seeded set of procedural images.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder of validation images. Without it, `data.holdout` images are held out.
+    #[arg(long)]
+    val: Option<PathBuf>,
+    /// Starting configuration.
+    #[arg(long, value_enum, default_value = "small")]
+    preset: PresetArg,
+    /// TOML file overriding any preset field, e.g. `[train]\nlearning_rate = 1e-4`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Channel attention in the residual blocks.
+    #[arg(long, value_enum)]
+    attention: Option<AttentionArg>,
+    /// Quantizer variant.
+    #[arg(long, value_enum)]
+    quantizer: Option<QuantizerArg>,
+    /// Code dimension.
+    #[arg(long)]
+    code_dim: Option<usize>,
+    /// Codebook size.
+    #[arg(long)]
+    num_codes: Option<usize>,
+    /// Images per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Passes over the training images.
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Stop after this many steps (0: no limit).
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Side of the square training images.
+    #[arg(long)]
+    image_size: Option<u32>,
+    /// Seed of initialisation, data order and augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run folder for checkpoints, logs and samples.
+    #[arg(long, default_value = "checkpoints/run")]
+    out: PathBuf,
+    /// Continue the run in --out from its latest checkpoint (its stored configuration is used;
+    /// only --epochs and --max-steps may change).
+    #[arg(long)]
+    resume: bool,
+    /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+}
+
+#[derive(Args, Debug)]
+struct ReconstructArgs {
+    /// A run folder (its latest checkpoint) or one of its `step-*` folders.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// An image file or a folder of images (recursively).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output folder.
+    #[arg(long, default_value = "outputs/reconstruct")]
+    out: PathBuf,
+    /// Square size inputs are resized and centre-cropped to (default: the training size).
+    #[arg(long)]
+    size: Option<u32>,
+    /// Also write the code indices to codes.json (for `vqvae decode`).
+    #[arg(long)]
+    export_codes: bool,
+    /// `cpu`, or `cuda` / `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+}
+
+#[derive(Args, Debug)]
+struct DecodeArgs {
+    /// The checkpoint the codes were exported with.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// A codes.json written by `vqvae reconstruct --export-codes`.
+    #[arg(long)]
+    codes: PathBuf,
+    /// Output folder.
+    #[arg(long, default_value = "outputs/decode")]
+    out: PathBuf,
+    /// `cpu`, or `cuda` / `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// Models to compare (repeat the flag); a run folder or a `step-*` folder each.
+    #[arg(long = "checkpoint", required = true)]
+    checkpoints: Vec<PathBuf>,
+    /// Labels for the models, in the same order (default: run folder and attention).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// An image file or a folder of images.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output folder.
+    #[arg(long, default_value = "outputs/compare")]
+    out: PathBuf,
+    /// Square size inputs are resized and centre-cropped to (default: the first model's).
+    #[arg(long)]
+    size: Option<u32>,
+    /// `cpu`, or `cuda` / `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+}
+
+/// Parses the arguments and runs the command.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(args) => {
+            let device = args.device;
+            device::dispatch_autodiff!(device, |B, dev| train::<B>(&args, &dev))
+        }
+        Command::Reconstruct(args) => {
+            let device = args.device;
+            device::dispatch!(device, |B, dev| reconstruct::<B>(&args, &dev))
+        }
+        Command::Decode(args) => {
+            let device = args.device;
+            device::dispatch!(device, |B, dev| decode::<B>(&args, &dev))
+        }
+        Command::Compare(args) => {
+            let device = args.device;
+            device::dispatch!(device, |B, dev| compare::<B>(&args, &dev))
+        }
+    }
+}
+
+/// The configuration a `train` invocation asks for.
+fn run_config(args: &TrainArgs) -> Result<RunConfig> {
+    let preset = match args.preset {
+        PresetArg::Paper => Preset::Paper,
+        PresetArg::Small => Preset::Small,
+        PresetArg::Tiny => Preset::Tiny,
+    };
+    let stored = args.out.join("config.json");
+    let mut config = if args.resume && stored.is_file() {
+        checkpoint::read_config(&args.out)?
+    } else {
+        match &args.config {
+            Some(path) => RunConfig::from_toml_over(preset, path)?,
+            None => preset.config(),
+        }
+    };
+    if let Some(a) = args.attention {
+        config.model.attention = match (a, config.model.attention) {
+            (AttentionArg::None, _) => ChannelAttention::None,
+            (AttentionArg::Daam, current @ ChannelAttention::Daam { .. }) => current,
+            (AttentionArg::Daam, ChannelAttention::None) => ChannelAttention::PAPER,
+        };
+    }
+    if let Some(q) = args.quantizer {
+        config.model.quantizer = match q {
+            QuantizerArg::Vq => QuantizerKind::Vq,
+            QuantizerArg::Ema => QuantizerKind::Ema,
+            QuantizerArg::L2 => {
+                if args.code_dim.is_none() {
+                    config.model.code_dim = 8;
+                }
+                QuantizerKind::L2
+            }
+        };
+    }
+    fn set<T: Copy>(field: &mut T, value: Option<T>) {
+        if let Some(v) = value {
+            *field = v;
+        }
+    }
+    let mut c = config;
+    set(&mut c.model.code_dim, args.code_dim);
+    set(&mut c.model.num_codes, args.num_codes);
+    set(&mut c.train.batch_size, args.batch_size);
+    set(&mut c.train.learning_rate, args.lr);
+    set(&mut c.train.epochs, args.epochs);
+    set(&mut c.train.max_steps, args.max_steps);
+    set(&mut c.data.image_size, args.image_size);
+    set(&mut c.train.seed, args.seed);
+    if let Err(message) = c.validate() {
+        bail!("invalid configuration: {message}");
+    }
+    Ok(c)
+}
+
+fn train<B>(args: &TrainArgs, device: &B::Device) -> Result<()>
+where
+    B: burn::tensor::backend::AutodiffBackend + DaamBackend,
+    B::InnerBackend: DaamBackend,
+{
+    let config = run_config(args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond Ctrl-C: exiting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\nCtrl-C: saving a checkpoint after this step (press again to abort)");
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    let options = TrainOptions {
+        data: args.data.clone(),
+        val: args.val.clone(),
+        out: args.out.clone(),
+        resume: args.resume,
+        stop,
+    };
+    let mut observer = progress::Bars::new();
+    let outcome = vqvae::train::train::<B>(&config, &options, device, &mut observer)
+        .with_context(|| format!("training into {}", args.out.display()))?;
+    observer.finish();
+    let e = &outcome.evaluation;
+    println!(
+        "{} after {} steps; checkpoint {}\nvalidation ({} images): PSNR {:.2} dB, SSIM {:.4}, codebook usage {:.1}%",
+        if outcome.interrupted { "stopped" } else { "finished" },
+        outcome.steps,
+        outcome.checkpoint.display(),
+        e.images,
+        e.psnr,
+        e.ssim,
+        100.0 * e.usage
+    );
+    let sample = args.out.join("samples");
+    println!("samples: {}  metrics: {}", sample.display(), args.out.join("metrics.csv").display());
+    Ok(())
+}
+
+fn reconstruct<B: DaamBackend>(args: &ReconstructArgs, device: &B::Device) -> Result<()> {
+    let loaded = vqvae::reconstruct::load::<B>(&args.checkpoint, device)?;
+    let e = vqvae::reconstruct::reconstruct(
+        &loaded,
+        &args.input,
+        &args.out,
+        args.size,
+        args.export_codes,
+        device,
+    )
+    .with_context(|| format!("reconstructing {}", args.input.display()))?;
+    for m in &e.per_image {
+        println!("{:>8.2} dB  SSIM {:.4}  {}", m.psnr, m.ssim, m.name);
+    }
+    println!(
+        "mean over {} images: PSNR {:.2} dB, SSIM {:.4}; codebook usage {:.1}%\nwrote {}",
+        e.images,
+        e.psnr,
+        e.ssim,
+        100.0 * e.usage,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn decode<B: DaamBackend>(args: &DecodeArgs, device: &B::Device) -> Result<()> {
+    let loaded = vqvae::reconstruct::load::<B>(&args.checkpoint, device)?;
+    let images = vqvae::reconstruct::decode(&loaded, &args.codes, &args.out, device)
+        .with_context(|| format!("decoding {}", args.codes.display()))?;
+    println!("decoded {} images into {}", images.len(), args.out.display());
+    Ok(())
+}
+
+fn compare<B: DaamBackend>(args: &CompareArgs, device: &B::Device) -> Result<()> {
+    if !args.labels.is_empty() && args.labels.len() != args.checkpoints.len() {
+        bail!(
+            "{} labels for {} checkpoints: give one --label per --checkpoint or none",
+            args.labels.len(),
+            args.checkpoints.len()
+        );
+    }
+    let mut models = Vec::new();
+    for (i, path) in args.checkpoints.iter().enumerate() {
+        let loaded = vqvae::reconstruct::load::<B>(path, device)?;
+        let label = args
+            .labels
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| vqvae::compare::default_label(&loaded));
+        models.push((label, loaded));
+    }
+    let results = vqvae::compare::compare(&models, &args.input, &args.out, args.size, device)
+        .with_context(|| format!("comparing on {}", args.input.display()))?;
+    print!("{}", vqvae::compare::markdown_table(&results));
+    println!("wrote {}/report.html", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! Run configuration: presets, TOML overrides, and the model/quantizer settings they produce.
+
+use std::path::Path;
+
+use datasets::Crop;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    ChannelAttention, CodeNorm, CodebookUpdate, DecoderConfig, EncoderConfig,
+    VectorQuantizerConfig, VqVaeConfig,
+};
+
+/// Named starting points for a run; every field can be overridden from TOML or the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// The authors' setting: widths [128, 256, 512], 1024 codes × 256, 256² images, batch 32,
+    /// Adam 3e-4, 176 epochs (blog "Advanced Applications").
+    Paper,
+    /// Sized for a 2-core CPU: the same shape of network at widths [32, 64, 128], 512 codes × 64,
+    /// 64² crops (f = 8 → 8² codes).
+    Small,
+    /// For tests: two blocks of widths [8, 16], 16² images, a few dozen steps.
+    Tiny,
+}
+
+/// Which quantizer a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantizerKind {
+    /// Plain VQ: codebook loss + commitment, straight-through.
+    Vq,
+    /// EMA codebook updates (decay `ema_decay`), commitment only.
+    Ema,
+    /// l2-normalised codes (cosine lookup), gradient updates; pair with a low `code_dim`.
+    L2,
+}
+
+/// The network and its quantizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Widths of the down-sampling blocks (the up-sampling blocks mirror them).
+    pub hidden: Vec<usize>,
+    /// Channels of the latent, i.e. the code dimension.
+    pub code_dim: usize,
+    /// Codebook size.
+    pub num_codes: usize,
+    /// GroupNorm groups (must divide every width).
+    pub norm_groups: usize,
+    /// Channel attention in the residual blocks (`{ kind = "none" }` for the ablation).
+    pub attention: ChannelAttention,
+    /// Commitment weight β.
+    pub commitment: f64,
+    /// Quantizer variant.
+    pub quantizer: QuantizerKind,
+    /// EMA decay, used by [`QuantizerKind::Ema`].
+    pub ema_decay: f64,
+    /// Restart codes unused for this many steps from latents of the current batch; 0 disables.
+    pub dead_code_after: u64,
+}
+
+/// Optimisation and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// Images per step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Passes over the training images.
+    pub epochs: u64,
+    /// Stop after this many steps even if epochs remain; 0 means no limit.
+    pub max_steps: u64,
+    /// Seed of the model init, data order, crops, flips and code restarts.
+    pub seed: u64,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Write an original-vs-reconstruction grid every this many steps.
+    pub sample_every: u64,
+    /// Checkpoints kept on disk (older ones are deleted).
+    pub keep_checkpoints: usize,
+    /// Window, in steps, of the codebook usage and perplexity statistics.
+    pub usage_window: u64,
+}
+
+/// Where images come from and how they become samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    /// Side of the square training images.
+    pub image_size: u32,
+    /// Crop of training images (validation images are centre-cropped).
+    pub crop: Crop,
+    /// Random horizontal flips of training images.
+    pub flip: bool,
+    /// Images held out of a `--data` folder for validation when no `--val` is given.
+    pub holdout: usize,
+    /// Images of the embedded procedural set used when no `--data` is given.
+    pub procedural_images: usize,
+    /// Decoding threads (0: one per core).
+    pub workers: usize,
+}
+
+/// Everything a run needs; stored as `config.json` beside its checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The preset it started from (informational).
+    pub preset: Preset,
+    /// Network and quantizer.
+    pub model: ModelSettings,
+    /// Optimisation.
+    pub train: TrainSettings,
+    /// Data.
+    pub data: DataSettings,
+}
+
+impl Preset {
+    /// The full configuration of this preset.
+    pub fn config(self) -> RunConfig {
+        let data = |image_size, holdout, procedural_images| DataSettings {
+            image_size,
+            crop: Crop::Random,
+            flip: true,
+            holdout,
+            procedural_images,
+            workers: 0,
+        };
+        match self {
+            Preset::Paper => RunConfig {
+                preset: self,
+                model: ModelSettings {
+                    hidden: vec![128, 256, 512],
+                    code_dim: 256,
+                    num_codes: 1024,
+                    norm_groups: 32,
+                    attention: ChannelAttention::PAPER,
+                    commitment: 0.25,
+                    quantizer: QuantizerKind::Vq,
+                    ema_decay: 0.99,
+                    dead_code_after: 0,
+                },
+                train: TrainSettings {
+                    batch_size: 32,
+                    learning_rate: 3e-4,
+                    epochs: 176,
+                    max_steps: 0,
+                    seed: 0,
+                    checkpoint_every: 2000,
+                    sample_every: 500,
+                    keep_checkpoints: 3,
+                    usage_window: 100,
+                },
+                data: data(256, 500, 2048),
+            },
+            Preset::Small => RunConfig {
+                preset: self,
+                model: ModelSettings {
+                    hidden: vec![32, 64, 128],
+                    code_dim: 64,
+                    num_codes: 512,
+                    norm_groups: 16,
+                    attention: ChannelAttention::PAPER,
+                    commitment: 0.25,
+                    quantizer: QuantizerKind::Vq,
+                    ema_decay: 0.99,
+                    dead_code_after: 200,
+                },
+                train: TrainSettings {
+                    batch_size: 16,
+                    learning_rate: 1e-3,
+                    epochs: 1000,
+                    max_steps: 1500,
+                    seed: 0,
+                    checkpoint_every: 250,
+                    sample_every: 100,
+                    keep_checkpoints: 2,
+                    usage_window: 50,
+                },
+                data: data(64, 2, 256),
+            },
+            Preset::Tiny => RunConfig {
+                preset: self,
+                model: ModelSettings {
+                    hidden: vec![8, 16],
+                    code_dim: 8,
+                    num_codes: 32,
+                    norm_groups: 4,
+                    attention: ChannelAttention::Daam {
+                        num_heads: 2,
+                        num_gaussians: 2,
+                        num_layers: 1,
+                    },
+                    commitment: 0.25,
+                    quantizer: QuantizerKind::Vq,
+                    ema_decay: 0.9,
+                    dead_code_after: 0,
+                },
+                train: TrainSettings {
+                    batch_size: 4,
+                    learning_rate: 3e-3,
+                    epochs: 1000,
+                    max_steps: 40,
+                    seed: 0,
+                    checkpoint_every: 20,
+                    sample_every: 20,
+                    keep_checkpoints: 2,
+                    usage_window: 10,
+                },
+                data: data(16, 1, 8),
+            },
+        }
+    }
+}
+
+/// Merges `overlay` into `base`, table by table (overlay values win).
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(base), toml::Value::Table(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(existing) if existing.is_table() && value.is_table() => {
+                        merge(existing, value)
+                    }
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+impl RunConfig {
+    /// `preset`'s configuration with the TOML file at `path` laid over it (any subset of the
+    /// fields, e.g. `[train]\nlearning_rate = 1e-4`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::Config`] when it is not valid TOML
+    /// or names an unknown field or a wrong type.
+    pub fn from_toml_over(preset: Preset, path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let overlay: toml::Value = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut base = toml::Value::try_from(preset.config()).expect("presets serialise");
+        merge(&mut base, overlay);
+        let config: RunConfig = base.try_into().map_err(|e: toml::de::Error| Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: divisibility and ranges. Returns the first problem.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let m = &self.model;
+        if m.hidden.is_empty() {
+            return Err("model.hidden must list at least one width".into());
+        }
+        if let Some(w) = m.hidden.iter().find(|&&w| m.norm_groups == 0 || w % m.norm_groups != 0) {
+            return Err(format!(
+                "model.norm_groups ({}) must divide every width (got {w})",
+                m.norm_groups
+            ));
+        }
+        if let ChannelAttention::Daam { num_heads, .. } = m.attention {
+            if let Some(w) = m.hidden.iter().find(|&&w| num_heads == 0 || num_heads > w) {
+                return Err(format!(
+                    "model.attention.num_heads ({num_heads}) must be between 1 and every width \
+                     (got {w})"
+                ));
+            }
+        }
+        let f = 1u32 << m.hidden.len();
+        if self.data.image_size == 0 || self.data.image_size % f != 0 {
+            return Err(format!(
+                "data.image_size ({}) must be a positive multiple of the down-sampling factor ({f})",
+                self.data.image_size
+            ));
+        }
+        if self.train.batch_size == 0 || self.train.learning_rate <= 0.0 {
+            return Err(format!(
+                "train.batch_size ({}) and train.learning_rate ({}) must be positive",
+                self.train.batch_size, self.train.learning_rate
+            ));
+        }
+        if !(0.0..1.0).contains(&m.ema_decay) {
+            return Err(format!("model.ema_decay ({}) must be in [0, 1)", m.ema_decay));
+        }
+        Ok(())
+    }
+
+    /// The module configuration of the network.
+    pub fn model_config(&self) -> VqVaeConfig {
+        let m = &self.model;
+        let (update, norm) = match m.quantizer {
+            QuantizerKind::Vq => (CodebookUpdate::Gradient, CodeNorm::Euclidean),
+            QuantizerKind::Ema => (
+                CodebookUpdate::Ema {
+                    decay: m.ema_decay,
+                },
+                CodeNorm::Euclidean,
+            ),
+            QuantizerKind::L2 => (CodebookUpdate::Gradient, CodeNorm::L2),
+        };
+        let seed = self.train.seed.wrapping_mul(1000);
+        VqVaeConfig::new(
+            EncoderConfig::new(m.hidden.clone(), m.code_dim)
+                .with_norm_groups(m.norm_groups)
+                .with_attention(m.attention)
+                .with_seed(seed),
+            VectorQuantizerConfig::new(m.num_codes, m.code_dim)
+                .with_commitment(m.commitment)
+                .with_update(update)
+                .with_norm(norm),
+            DecoderConfig::new(m.hidden.clone(), m.code_dim)
+                .with_norm_groups(m.norm_groups)
+                .with_attention(m.attention)
+                .with_seed(seed + 100),
+        )
+    }
+
+    /// The spatial down-sampling factor.
+    pub fn downsampling(&self) -> u32 {
+        1 << self.model.hidden.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_round_trip_through_json() {
+        for preset in [Preset::Paper, Preset::Small, Preset::Tiny] {
+            let config = preset.config();
+            config.validate().unwrap();
+            let json = serde_json::to_string(&config).unwrap();
+            assert_eq!(serde_json::from_str::<RunConfig>(&json).unwrap(), config);
+        }
+    }
+
+    #[test]
+    fn toml_overrides_any_subset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(
+            &path,
+            "[train]\nlearning_rate = 1e-4\n[model]\nattention = { kind = \"none\" }\n",
+        )
+        .unwrap();
+        let config = RunConfig::from_toml_over(Preset::Small, &path).unwrap();
+        assert_eq!(config.train.learning_rate, 1e-4);
+        assert_eq!(config.model.attention, ChannelAttention::None);
+        assert_eq!(config.train.batch_size, Preset::Small.config().train.batch_size);
+    }
+
+    #[test]
+    fn bad_toml_names_the_file_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[train]\nlerning_rate = 1e-4\n").unwrap();
+        let err = RunConfig::from_toml_over(Preset::Tiny, &path).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("lerning_rate"), "{err}");
+        std::fs::write(&path, "[model]\nnorm_groups = 3\n").unwrap();
+        let err = RunConfig::from_toml_over(Preset::Tiny, &path).unwrap_err().to_string();
+        assert!(err.contains("norm_groups (3) must divide every width (got 8)"), "{err}");
+    }
+}

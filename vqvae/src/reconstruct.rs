@@ -1,0 +1,241 @@
+//! `vqvae reconstruct` and `vqvae decode`: reconstructions with metrics, code export, and
+//! images back from codes.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Int, Tensor, TensorData};
+use daam::DaamBackend;
+use datasets::{ImageFolder, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::data::{from_tensor, load_all, ImageSource};
+use crate::error::{Error, Result};
+use crate::eval::{reconstruct_all, score, Evaluation};
+use crate::grid::save_grid;
+use crate::model::VqVae;
+use crate::train::checkpoint;
+
+/// A trained model with its configuration.
+#[derive(Debug)]
+pub struct LoadedModel<B: DaamBackend> {
+    /// The network.
+    pub model: VqVae<B>,
+    /// Its run configuration.
+    pub config: RunConfig,
+    /// The checkpoint folder it came from.
+    pub checkpoint: PathBuf,
+}
+
+/// Loads `--checkpoint PATH` (a run folder or one of its `step-*` folders).
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming what is missing or does not fit.
+pub fn load<B: DaamBackend>(path: &Path, device: &B::Device) -> Result<LoadedModel<B>> {
+    let (run, dir) = checkpoint::resolve(path)?;
+    let config = checkpoint::read_config(&run)?;
+    let model = checkpoint::load_model::<B>(&config, &dir, device)?;
+    Ok(LoadedModel {
+        model,
+        config,
+        checkpoint: dir,
+    })
+}
+
+/// Images of `--input`: one file or a folder (recursively).
+pub fn input_source(input: &Path) -> Result<ImageSource> {
+    if input.is_file() {
+        let root = input.parent().unwrap_or(Path::new(".")).to_path_buf();
+        return Ok(ImageSource::Folder(ImageFolder::from_files(root, vec![input.to_path_buf()])));
+    }
+    Ok(ImageSource::Folder(ImageFolder::open(input)?))
+}
+
+/// Loads inputs centre-cropped to `size`, naming skipped files in the log; errors when nothing
+/// is readable.
+pub fn load_inputs(input: &Path, size: u32) -> Result<Vec<(String, RgbImage)>> {
+    let (images, skipped) = load_all(&input_source(input)?, size);
+    for (name, error) in &skipped {
+        tracing::warn!("skipping unreadable image {name}: {error}");
+    }
+    if images.is_empty() {
+        return Err(Error::NoImages {
+            what: input.display().to_string(),
+        });
+    }
+    Ok(images)
+}
+
+/// The codes of a set of images, as `vqvae reconstruct --export-codes` writes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeFile {
+    /// Checkpoint the codes belong to.
+    pub checkpoint: String,
+    /// Latent grid height.
+    pub height: usize,
+    /// Latent grid width.
+    pub width: usize,
+    /// Codebook size (every code is below it).
+    pub num_codes: usize,
+    /// One entry per image.
+    pub images: Vec<ImageCodes>,
+}
+
+/// The codes of one image, row-major `[height, width]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageCodes {
+    /// File stem the reconstruction is written under.
+    pub name: String,
+    /// Code indices.
+    pub codes: Vec<i64>,
+}
+
+/// A file-name stem for an input path, unique within a set.
+fn stems(names: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashMap::new();
+    names
+        .iter()
+        .map(|name| {
+            let stem = Path::new(name)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("image")
+                .to_string();
+            let n = seen.entry(stem.clone()).or_insert(0usize);
+            *n += 1;
+            if *n == 1 { stem } else { format!("{stem}_{n}") }
+        })
+        .collect()
+}
+
+/// Writes a JSON file, creating its folder.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    let json = serde_json::to_string_pretty(value).expect("serialisable");
+    std::fs::write(path, json).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reconstructs every input: writes `NAME.png` (the reconstruction), `NAME.side_by_side.png`
+/// (original | reconstruction), `metrics.csv` and `metrics.json`, and `codes.json` when
+/// `export_codes` is set. `size` overrides the training image size.
+pub fn reconstruct<B: DaamBackend>(
+    loaded: &LoadedModel<B>,
+    input: &Path,
+    out: &Path,
+    size: Option<u32>,
+    export_codes: bool,
+    device: &B::Device,
+) -> Result<Evaluation> {
+    let size = size.unwrap_or(loaded.config.data.image_size);
+    let f = loaded.config.downsampling();
+    if size % f != 0 {
+        return Err(Error::Config {
+            path: input.to_path_buf(),
+            message: format!("--size ({size}) must be a multiple of the down-sampling factor ({f})"),
+        });
+    }
+    let images = load_inputs(input, size)?;
+    let originals: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
+    let (recons, codes) = reconstruct_all(&loaded.model, &originals, device);
+    let num_codes = loaded.config.model.num_codes;
+    let evaluation = score(&images, &recons, &codes, num_codes);
+    let names: Vec<String> = images.iter().map(|(n, _)| n.clone()).collect();
+    let stems = stems(&names);
+    for ((stem, original), recon) in stems.iter().zip(&originals).zip(&recons) {
+        let path = out.join(format!("{stem}.png"));
+        recon.save_png(&path)?;
+        save_grid(&[vec![original.clone(), recon.clone()]], &out.join(format!("{stem}.side_by_side.png")))?;
+    }
+    let mut csv = String::from("image,psnr,ssim\n");
+    for m in &evaluation.per_image {
+        csv.push_str(&format!("{},{:.4},{:.5}\n", m.name, m.psnr, m.ssim));
+    }
+    csv.push_str(&format!("mean,{:.4},{:.5}\n", evaluation.psnr, evaluation.ssim));
+    std::fs::write(out.join("metrics.csv"), csv).map_err(|source| Error::Io {
+        path: out.join("metrics.csv"),
+        source,
+    })?;
+    write_json(&out.join("metrics.json"), &evaluation)?;
+    if export_codes {
+        let latent = (size / f) as usize;
+        let file = CodeFile {
+            checkpoint: loaded.checkpoint.display().to_string(),
+            height: latent,
+            width: latent,
+            num_codes,
+            images: stems
+                .into_iter()
+                .zip(codes)
+                .map(|(name, codes)| ImageCodes { name, codes })
+                .collect(),
+        };
+        write_json(&out.join("codes.json"), &file)?;
+    }
+    Ok(evaluation)
+}
+
+/// Reads and checks a code file against a model: sizes and ranges, naming the image.
+pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
+    let bad = |message: String| Error::Codes {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: CodeFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if file.num_codes != num_codes {
+        return Err(bad(format!(
+            "written for a codebook of {} codes, the model has {num_codes}",
+            file.num_codes
+        )));
+    }
+    for image in &file.images {
+        if image.codes.len() != file.height * file.width {
+            return Err(bad(format!(
+                "image {}: {} codes for a {}×{} grid",
+                image.name,
+                image.codes.len(),
+                file.height,
+                file.width
+            )));
+        }
+        if let Some(c) = image.codes.iter().find(|&&c| c < 0 || c as usize >= num_codes) {
+            return Err(bad(format!("image {}: code {c} outside 0..{num_codes}", image.name)));
+        }
+    }
+    Ok(file)
+}
+
+/// Decodes a code file: writes `NAME.png` per image into `out`; returns the images.
+pub fn decode<B: DaamBackend>(
+    loaded: &LoadedModel<B>,
+    codes: &Path,
+    out: &Path,
+    device: &B::Device,
+) -> Result<Vec<(String, RgbImage)>> {
+    let file = read_codes(codes, loaded.config.model.num_codes)?;
+    let mut decoded = Vec::with_capacity(file.images.len());
+    for chunk in file.images.chunks(8) {
+        let flat: Vec<i64> = chunk.iter().flat_map(|i| i.codes.iter().copied()).collect();
+        let indices = Tensor::<B, 3, Int>::from_data(
+            TensorData::new(flat, [chunk.len(), file.height, file.width]),
+            device,
+        );
+        let images = from_tensor(loaded.model.decode(indices));
+        for (entry, image) in chunk.iter().zip(images) {
+            image.save_png(&out.join(format!("{}.png", entry.name)))?;
+            decoded.push((entry.name.clone(), image));
+        }
+    }
+    Ok(decoded)
+}

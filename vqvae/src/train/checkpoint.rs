@@ -1,0 +1,217 @@
+//! Checkpoints: written to a temporary folder and renamed into place, so a crash or Ctrl-C
+//! never leaves a half-written checkpoint; `latest` names the newest complete one.
+//!
+//! ```text
+//! RUN/config.json             the RunConfig
+//! RUN/latest                  "step-00000500"
+//! RUN/step-00000500/model.bin        weights (burn BinFileRecorder, full precision)
+//! RUN/step-00000500/optimizer.bin    Adam moments
+//! RUN/step-00000500/state.json       step, codebook statistics, skipped-image count
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::codebook_stats::CodebookStats;
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::model::VqVae;
+
+/// The recorder of every file here.
+pub type CheckpointRecorder = BinFileRecorder<FullPrecisionSettings>;
+
+/// Training progress besides the weights: everything a resumed run needs to continue exactly
+/// (the data order, crops and flips derive from the seed and the step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Steps completed.
+    pub step: u64,
+    /// Codebook statistics (dead-code restarts depend on them).
+    pub codebook: CodebookStats,
+    /// Images skipped as unreadable so far.
+    pub skipped_images: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Writes the run's `config.json`.
+pub fn write_config(run: &Path, config: &RunConfig) -> Result<()> {
+    std::fs::create_dir_all(run).map_err(io(run))?;
+    let json = serde_json::to_string_pretty(config).expect("configs serialise");
+    write_atomic(&run.join("config.json"), json.as_bytes())
+}
+
+/// Reads a run's `config.json`.
+pub fn read_config(run: &Path) -> Result<RunConfig> {
+    let path = run.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path,
+        message: format!("config.json is not a valid run configuration: {e}"),
+    })
+}
+
+/// The newest complete checkpoint of a run, if any.
+pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
+    let pointer = run.join("latest");
+    match std::fs::read_to_string(&pointer) {
+        Ok(name) => {
+            let dir = run.join(name.trim());
+            if dir.join("state.json").is_file() {
+                Ok(Some(dir))
+            } else {
+                Err(Error::Checkpoint {
+                    path: dir,
+                    message: "named by `latest` but incomplete or missing".into(),
+                })
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            path: pointer,
+            source,
+        }),
+    }
+}
+
+/// Resolves `--checkpoint PATH`: a run folder (its latest checkpoint) or one `step-*` folder.
+/// Returns the run folder and the checkpoint folder.
+pub fn resolve(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    if path.join("config.json").is_file() {
+        let step = latest(path)?.ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "the run has no checkpoint yet".into(),
+        })?;
+        return Ok((path.to_path_buf(), step));
+    }
+    if path.join("state.json").is_file() {
+        if let Some(run) = path.parent().filter(|p| p.join("config.json").is_file()) {
+            return Ok((run.to_path_buf(), path.to_path_buf()));
+        }
+    }
+    Err(Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: "not a run folder (no config.json) nor a checkpoint inside one".into(),
+    })
+}
+
+/// Saves a checkpoint atomically and prunes all but the newest `keep`. Returns its folder.
+pub fn save<B: Backend, R: burn::record::Record<B>>(
+    run: &Path,
+    model: &VqVae<B>,
+    optimizer: R,
+    state: &TrainState,
+    keep: usize,
+) -> Result<PathBuf> {
+    let name = format!("step-{:08}", state.step);
+    let tmp = run.join(format!(".{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let recorder = CheckpointRecorder::new();
+    let failed = |what: &str, e: burn::record::RecorderError| Error::Checkpoint {
+        path: tmp.join(what),
+        message: e.to_string(),
+    };
+    model
+        .clone()
+        .save_file(tmp.join("model"), &recorder)
+        .map_err(|e| failed("model.bin", e))?;
+    recorder
+        .record(optimizer, tmp.join("optimizer"))
+        .map_err(|e| failed("optimizer.bin", e))?;
+    let json = serde_json::to_string(state).expect("states serialise");
+    std::fs::write(tmp.join("state.json"), json).map_err(io(&tmp))?;
+    let dir = run.join(&name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+    write_atomic(&run.join("latest"), name.as_bytes())?;
+    prune(run, keep.max(1))?;
+    Ok(dir)
+}
+
+/// Deletes all but the newest `keep` complete checkpoints.
+fn prune(run: &Path, keep: usize) -> Result<()> {
+    let mut steps: Vec<PathBuf> = std::fs::read_dir(run)
+        .map_err(io(run))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-"))
+                && p.join("state.json").is_file()
+        })
+        .collect();
+    steps.sort();
+    let excess = steps.len().saturating_sub(keep);
+    for old in &steps[..excess] {
+        std::fs::remove_dir_all(old).map_err(io(old))?;
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint's training state.
+pub fn read_state(dir: &Path) -> Result<TrainState> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Loads a checkpoint's weights into a model built from `config`.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the file when it is missing or was written for another
+/// configuration (different widths, codebook, attention).
+pub fn load_model<B: Backend>(config: &RunConfig, dir: &Path, device: &B::Device) -> Result<VqVae<B>> {
+    let path = dir.join("model.bin");
+    if !path.is_file() {
+        return Err(Error::Checkpoint {
+            path,
+            message: "missing".into(),
+        });
+    }
+    config
+        .model_config()
+        .init::<B>(device)
+        .load_file(dir.join("model"), &CheckpointRecorder::new(), device)
+        .map_err(|e| Error::Checkpoint {
+            path,
+            message: format!("does not fit this configuration: {e}"),
+        })
+}
+
+/// Loads a checkpoint's optimizer record.
+pub fn load_optimizer<B: Backend, R: burn::record::Record<B>>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<R> {
+    let path = dir.join("optimizer.bin");
+    CheckpointRecorder::new()
+        .load(dir.join("optimizer"), device)
+        .map_err(|e| Error::Checkpoint {
+            path,
+            message: e.to_string(),
+        })
+}

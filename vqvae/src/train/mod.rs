@@ -1,0 +1,362 @@
+//! The training loop: data, optimisation, codebook bookkeeping, logs, samples, checkpoints,
+//! resumption and interruption.
+
+pub mod checkpoint;
+mod codebook_stats;
+mod metrics_log;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use daam::DaamBackend;
+use datasets::{Preprocess, RgbImage};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+
+pub use codebook_stats::{code_counts, CodebookStats};
+pub use metrics_log::MetricsLog;
+
+use crate::config::RunConfig;
+use crate::data::{from_tensor, load_all, to_tensor, ImageSource, Prefetcher};
+use crate::error::{Error, Result};
+use crate::eval::{evaluate, Evaluation};
+use crate::grid::save_grid;
+use checkpoint::TrainState;
+
+/// Where a run reads and writes, and how it may be stopped.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Training images (recursively); `None` trains on the embedded procedural set.
+    pub data: Option<PathBuf>,
+    /// Validation images; `None` holds `data.holdout` images out of the training set.
+    pub val: Option<PathBuf>,
+    /// The run folder (checkpoints, logs, samples).
+    pub out: PathBuf,
+    /// Continue from the run folder's latest checkpoint.
+    pub resume: bool,
+    /// Set (e.g. by Ctrl-C) to save a checkpoint and return after the current step.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What one step reports to the observer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Steps completed, this one included.
+    pub step: u64,
+    /// Steps the run will take.
+    pub total_steps: u64,
+    /// Epoch of the step.
+    pub epoch: u64,
+    /// Total loss.
+    pub loss: f64,
+    /// Reconstruction MSE (images in [−1, 1]).
+    pub reconstruction: f64,
+    /// Codebook loss.
+    pub codebook: f64,
+    /// Commitment loss (β included).
+    pub commitment: f64,
+    /// Fraction of codes used over the usage window.
+    pub usage: f64,
+    /// Perplexity of the code distribution over the window.
+    pub perplexity: f64,
+    /// Training throughput of this step.
+    pub images_per_second: f64,
+    /// Unreadable images skipped so far.
+    pub skipped_images: u64,
+}
+
+/// Receives progress; the binary draws progress bars, tests stay silent.
+pub trait TrainObserver {
+    /// Before the first step.
+    fn on_start(&mut self, _start_step: u64, _total_steps: u64) {}
+    /// After every step.
+    fn on_step(&mut self, _report: &StepReport) {}
+    /// A notable event (checkpoint written, sample saved, images skipped, evaluation).
+    fn on_event(&mut self, _message: &str) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+impl TrainObserver for Silent {}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// Steps completed.
+    pub steps: u64,
+    /// The checkpoint written last.
+    pub checkpoint: PathBuf,
+    /// Whether the run stopped early on request.
+    pub interrupted: bool,
+    /// Validation metrics of the final model.
+    pub evaluation: Evaluation,
+}
+
+/// Fields that may differ when resuming (how long to train and how often to log).
+fn resumable_view(config: &RunConfig) -> RunConfig {
+    let mut c = config.clone();
+    c.train.epochs = 0;
+    c.train.max_steps = 0;
+    c.train.checkpoint_every = 0;
+    c.train.sample_every = 0;
+    c.train.keep_checkpoints = 0;
+    c
+}
+
+/// Steps per epoch and in total.
+fn schedule(config: &RunConfig, images: usize) -> (u64, u64) {
+    let per_epoch = images.div_ceil(config.train.batch_size) as u64;
+    let total = per_epoch * config.train.epochs;
+    let total = if config.train.max_steps > 0 { total.min(config.train.max_steps) } else { total };
+    (per_epoch, total)
+}
+
+/// Trains a VQ-VAE as `config` says.
+///
+/// # Errors
+/// Unreadable data folders, a run folder that already holds a run (without `resume`), a
+/// checkpoint from another configuration, I/O failures, and a NaN/Inf loss
+/// ([`Error::NonFiniteLoss`], after which the last good checkpoint is left as it was).
+pub fn train<B>(
+    config: &RunConfig,
+    options: &TrainOptions,
+    device: &B::Device,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainOutcome>
+where
+    B: AutodiffBackend + DaamBackend,
+    B::InnerBackend: DaamBackend,
+{
+    config.validate().map_err(|message| Error::Config {
+        path: options.out.join("config.json"),
+        message,
+    })?;
+    let run = &options.out;
+    let seed = config.train.seed;
+    let source = ImageSource::open(options.data.as_deref(), seed, config.data.procedural_images)?;
+    let (train_source, val_source) = match &options.val {
+        Some(val) => (source, ImageSource::open(Some(val), seed, 0)?),
+        None => source.split(config.data.holdout, seed),
+    };
+    let size = config.data.image_size;
+    let (val_images, val_skipped) = load_all(&val_source, size);
+    for (name, error) in &val_skipped {
+        tracing::warn!("skipping unreadable validation image {name}: {error}");
+    }
+    if val_images.is_empty() {
+        return Err(Error::NoImages {
+            what: "the validation set".into(),
+        });
+    }
+    let preview: Vec<RgbImage> = val_images.iter().take(8).map(|(_, i)| i.clone()).collect();
+
+    // Start fresh or resume.
+    let existing = checkpoint::latest(run)?;
+    let (mut model, mut optimizer, mut state) = {
+        let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
+        match (existing, options.resume) {
+            (Some(dir), true) => {
+                let stored = checkpoint::read_config(run)?;
+                if resumable_view(&stored) != resumable_view(config) {
+                    return Err(Error::Checkpoint {
+                        path: run.join("config.json"),
+                        message: format!(
+                            "the run was trained with a different configuration:\n  stored:    \
+                             {}\n  requested: {}",
+                            serde_json::to_string(&resumable_view(&stored)).expect("json"),
+                            serde_json::to_string(&resumable_view(config)).expect("json"),
+                        ),
+                    });
+                }
+                let model = checkpoint::load_model::<B>(config, &dir, device)?;
+                optimizer = optimizer.load_record(checkpoint::load_optimizer::<B, _>(&dir, device)?);
+                let state = checkpoint::read_state(&dir)?;
+                observer.on_event(&format!("resuming from {} (step {})", dir.display(), state.step));
+                (model, optimizer, state)
+            }
+            (Some(dir), false) => {
+                return Err(Error::Checkpoint {
+                    path: dir,
+                    message: "this --out folder already holds a run: pass --resume to continue \
+                              it or choose another --out"
+                        .into(),
+                })
+            }
+            (None, _) => {
+                B::seed(device, seed);
+                let model = config.model_config().init::<B>(device);
+                let state = TrainState {
+                    step: 0,
+                    codebook: CodebookStats::new(config.model.num_codes, config.train.usage_window),
+                    skipped_images: 0,
+                };
+                (model, optimizer, state)
+            }
+        }
+    };
+    checkpoint::write_config(run, config)?;
+    let mut log = MetricsLog::open(&run.join("metrics.csv"), state.step)?;
+
+    let (_, total_steps) = schedule(config, train_source.len());
+    let preprocess = Preprocess {
+        size,
+        crop: config.data.crop,
+        flip: config.data.flip,
+    };
+    let workers = match config.data.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let prefetch = Prefetcher::start(
+        train_source.clone(),
+        preprocess,
+        config.train.batch_size,
+        seed,
+        state.step,
+        total_steps,
+        workers,
+    );
+    observer.on_start(state.step, total_steps);
+    let mut last_checkpoint = checkpoint::latest(run)?.map_or("none".to_string(), |p| p.display().to_string());
+    let mut interrupted = false;
+    let num_codes = config.model.num_codes;
+
+    while let Some(batch) = prefetch.next() {
+        let started = Instant::now();
+        for (name, error) in &batch.skipped {
+            tracing::warn!("skipping unreadable image {name}: {error}");
+            observer.on_event(&format!("skipped unreadable image {name}: {error}"));
+        }
+        state.skipped_images += batch.skipped.len() as u64;
+        if batch.images.is_empty() {
+            state.step = batch.step + 1;
+            continue;
+        }
+        let images = to_tensor::<B>(&batch.images, device);
+        let out = model.forward(images.clone());
+        let reconstruction = (out.reconstruction - images).powi_scalar(2).mean();
+        let loss = reconstruction.clone()
+            + out.quantizer.codebook_loss.clone()
+            + out.quantizer.commitment_loss.clone();
+        let value = scalar(&loss);
+        if !value.is_finite() {
+            return Err(Error::NonFiniteLoss {
+                step: batch.step + 1,
+                value,
+                last_checkpoint,
+            });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(config.train.learning_rate, model, grads);
+
+        // Codebook: EMA update, statistics, dead-code restarts.
+        let indices = out.quantizer.indices.clone().flatten::<1>(0, 2);
+        let latents = out.quantizer.latents.clone();
+        model.quantizer = model.quantizer.ema_update(latents.clone(), indices.clone());
+        let flat: Vec<i64> = indices.into_data().convert::<i64>().to_vec().expect("indices");
+        state.codebook.update(batch.step, &code_counts(&flat, num_codes));
+        if config.model.dead_code_after > 0 {
+            let dead = state.codebook.dead(batch.step, config.model.dead_code_after);
+            if !dead.is_empty() {
+                let replacements = random_rows(latents, dead.len(), seed, batch.step);
+                model.quantizer = model.quantizer.restart_codes(&dead, replacements);
+                state.codebook.revive(batch.step, &dead);
+            }
+        }
+        state.step = batch.step + 1;
+
+        let report = StepReport {
+            step: state.step,
+            total_steps,
+            epoch: batch.epoch,
+            loss: value,
+            reconstruction: scalar(&reconstruction),
+            codebook: scalar(&out.quantizer.codebook_loss),
+            commitment: scalar(&out.quantizer.commitment_loss),
+            usage: state.codebook.usage(batch.step),
+            perplexity: state.codebook.perplexity(),
+            images_per_second: batch.images.len() as f64 / started.elapsed().as_secs_f64(),
+            skipped_images: state.skipped_images,
+        };
+        log.append(&report)?;
+        observer.on_step(&report);
+
+        let stop = options.stop.load(Ordering::SeqCst);
+        let last = state.step == total_steps;
+        if state.step % config.train.sample_every.max(1) == 0 || last || stop {
+            let path = run.join("samples").join(format!("step-{:08}.png", state.step));
+            let inner = model.valid();
+            let recon = from_tensor(inner.forward(to_tensor(&preview, device)).reconstruction);
+            save_grid(&[preview.clone(), recon], &path)?;
+            observer.on_event(&format!("sample grid {}", path.display()));
+        }
+        if state.step % config.train.checkpoint_every.max(1) == 0 || last || stop {
+            let dir = checkpoint::save(run, &model, optimizer.to_record(), &state, config.train.keep_checkpoints)?;
+            last_checkpoint = dir.display().to_string();
+            observer.on_event(&format!("checkpoint {}", dir.display()));
+        }
+        if stop && !last {
+            interrupted = true;
+            break;
+        }
+    }
+    drop(prefetch);
+    if state.step == 0 {
+        return Err(Error::NoImages {
+            what: "the training set".into(),
+        });
+    }
+    // A run resumed at its end writes nothing new: make sure a checkpoint exists.
+    let checkpoint = match checkpoint::latest(run)? {
+        Some(dir) => dir,
+        None => checkpoint::save(run, &model, optimizer.to_record(), &state, config.train.keep_checkpoints)?,
+    };
+    let evaluation = evaluate(&model.valid(), &val_images, num_codes, device);
+    observer.on_event(&format!(
+        "validation: PSNR {:.2} dB, SSIM {:.4}, codebook usage {:.1}% over {} images",
+        evaluation.psnr,
+        evaluation.ssim,
+        100.0 * evaluation.usage,
+        evaluation.images
+    ));
+    Ok(TrainOutcome {
+        steps: state.step,
+        checkpoint,
+        interrupted,
+        evaluation,
+    })
+}
+
+/// A one-element tensor's value.
+fn scalar<B: burn::tensor::backend::Backend>(t: &Tensor<B, 1>) -> f64 {
+    t.clone().into_data().convert::<f64>().to_vec::<f64>().expect("scalar")[0]
+}
+
+/// `count` rows of `latents` chosen with a generator seeded by `(seed, step)`.
+fn random_rows<B: burn::tensor::backend::Backend>(
+    latents: Tensor<B, 2>,
+    count: usize,
+    seed: u64,
+    step: u64,
+) -> Tensor<B, 2> {
+    let [n, _] = latents.dims();
+    let mut rng = StdRng::seed_from_u64(seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let rows: Vec<i64> = (0..count).map(|_| rng.random_range(0..n) as i64).collect();
+    let device = latents.device();
+    let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [count]), &device);
+    latents.select(0, rows)
+}
+
+/// Creates the run folder if needed.
+pub fn ensure_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
