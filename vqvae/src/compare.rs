@@ -85,7 +85,10 @@ pub fn compare<B: DaamBackend>(
     std::fs::create_dir_all(out.join("grids")).map_err(io(out))?;
     let mut grids = Vec::new();
     for (i, (name, original)) in images.iter().enumerate() {
-        let stem = Path::new(name).file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+        let stem = Path::new(name)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("image");
         let mut row = vec![original.clone()];
         row.extend(columns.iter().map(|c| c[i].clone()));
         let path = out.join("grids").join(format!("{i:03}_{stem}.png"));
@@ -106,7 +109,9 @@ pub fn compare<B: DaamBackend>(
 
 /// The summary table in markdown.
 pub fn markdown_table(results: &[ModelResult]) -> String {
-    let mut s = String::from("| model | images | PSNR (dB) | SSIM | codebook usage |\n|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| model | images | PSNR (dB) | SSIM | codebook usage |\n|---|---|---|---|---|\n",
+    );
     for r in results {
         let e = &r.evaluation;
         let _ = writeln!(
@@ -126,16 +131,27 @@ fn csv_table(results: &[ModelResult]) -> String {
     let mut s = String::from("model,image,psnr,ssim\n");
     for r in results {
         for m in &r.evaluation.per_image {
-            let _ = writeln!(s, "\"{}\",\"{}\",{:.4},{:.5}", r.label, m.name, m.psnr, m.ssim);
+            let _ = writeln!(
+                s,
+                "\"{}\",\"{}\",{:.4},{:.5}",
+                r.label, m.name, m.psnr, m.ssim
+            );
         }
-        let _ = writeln!(s, "\"{}\",mean,{:.4},{:.5}", r.label, r.evaluation.psnr, r.evaluation.ssim);
+        let _ = writeln!(
+            s,
+            "\"{}\",mean,{:.4},{:.5}",
+            r.label, r.evaluation.psnr, r.evaluation.ssim
+        );
     }
     s
 }
 
 /// Minimal HTML escaping for labels and names.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Standard base64 (RFC 4648) of `bytes`, for embedding PNGs.
@@ -143,7 +159,11 @@ pub fn base64(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -252,10 +252,12 @@ impl RunConfig {
         })?;
         let mut base = toml::Value::try_from(preset.config()).expect("presets serialise");
         merge(&mut base, overlay);
-        let config: RunConfig = base.try_into().map_err(|e: toml::de::Error| Error::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let config: RunConfig = base
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         config.validate().map_err(|message| Error::Config {
             path: path.to_path_buf(),
             message,
@@ -269,7 +271,11 @@ impl RunConfig {
         if m.hidden.is_empty() {
             return Err("model.hidden must list at least one width".into());
         }
-        if let Some(w) = m.hidden.iter().find(|&&w| m.norm_groups == 0 || w % m.norm_groups != 0) {
+        if let Some(w) = m
+            .hidden
+            .iter()
+            .find(|&&w| m.norm_groups == 0 || w % m.norm_groups != 0)
+        {
             return Err(format!(
                 "model.norm_groups ({}) must divide every width (got {w})",
                 m.norm_groups
@@ -297,7 +303,10 @@ impl RunConfig {
             ));
         }
         if !(0.0..1.0).contains(&m.ema_decay) {
-            return Err(format!("model.ema_decay ({}) must be in [0, 1)", m.ema_decay));
+            return Err(format!(
+                "model.ema_decay ({}) must be in [0, 1)",
+                m.ema_decay
+            ));
         }
         Ok(())
     }
@@ -308,9 +317,7 @@ impl RunConfig {
         let (update, norm) = match m.quantizer {
             QuantizerKind::Vq => (CodebookUpdate::Gradient, CodeNorm::Euclidean),
             QuantizerKind::Ema => (
-                CodebookUpdate::Ema {
-                    decay: m.ema_decay,
-                },
+                CodebookUpdate::Ema { decay: m.ema_decay },
                 CodeNorm::Euclidean,
             ),
             QuantizerKind::L2 => (CodebookUpdate::Gradient, CodeNorm::L2),
@@ -364,7 +371,10 @@ mod tests {
         let config = RunConfig::from_toml_over(Preset::Small, &path).unwrap();
         assert_eq!(config.train.learning_rate, 1e-4);
         assert_eq!(config.model.attention, ChannelAttention::None);
-        assert_eq!(config.train.batch_size, Preset::Small.config().train.batch_size);
+        assert_eq!(
+            config.train.batch_size,
+            Preset::Small.config().train.batch_size
+        );
     }
 
     #[test]
@@ -372,10 +382,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[train]\nlerning_rate = 1e-4\n").unwrap();
-        let err = RunConfig::from_toml_over(Preset::Tiny, &path).unwrap_err().to_string();
-        assert!(err.contains("bad.toml") && err.contains("lerning_rate"), "{err}");
+        let err = RunConfig::from_toml_over(Preset::Tiny, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.toml") && err.contains("lerning_rate"),
+            "{err}"
+        );
         std::fs::write(&path, "[model]\nnorm_groups = 3\n").unwrap();
-        let err = RunConfig::from_toml_over(Preset::Tiny, &path).unwrap_err().to_string();
-        assert!(err.contains("norm_groups (3) must divide every width (got 8)"), "{err}");
+        let err = RunConfig::from_toml_over(Preset::Tiny, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("norm_groups (3) must divide every width (got 8)"),
+            "{err}"
+        );
     }
 }

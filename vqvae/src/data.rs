@@ -67,11 +67,20 @@ impl ImageSource {
     ///
     /// # Errors
     /// The file's [`datasets::Error`] (unreadable, corrupt, truncated).
-    pub fn load(&self, index: usize, preprocess: &Preprocess, seed: u64) -> datasets::Result<RgbImage> {
+    pub fn load(
+        &self,
+        index: usize,
+        preprocess: &Preprocess,
+        seed: u64,
+    ) -> datasets::Result<RgbImage> {
         match self {
             Self::Procedural { seed: set_seed, .. } => {
                 let image = procedural_image(*set_seed, index as u64, preprocess.size);
-                Ok(if preprocess.flip && seed % 2 == 1 { flip(&image) } else { image })
+                Ok(if preprocess.flip && seed % 2 == 1 {
+                    flip(&image)
+                } else {
+                    image
+                })
             }
             Self::Folder(folder) => load_image(&folder.files()[index], preprocess, seed),
         }
@@ -151,7 +160,11 @@ pub fn to_tensor<B: Backend>(images: &[RgbImage], device: &B::Device) -> Tensor<
     let (h, w) = (images[0].height, images[0].width);
     let mut data = Vec::with_capacity(images.len() * 3 * h * w);
     for image in images {
-        assert_eq!((image.height, image.width), (h, w), "images of different sizes");
+        assert_eq!(
+            (image.height, image.width),
+            (h, w),
+            "images of different sizes"
+        );
         data.extend_from_slice(&image.data);
     }
     Tensor::from_data(TensorData::new(data, [images.len(), 3, h, w]), device)
@@ -253,9 +266,18 @@ impl Prefetcher {
     }
 }
 
+/// Images loaded by name, and the ones that could not be read with their errors.
+#[derive(Debug, Default)]
+pub struct LoadedImages {
+    /// `(name, image)` of the readable images.
+    pub images: Vec<(String, RgbImage)>,
+    /// `(name, error)` of the unreadable ones.
+    pub skipped: Vec<(String, String)>,
+}
+
 /// Loads every image of a source centre-cropped to `size` (validation and reconstruction
 /// inputs), skipping unreadable ones.
-pub fn load_all(source: &ImageSource, size: u32) -> (Vec<(String, RgbImage)>, Vec<(String, String)>) {
+pub fn load_all(source: &ImageSource, size: u32) -> LoadedImages {
     let preprocess = Preprocess {
         size,
         crop: Crop::Center,
@@ -268,7 +290,7 @@ pub fn load_all(source: &ImageSource, size: u32) -> (Vec<(String, RgbImage)>, Ve
             Err(e) => skipped.push((source.name(i), e.to_string())),
         }
     }
-    (images, skipped)
+    LoadedImages { images, skipped }
 }
 
 #[cfg(test)]
@@ -289,7 +311,9 @@ mod tests {
     fn prefetcher_streams_whole_epochs() {
         let source = ImageSource::Procedural { seed: 1, count: 5 };
         let prefetch = Prefetcher::start(source, Preprocess::eval(8), 2, 0, 0, 6, 1);
-        let sizes: Vec<_> = std::iter::from_fn(|| prefetch.next()).map(|b| b.images.len()).collect();
+        let sizes: Vec<_> = std::iter::from_fn(|| prefetch.next())
+            .map(|b| b.images.len())
+            .collect();
         // 5 images, batch 2: steps per epoch 3 (2, 2, 1), two epochs.
         assert_eq!(sizes, [2, 2, 1, 2, 2, 1]);
     }
@@ -297,8 +321,11 @@ mod tests {
     #[test]
     fn tensor_round_trip() {
         let source = ImageSource::Procedural { seed: 1, count: 2 };
-        let (images, _) = load_all(&source, 8);
-        let images: Vec<_> = images.into_iter().map(|(_, i)| i).collect();
+        let images: Vec<_> = load_all(&source, 8)
+            .images
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
         let tensor = to_tensor::<crate::tests::TestBackend>(&images, &Default::default());
         assert_eq!(tensor.dims(), [2, 3, 8, 8]);
         assert_eq!(from_tensor(tensor), images);

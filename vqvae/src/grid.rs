@@ -23,7 +23,11 @@ pub fn grid(rows: &[Vec<RgbImage>]) -> image::RgbImage {
     let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([235, 235, 235]));
     for (r, row) in rows.iter().enumerate() {
         for (c, tile) in row.iter().enumerate() {
-            assert_eq!((tile.height as u32, tile.width as u32), (h, w), "grid tiles differ");
+            assert_eq!(
+                (tile.height as u32, tile.width as u32),
+                (h, w),
+                "grid tiles differ"
+            );
             let x0 = PAD + c as u32 * (w + PAD);
             let y0 = PAD + r as u32 * (h + PAD);
             image::imageops::replace(&mut canvas, &tile.to_rgb8(), x0 as i64, y0 as i64);

@@ -46,7 +46,10 @@ pub fn load<B: DaamBackend>(path: &Path, device: &B::Device) -> Result<LoadedMod
 pub fn input_source(input: &Path) -> Result<ImageSource> {
     if input.is_file() {
         let root = input.parent().unwrap_or(Path::new(".")).to_path_buf();
-        return Ok(ImageSource::Folder(ImageFolder::from_files(root, vec![input.to_path_buf()])));
+        return Ok(ImageSource::Folder(ImageFolder::from_files(
+            root,
+            vec![input.to_path_buf()],
+        )));
     }
     Ok(ImageSource::Folder(ImageFolder::open(input)?))
 }
@@ -54,7 +57,7 @@ pub fn input_source(input: &Path) -> Result<ImageSource> {
 /// Loads inputs centre-cropped to `size`, naming skipped files in the log; errors when nothing
 /// is readable.
 pub fn load_inputs(input: &Path, size: u32) -> Result<Vec<(String, RgbImage)>> {
-    let (images, skipped) = load_all(&input_source(input)?, size);
+    let crate::data::LoadedImages { images, skipped } = load_all(&input_source(input)?, size);
     for (name, error) in &skipped {
         tracing::warn!("skipping unreadable image {name}: {error}");
     }
@@ -103,9 +106,21 @@ fn stems(names: &[String]) -> Vec<String> {
                 .to_string();
             let n = seen.entry(stem.clone()).or_insert(0usize);
             *n += 1;
-            if *n == 1 { stem } else { format!("{stem}_{n}") }
+            if *n == 1 {
+                stem
+            } else {
+                format!("{stem}_{n}")
+            }
         })
         .collect()
+}
+
+/// Creates an output folder.
+fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes a JSON file, creating its folder.
@@ -139,10 +154,13 @@ pub fn reconstruct<B: DaamBackend>(
     if size % f != 0 {
         return Err(Error::Config {
             path: input.to_path_buf(),
-            message: format!("--size ({size}) must be a multiple of the down-sampling factor ({f})"),
+            message: format!(
+                "--size ({size}) must be a multiple of the down-sampling factor ({f})"
+            ),
         });
     }
     let images = load_inputs(input, size)?;
+    create_dir(out)?;
     let originals: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
     let (recons, codes) = reconstruct_all(&loaded.model, &originals, device);
     let num_codes = loaded.config.model.num_codes;
@@ -152,13 +170,19 @@ pub fn reconstruct<B: DaamBackend>(
     for ((stem, original), recon) in stems.iter().zip(&originals).zip(&recons) {
         let path = out.join(format!("{stem}.png"));
         recon.save_png(&path)?;
-        save_grid(&[vec![original.clone(), recon.clone()]], &out.join(format!("{stem}.side_by_side.png")))?;
+        save_grid(
+            &[vec![original.clone(), recon.clone()]],
+            &out.join(format!("{stem}.side_by_side.png")),
+        )?;
     }
     let mut csv = String::from("image,psnr,ssim\n");
     for m in &evaluation.per_image {
         csv.push_str(&format!("{},{:.4},{:.5}\n", m.name, m.psnr, m.ssim));
     }
-    csv.push_str(&format!("mean,{:.4},{:.5}\n", evaluation.psnr, evaluation.ssim));
+    csv.push_str(&format!(
+        "mean,{:.4},{:.5}\n",
+        evaluation.psnr, evaluation.ssim
+    ));
     std::fs::write(out.join("metrics.csv"), csv).map_err(|source| Error::Io {
         path: out.join("metrics.csv"),
         source,
@@ -209,8 +233,15 @@ pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
                 file.width
             )));
         }
-        if let Some(c) = image.codes.iter().find(|&&c| c < 0 || c as usize >= num_codes) {
-            return Err(bad(format!("image {}: code {c} outside 0..{num_codes}", image.name)));
+        if let Some(c) = image
+            .codes
+            .iter()
+            .find(|&&c| c < 0 || c as usize >= num_codes)
+        {
+            return Err(bad(format!(
+                "image {}: code {c} outside 0..{num_codes}",
+                image.name
+            )));
         }
     }
     Ok(file)
@@ -224,6 +255,7 @@ pub fn decode<B: DaamBackend>(
     device: &B::Device,
 ) -> Result<Vec<(String, RgbImage)>> {
     let file = read_codes(codes, loaded.config.model.num_codes)?;
+    create_dir(out)?;
     let mut decoded = Vec::with_capacity(file.images.len());
     for chunk in file.images.chunks(8) {
         let flat: Vec<i64> = chunk.iter().flat_map(|i| i.codes.iter().copied()).collect();

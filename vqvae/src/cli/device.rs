@@ -119,6 +119,9 @@ mod tests {
         assert_eq!("cpu".parse(), Ok(Device::Cpu));
         assert_eq!("cuda".parse(), Ok(Device::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(Device::Cuda(3)));
-        assert!("gpu".parse::<Device>().unwrap_err().contains("unknown device `gpu`"));
+        assert!("gpu"
+            .parse::<Device>()
+            .unwrap_err()
+            .contains("unknown device `gpu`"));
     }
 }

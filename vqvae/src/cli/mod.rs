@@ -118,7 +118,7 @@ struct TrainArgs {
     #[arg(long, default_value = "checkpoints/run")]
     out: PathBuf,
     /// Continue the run in --out from its latest checkpoint (its stored configuration is used;
-    /// only --epochs and --max-steps may change).
+    /// only --epochs, --max-steps and --lr may change).
     #[arg(long)]
     resume: bool,
     /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
@@ -305,7 +305,11 @@ where
         100.0 * e.usage
     );
     let sample = args.out.join("samples");
-    println!("samples: {}  metrics: {}", sample.display(), args.out.join("metrics.csv").display());
+    println!(
+        "samples: {}  metrics: {}",
+        sample.display(),
+        args.out.join("metrics.csv").display()
+    );
     Ok(())
 }
 
@@ -338,7 +342,11 @@ fn decode<B: DaamBackend>(args: &DecodeArgs, device: &B::Device) -> Result<()> {
     let loaded = vqvae::reconstruct::load::<B>(&args.checkpoint, device)?;
     let images = vqvae::reconstruct::decode(&loaded, &args.codes, &args.out, device)
         .with_context(|| format!("decoding {}", args.codes.display()))?;
-    println!("decoded {} images into {}", images.len(), args.out.display());
+    println!(
+        "decoded {} images into {}",
+        images.len(),
+        args.out.display()
+    );
     Ok(())
 }
 

@@ -38,7 +38,11 @@ fn summary(r: &StepReport) -> String {
         100.0 * r.usage,
         r.perplexity,
         r.images_per_second,
-        if r.skipped_images > 0 { format!(" skipped {}", r.skipped_images) } else { String::new() }
+        if r.skipped_images > 0 {
+            format!(" skipped {}", r.skipped_images)
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -68,7 +72,13 @@ impl TrainObserver for Bars {
                 bar.set_message(summary(r));
             }
             None if r.step % self.every == 0 || r.step == r.total_steps => {
-                eprintln!("step {}/{} epoch {} {}", r.step, r.total_steps, r.epoch, summary(r));
+                eprintln!(
+                    "step {}/{} epoch {} {}",
+                    r.step,
+                    r.total_steps,
+                    r.epoch,
+                    summary(r)
+                );
             }
             None => {}
         }

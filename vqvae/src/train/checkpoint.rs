@@ -184,7 +184,11 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
 /// # Errors
 /// [`Error::Checkpoint`] naming the file when it is missing or was written for another
 /// configuration (different widths, codebook, attention).
-pub fn load_model<B: Backend>(config: &RunConfig, dir: &Path, device: &B::Device) -> Result<VqVae<B>> {
+pub fn load_model<B: Backend>(
+    config: &RunConfig,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<VqVae<B>> {
     let path = dir.join("model.bin");
     if !path.is_file() {
         return Err(Error::Checkpoint {
@@ -192,14 +196,49 @@ pub fn load_model<B: Backend>(config: &RunConfig, dir: &Path, device: &B::Device
             message: "missing".into(),
         });
     }
-    config
-        .model_config()
-        .init::<B>(device)
+    let fresh = config.model_config().init::<B>(device);
+    let expected = param_shapes(&fresh);
+    let model = fresh
         .load_file(dir.join("model"), &CheckpointRecorder::new(), device)
         .map_err(|e| Error::Checkpoint {
-            path,
+            path: path.clone(),
             message: format!("does not fit this configuration: {e}"),
-        })
+        })?;
+    // burn loads tensors without checking their shapes against the module's: compare them.
+    let loaded = param_shapes(&model);
+    if loaded != expected {
+        let first = expected
+            .iter()
+            .zip(&loaded)
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.len().min(loaded.len()));
+        return Err(Error::Checkpoint {
+            path,
+            message: format!(
+                "does not fit this configuration: parameter {first} has shape {:?} in the file, \
+                 {:?} in the model config.json describes",
+                loaded.get(first),
+                expected.get(first)
+            ),
+        });
+    }
+    Ok(model)
+}
+
+/// The shapes of a module's parameters, in visiting order.
+fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
+    struct Shapes(Vec<Vec<usize>>);
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Shapes {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<B, D>>,
+        ) {
+            self.0.push(param.dims().to_vec());
+        }
+    }
+    let mut shapes = Shapes(Vec::new());
+    module.visit(&mut shapes);
+    shapes.0
 }
 
 /// Loads a checkpoint's optimizer record.

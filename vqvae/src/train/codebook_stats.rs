@@ -30,7 +30,12 @@ impl CodebookStats {
             return;
         }
         let rate = 1.0 / self.window as f64;
-        for ((last, freq), &count) in self.last_used.iter_mut().zip(&mut self.frequency).zip(counts) {
+        for ((last, freq), &count) in self
+            .last_used
+            .iter_mut()
+            .zip(&mut self.frequency)
+            .zip(counts)
+        {
             if count > 0 {
                 *last = step + 1;
             }

@@ -45,7 +45,10 @@ impl MetricsLog {
             contents.push('\n');
         }
         super::checkpoint::write_atomic(path, contents.as_bytes())?;
-        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io)?;
         Ok(Self {
             path: path.to_path_buf(),
             file,

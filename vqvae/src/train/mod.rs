@@ -98,9 +98,11 @@ pub struct TrainOutcome {
     pub evaluation: Evaluation,
 }
 
-/// Fields that may differ when resuming (how long to train and how often to log).
+/// Fields that may differ when resuming (how long to train, the learning rate, how often to
+/// log) are blanked out of the comparison.
 fn resumable_view(config: &RunConfig) -> RunConfig {
     let mut c = config.clone();
+    c.train.learning_rate = 0.0;
     c.train.epochs = 0;
     c.train.max_steps = 0;
     c.train.checkpoint_every = 0;
@@ -113,7 +115,11 @@ fn resumable_view(config: &RunConfig) -> RunConfig {
 fn schedule(config: &RunConfig, images: usize) -> (u64, u64) {
     let per_epoch = images.div_ceil(config.train.batch_size) as u64;
     let total = per_epoch * config.train.epochs;
-    let total = if config.train.max_steps > 0 { total.min(config.train.max_steps) } else { total };
+    let total = if config.train.max_steps > 0 {
+        total.min(config.train.max_steps)
+    } else {
+        total
+    };
     (per_epoch, total)
 }
 
@@ -145,7 +151,10 @@ where
         None => source.split(config.data.holdout, seed),
     };
     let size = config.data.image_size;
-    let (val_images, val_skipped) = load_all(&val_source, size);
+    let crate::data::LoadedImages {
+        images: val_images,
+        skipped: val_skipped,
+    } = load_all(&val_source, size);
     for (name, error) in &val_skipped {
         tracing::warn!("skipping unreadable validation image {name}: {error}");
     }
@@ -175,9 +184,14 @@ where
                     });
                 }
                 let model = checkpoint::load_model::<B>(config, &dir, device)?;
-                optimizer = optimizer.load_record(checkpoint::load_optimizer::<B, _>(&dir, device)?);
+                optimizer =
+                    optimizer.load_record(checkpoint::load_optimizer::<B, _>(&dir, device)?);
                 let state = checkpoint::read_state(&dir)?;
-                observer.on_event(&format!("resuming from {} (step {})", dir.display(), state.step));
+                observer.on_event(&format!(
+                    "resuming from {} (step {})",
+                    dir.display(),
+                    state.step
+                ));
                 (model, optimizer, state)
             }
             (Some(dir), false) => {
@@ -223,7 +237,8 @@ where
         workers,
     );
     observer.on_start(state.step, total_steps);
-    let mut last_checkpoint = checkpoint::latest(run)?.map_or("none".to_string(), |p| p.display().to_string());
+    let mut last_checkpoint =
+        checkpoint::latest(run)?.map_or("none".to_string(), |p| p.display().to_string());
     let mut interrupted = false;
     let num_codes = config.model.num_codes;
 
@@ -259,10 +274,18 @@ where
         let indices = out.quantizer.indices.clone().flatten::<1>(0, 2);
         let latents = out.quantizer.latents.clone();
         model.quantizer = model.quantizer.ema_update(latents.clone(), indices.clone());
-        let flat: Vec<i64> = indices.into_data().convert::<i64>().to_vec().expect("indices");
-        state.codebook.update(batch.step, &code_counts(&flat, num_codes));
+        let flat: Vec<i64> = indices
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .expect("indices");
+        state
+            .codebook
+            .update(batch.step, &code_counts(&flat, num_codes));
         if config.model.dead_code_after > 0 {
-            let dead = state.codebook.dead(batch.step, config.model.dead_code_after);
+            let dead = state
+                .codebook
+                .dead(batch.step, config.model.dead_code_after);
             if !dead.is_empty() {
                 let replacements = random_rows(latents, dead.len(), seed, batch.step);
                 model.quantizer = model.quantizer.restart_codes(&dead, replacements);
@@ -290,14 +313,22 @@ where
         let stop = options.stop.load(Ordering::SeqCst);
         let last = state.step == total_steps;
         if state.step % config.train.sample_every.max(1) == 0 || last || stop {
-            let path = run.join("samples").join(format!("step-{:08}.png", state.step));
+            let path = run
+                .join("samples")
+                .join(format!("step-{:08}.png", state.step));
             let inner = model.valid();
             let recon = from_tensor(inner.forward(to_tensor(&preview, device)).reconstruction);
             save_grid(&[preview.clone(), recon], &path)?;
             observer.on_event(&format!("sample grid {}", path.display()));
         }
         if state.step % config.train.checkpoint_every.max(1) == 0 || last || stop {
-            let dir = checkpoint::save(run, &model, optimizer.to_record(), &state, config.train.keep_checkpoints)?;
+            let dir = checkpoint::save(
+                run,
+                &model,
+                optimizer.to_record(),
+                &state,
+                config.train.keep_checkpoints,
+            )?;
             last_checkpoint = dir.display().to_string();
             observer.on_event(&format!("checkpoint {}", dir.display()));
         }
@@ -315,7 +346,13 @@ where
     // A run resumed at its end writes nothing new: make sure a checkpoint exists.
     let checkpoint = match checkpoint::latest(run)? {
         Some(dir) => dir,
-        None => checkpoint::save(run, &model, optimizer.to_record(), &state, config.train.keep_checkpoints)?,
+        None => checkpoint::save(
+            run,
+            &model,
+            optimizer.to_record(),
+            &state,
+            config.train.keep_checkpoints,
+        )?,
     };
     let evaluation = evaluate(&model.valid(), &val_images, num_codes, device);
     observer.on_event(&format!(
@@ -335,7 +372,11 @@ where
 
 /// A one-element tensor's value.
 fn scalar<B: burn::tensor::backend::Backend>(t: &Tensor<B, 1>) -> f64 {
-    t.clone().into_data().convert::<f64>().to_vec::<f64>().expect("scalar")[0]
+    t.clone()
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("scalar")[0]
 }
 
 /// `count` rows of `latents` chosen with a generator seeded by `(seed, step)`.

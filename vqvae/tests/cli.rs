@@ -1,0 +1,473 @@
+//! The `vqvae` binary end to end, on data each test writes to a temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vqvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args(args)
+        .output()
+        .expect("the vqvae binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = vqvae(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "vqvae {args:?} failed:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = vqvae(args);
+    assert!(!out.status.success(), "vqvae {args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "vqvae {args:?} panicked:\n{stderr}"
+    );
+    stderr
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A folder of `count` procedural 24×24 PNGs.
+fn images(dir: &Path, count: usize) -> PathBuf {
+    let folder = dir.join("images");
+    datasets::write_procedural_folder(&folder, 7, count, 24).expect("writes PNGs");
+    folder
+}
+
+/// `(step, loss columns)` of a run's metrics.csv, throughput dropped.
+fn trajectory(run: &Path) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split(',').collect();
+            (cols[0].parse().unwrap(), cols[..8].join(","))
+        })
+        .collect()
+}
+
+#[test]
+fn tiny_preset_overfits_a_handful_of_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 4);
+    let run = dir.path().join("run");
+    let out = ok(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--val",
+        s(&data),
+        "--max-steps",
+        "300",
+        "--out",
+        s(&run),
+    ]);
+    assert!(out.contains("finished after 300 steps"), "{out}");
+    let rows = trajectory(&run);
+    let psnr = |row: &(u64, String)| {
+        let mse: f64 = row.1.split(',').nth(3).unwrap().parse().unwrap();
+        10.0 * (4.0 / mse).log10() // images in [−1, 1]: data range 2
+    };
+    let first = psnr(&rows[0]);
+    let last = rows[rows.len() - 10..].iter().map(psnr).sum::<f64>() / 10.0;
+    assert!(
+        last > first + 6.0,
+        "training PSNR {first:.2} → {last:.2} dB"
+    );
+    assert!(run.join("samples/step-00000300.png").is_file());
+    assert!(run.join("latest").is_file() && run.join("config.json").is_file());
+}
+
+#[test]
+fn resuming_continues_the_same_trajectory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 6);
+    let straight = dir.path().join("straight");
+    let resumed = dir.path().join("resumed");
+    let common = ["train", "--preset", "tiny", "--data", s(&data)];
+    ok(&[&common[..], &["--max-steps", "16", "--out", s(&straight)]].concat());
+    ok(&[&common[..], &["--max-steps", "8", "--out", s(&resumed)]].concat());
+    // Without --resume an existing run is never overwritten.
+    let err = fails(&[&common[..], &["--max-steps", "16", "--out", s(&resumed)]].concat());
+    assert!(err.contains("already holds a run"), "{err}");
+    ok(&[
+        &common[..],
+        &["--max-steps", "16", "--resume", "--out", s(&resumed)],
+    ]
+    .concat());
+    assert_eq!(trajectory(&straight), trajectory(&resumed));
+    // Resuming with another network is refused, naming the difference.
+    let err = fails(
+        &[
+            &common[..],
+            &["--attention", "none", "--resume", "--out", s(&resumed)],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("different configuration"), "{err}");
+}
+
+#[test]
+fn decode_of_exported_codes_equals_reconstruct() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 5);
+    let run = dir.path().join("run");
+    ok(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--max-steps",
+        "6",
+        "--out",
+        s(&run),
+    ]);
+    let rec = dir.path().join("rec");
+    let out = ok(&[
+        "reconstruct",
+        "--checkpoint",
+        s(&run),
+        "--input",
+        s(&data),
+        "--out",
+        s(&rec),
+        "--export-codes",
+    ]);
+    assert!(out.contains("mean over 5 images"), "{out}");
+    let dec = dir.path().join("dec");
+    ok(&[
+        "decode",
+        "--checkpoint",
+        s(&run),
+        "--codes",
+        s(&rec.join("codes.json")),
+        "--out",
+        s(&dec),
+    ]);
+    for i in 0..5 {
+        let name = format!("proc_{i:05}.png");
+        let a = std::fs::read(rec.join(&name)).unwrap();
+        let b = std::fs::read(dec.join(&name)).unwrap();
+        assert_eq!(a, b, "{name} differs between reconstruct and decode");
+    }
+    assert!(rec.join("proc_00000.side_by_side.png").is_file());
+    assert!(rec.join("metrics.csv").is_file() && rec.join("metrics.json").is_file());
+}
+
+#[test]
+fn compare_writes_table_grids_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 4);
+    let (a, b) = (dir.path().join("with"), dir.path().join("without"));
+    ok(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--max-steps",
+        "4",
+        "--out",
+        s(&a),
+    ]);
+    ok(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--max-steps",
+        "4",
+        "--attention",
+        "none",
+        "--out",
+        s(&b),
+    ]);
+    let out_dir = dir.path().join("cmp");
+    let out = ok(&[
+        "compare",
+        "--checkpoint",
+        s(&a),
+        "--checkpoint",
+        s(&b),
+        "--input",
+        s(&data),
+        "--out",
+        s(&out_dir),
+    ]);
+    assert!(
+        out.contains("with (DAAM)") && out.contains("without (no attention)"),
+        "{out}"
+    );
+    for file in [
+        "comparison.md",
+        "comparison.csv",
+        "comparison.json",
+        "report.html",
+        "grids/000_proc_00000.png",
+    ] {
+        assert!(out_dir.join(file).is_file(), "missing {file}");
+    }
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "the report embeds its grids"
+    );
+    let err = fails(&[
+        "compare",
+        "--checkpoint",
+        s(&a),
+        "--label",
+        "x",
+        "--label",
+        "y",
+        "--input",
+        s(&data),
+    ]);
+    assert!(err.contains("2 labels for 1 checkpoints"), "{err}");
+}
+
+#[test]
+fn unreadable_images_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 6);
+    std::fs::write(data.join("corrupt.jpg"), b"this is not a jpeg").unwrap();
+    let png = std::fs::read(data.join("proc_00000.png")).unwrap();
+    std::fs::write(data.join("truncated.png"), &png[..png.len() / 2]).unwrap();
+    image::GrayImage::from_fn(30, 20, |x, y| image::Luma([(x * 8 + y) as u8]))
+        .save(data.join("gray.png"))
+        .unwrap();
+    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(20, 28, |x, y| {
+        image::Rgb([(x * 3000) as u16, (y * 2000) as u16, 40000])
+    })
+    .save(data.join("deep.png"))
+    .unwrap();
+    let run = dir.path().join("run");
+    let out = vqvae(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--val",
+        s(&data),
+        "--max-steps",
+        "6",
+        "--out",
+        s(&run),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("corrupt.jpg") && stderr.contains("truncated.png"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("gray.png") && !stderr.contains("deep.png"),
+        "{stderr}"
+    );
+    let rows = trajectory(&run);
+    assert_eq!(rows.len(), 6);
+    let last = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let skipped: u64 = last
+        .lines()
+        .last()
+        .unwrap()
+        .rsplit(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(skipped >= 2, "skipped count {skipped}");
+}
+
+#[test]
+fn bad_inputs_give_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = fails(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&empty),
+        "--out",
+        s(&dir.path().join("r")),
+    ]);
+    assert!(err.contains(s(&empty)), "{err}");
+
+    let data = images(dir.path(), 4);
+    let run = dir.path().join("run");
+    ok(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--max-steps",
+        "2",
+        "--out",
+        s(&run),
+    ]);
+    // A checkpoint whose config.json says another network.
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    std::fs::write(
+        run.join("config.json"),
+        config.replace("\"num_codes\": 32", "\"num_codes\": 64"),
+    )
+    .unwrap();
+    let err = fails(&[
+        "reconstruct",
+        "--checkpoint",
+        s(&run),
+        "--input",
+        s(&data),
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(
+        err.contains("model.bin") && err.contains("does not fit"),
+        "{err}"
+    );
+    std::fs::write(run.join("config.json"), config).unwrap();
+
+    let err = fails(&[
+        "reconstruct",
+        "--checkpoint",
+        s(dir.path()),
+        "--input",
+        s(&data),
+    ]);
+    assert!(err.contains("not a run folder"), "{err}");
+    let bad_codes = dir.path().join("codes.json");
+    std::fs::write(&bad_codes, r#"{"checkpoint":"x","height":3,"width":3,"num_codes":32,"images":[{"name":"a","codes":[1,2]}]}"#).unwrap();
+    let err = fails(&["decode", "--checkpoint", s(&run), "--codes", s(&bad_codes)]);
+    assert!(err.contains("image a: 2 codes for a 3×3 grid"), "{err}");
+    let err = fails(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--device",
+        "cuda",
+        "--out",
+        s(&dir.path().join("c")),
+    ]);
+    assert!(err.contains("CUDA"), "{err}");
+    let err = fails(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--image-size",
+        "18",
+        "--out",
+        s(&dir.path().join("d")),
+    ]);
+    assert!(
+        err.contains("image_size (18) must be a positive multiple"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_nan_loss_stops_without_touching_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 4);
+    let run = dir.path().join("run");
+    ok(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--max-steps",
+        "2",
+        "--out",
+        s(&run),
+    ]);
+    let before = std::fs::read(run.join("step-00000002/model.bin")).unwrap();
+    let err = fails(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--max-steps",
+        "400",
+        "--lr",
+        "1e30",
+        "--resume",
+        "--out",
+        s(&run),
+    ]);
+    assert!(
+        err.contains("the loss became") && err.contains("step-00000002"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(run.join("step-00000002/model.bin")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 4);
+    let run = dir.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args([
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            s(&data),
+            "--max-steps",
+            "1000000",
+            "--out",
+            s(&run),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while trajectory_len(&run) < 5 {
+        assert!(started.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stopped after"), "{stdout}");
+    let steps = trajectory_len(&run) as u64;
+    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+    assert_eq!(
+        latest,
+        format!("step-{steps:08}"),
+        "the checkpoint is the last step logged"
+    );
+    assert!(run.join(latest).join("model.bin").is_file());
+}
+
+fn trajectory_len(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .map_or(0, |t| t.lines().count().saturating_sub(1))
+}
