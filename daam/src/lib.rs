@@ -52,7 +52,7 @@ mod mixture_density_attention;
 pub mod plot;
 pub mod reference;
 
-pub use backend::{DaamBackend, DensityGrads, DensityOutput};
+pub use backend::{DaamBackend, DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings};
 pub use density_adaptive_attention::{
     DensityAdaptiveAttention, DensityAdaptiveAttentionConfig, DensityAttentionOutput,
 };

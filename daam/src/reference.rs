@@ -5,7 +5,7 @@
 //! ops on Flex (broadcasting binary ops; see `BENCHMARKS.md`), so the modules do not call them
 //! directly: they go through [`crate::DaamBackend`], whose default methods are these functions.
 
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -102,4 +102,34 @@ pub fn mixture_density_attention<B: Backend>(
         })
         .unzip();
     (Tensor::cat(outputs, 1), Tensor::cat(mixtures, 1))
+}
+
+/// GroupNorm over `[batch_size, channels, spatial]` with a per-channel affine map and an
+/// optional ReLU (the composed form of [`crate::kernel::group_norm`]; biased variance, as
+/// burn's and PyTorch's `GroupNorm`).
+///
+/// # Shapes
+/// - `x`: `[batch_size, channels, spatial]`
+/// - `gamma`, `beta`: `[channels]`
+/// - output: `[batch_size, channels, spatial]`
+pub fn group_norm<B: Backend>(
+    x: Tensor<B, 3>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    groups: usize,
+    eps: f64,
+    apply_relu: bool,
+) -> Tensor<B, 3> {
+    let [batch_size, channels, spatial] = x.dims();
+    let grouped = x.reshape([batch_size, groups, channels / groups * spatial]);
+    let centered = grouped.clone() - grouped.mean_dim(2);
+    let variance = centered.clone().powi_scalar(2).mean_dim(2);
+    let normalized =
+        (centered / variance.add_scalar(eps).sqrt()).reshape([batch_size, channels, spatial]);
+    let y = normalized * gamma.reshape([1, channels, 1]) + beta.reshape([1, channels, 1]);
+    if apply_relu {
+        relu(y)
+    } else {
+        y
+    }
 }

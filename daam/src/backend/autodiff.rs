@@ -8,7 +8,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 
-use super::{DaamBackend, DensityGrads, DensityOutput};
+use super::{DaamBackend, DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings};
 use crate::GaussianForm;
 
 /// Which fused op a node belongs to, with its settings.
@@ -130,7 +130,71 @@ fn tracked<B: DaamBackend, C: CheckpointStrategy>(
     DensityOutput { output, weights }
 }
 
+/// Saved for GroupNorm's backward pass.
+#[derive(Debug, Clone)]
+struct SavedNorm<B: DaamBackend> {
+    settings: GroupNormSettings,
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+}
+
+#[derive(Debug)]
+struct GroupNormBackward;
+
+impl<B: DaamBackend> Backward<B, 3> for GroupNormBackward {
+    type State = SavedNorm<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad_out = grads.consume::<B>(&ops.node);
+        let SavedNorm {
+            settings,
+            x,
+            gamma,
+            beta,
+        } = ops.state;
+        let GroupNormGrads { x, gamma, beta } =
+            B::group_norm_backward(x, gamma, beta, settings, grad_out);
+        for (node, grad) in [(node_x, x), (node_gamma, gamma), (node_beta, beta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
 impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
+    fn group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        settings: GroupNormSettings,
+    ) -> FloatTensor<Self> {
+        let output = B::group_norm(
+            x.primitive.clone(),
+            gamma.primitive.clone(),
+            beta.primitive.clone(),
+            settings,
+        );
+        match GroupNormBackward
+            .prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                SavedNorm {
+                    settings,
+                    x: x.primitive,
+                    gamma: gamma.primitive,
+                    beta: beta.primitive,
+                },
+                output,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
     fn density_adaptive_attention(
         x: FloatTensor<Self>,
         mean_offset: FloatTensor<Self>,

@@ -4,7 +4,10 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::{DType, TensorData, TensorMetadata};
 
-use super::{composed, DaamBackend, DensityGrads, DensityOutput};
+use super::{
+    composed, DaamBackend, DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings,
+};
+use crate::kernel::group_norm::{self, GroupNormDims};
 use crate::kernel::mixture::{self, MixtureParams};
 use crate::kernel::per_feature::{self, PerFeatureParams};
 use crate::kernel::ViewDims;
@@ -182,4 +185,71 @@ impl DaamBackend for Flex {
             scale: tensor(grads.c, &param_shape),
         }
     }
+
+    fn group_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        settings: GroupNormSettings,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &gamma, &beta]) {
+            return composed::group_norm_forward::<Self>(x, gamma, beta, settings);
+        }
+        let (dims, shape) = group_norm_dims(&x, settings);
+        let mut output = vec![0.0; x.shape().num_elements()];
+        group_norm::forward(
+            &values(&x),
+            &values(&gamma),
+            &values(&beta),
+            &dims,
+            &mut output,
+        );
+        tensor(output, &shape)
+    }
+
+    fn group_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        settings: GroupNormSettings,
+        grad_out: FlexTensor,
+    ) -> GroupNormGrads<Self> {
+        if !all_f32(&[&x, &gamma, &beta, &grad_out]) {
+            return composed::group_norm_backward::<Self>(x, gamma, beta, settings, grad_out);
+        }
+        let (dims, shape) = group_norm_dims(&x, settings);
+        let mut grad_x = vec![0.0; x.shape().num_elements()];
+        let grads = group_norm::backward(
+            &values(&x),
+            &values(&gamma),
+            &values(&beta),
+            &values(&grad_out),
+            &dims,
+            &mut grad_x,
+        );
+        let channels = [dims.channels];
+        GroupNormGrads {
+            x: tensor(grad_x, &shape),
+            gamma: tensor(grads.gamma, &channels),
+            beta: tensor(grads.beta, &channels),
+        }
+    }
+}
+
+fn group_norm_dims(x: &FlexTensor, s: GroupNormSettings) -> (GroupNormDims, Vec<usize>) {
+    let shape = x.shape().to_vec();
+    assert_eq!(
+        shape.len(),
+        3,
+        "fused GroupNorm takes [batch_size, channels, spatial] tensors"
+    );
+    let dims = GroupNormDims {
+        batch: shape[0],
+        channels: shape[1],
+        spatial: shape[2],
+        groups: s.groups,
+        eps: s.eps,
+        relu: s.relu,
+    };
+    (dims, shape)
 }

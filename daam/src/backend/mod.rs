@@ -36,11 +36,37 @@ pub struct DensityGrads<B: Backend> {
     pub scale: FloatTensor<B>,
 }
 
+/// Gradients of a fused GroupNorm call.
+#[derive(Debug, Clone)]
+pub struct GroupNormGrads<B: Backend> {
+    /// `∂L/∂x`, `[batch_size, channels, spatial]`.
+    pub x: FloatTensor<B>,
+    /// `∂L/∂γ`, `[channels]`.
+    pub gamma: FloatTensor<B>,
+    /// `∂L/∂β`, `[channels]`.
+    pub beta: FloatTensor<B>,
+}
+
+/// Settings of a fused GroupNorm call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupNormSettings {
+    /// Groups (divide the channels).
+    pub groups: usize,
+    /// ε added to the variance.
+    pub eps: f64,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+}
+
 /// A burn backend that can run the DAAM modules. Implemented for Flex, `Autodiff<B>` and (with
 /// the `cuda` feature) CUDA; any other backend gets the composed default with an empty `impl`.
 ///
 /// All tensors are rank 3, `[outer, axis, inner]`, statistics along `axis`; the modules reshape
 /// their inputs to that view.
+///
+/// The trait also carries a fused GroupNorm (+ ReLU) ([`crate::kernel::group_norm`]): the DAAM
+/// VQ-VAE's convolutional blocks spend most of their time in GroupNorm when it is composed from
+/// broadcasting ops on burn 0.21's Flex backend.
 pub trait DaamBackend: Backend {
     /// Per-feature DAAM forward ([`crate::kernel::per_feature`]); δ and ξ are
     /// `[num_heads, inner]`.
@@ -101,6 +127,28 @@ pub trait DaamBackend: Backend {
     ) -> DensityGrads<Self> {
         let _ = weights;
         composed::mixture_backward::<Self>(x, mean_offsets, c, num_heads, eps, grad_out)
+    }
+
+    /// GroupNorm (+ ReLU) forward on `[batch_size, channels, spatial]`; γ and β are
+    /// `[channels]`.
+    fn group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        settings: GroupNormSettings,
+    ) -> FloatTensor<Self> {
+        composed::group_norm_forward::<Self>(x, gamma, beta, settings)
+    }
+
+    /// GroupNorm (+ ReLU) backward for `grad_out = ∂L/∂output`.
+    fn group_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        settings: GroupNormSettings,
+        grad_out: FloatTensor<Self>,
+    ) -> GroupNormGrads<Self> {
+        composed::group_norm_backward::<Self>(x, gamma, beta, settings, grad_out)
     }
 }
 
@@ -178,6 +226,63 @@ pub(crate) mod composed {
         differentiate::<B>(x, mean_offsets, c, grad_out, |x, m, c| {
             reference::mixture_density_attention(x, m, c, num_heads, eps).0
         })
+    }
+
+    pub(crate) fn group_norm_forward<B: Backend>(
+        x: FloatTensor<B>,
+        gamma: FloatTensor<B>,
+        beta: FloatTensor<B>,
+        s: GroupNormSettings,
+    ) -> FloatTensor<B> {
+        reference::group_norm(
+            float::<B, 3>(x),
+            float(gamma),
+            float(beta),
+            s.groups,
+            s.eps,
+            s.relu,
+        )
+        .into_primitive()
+        .tensor()
+    }
+
+    pub(crate) fn group_norm_backward<B: Backend>(
+        x: FloatTensor<B>,
+        gamma: FloatTensor<B>,
+        beta: FloatTensor<B>,
+        s: GroupNormSettings,
+        grad_out: FloatTensor<B>,
+    ) -> GroupNormGrads<B> {
+        let x = Tensor::<Autodiff<B>, 3>::from_inner(float(x)).require_grad();
+        let gamma = Tensor::<Autodiff<B>, 1>::from_inner(float(gamma)).require_grad();
+        let beta = Tensor::<Autodiff<B>, 1>::from_inner(float(beta)).require_grad();
+        let output = reference::group_norm(
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            s.groups,
+            s.eps,
+            s.relu,
+        );
+        let grads = (output * Tensor::from_inner(float::<B, 3>(grad_out)))
+            .sum()
+            .backward();
+        GroupNormGrads {
+            x: x.grad(&grads)
+                .expect("x is tracked")
+                .into_primitive()
+                .tensor(),
+            gamma: gamma
+                .grad(&grads)
+                .expect("gamma is tracked")
+                .into_primitive()
+                .tensor(),
+            beta: beta
+                .grad(&grads)
+                .expect("beta is tracked")
+                .into_primitive()
+                .tensor(),
+        }
     }
 
     /// Differentiates a composed forward with burn's autodiff: the generic backward.

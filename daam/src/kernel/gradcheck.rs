@@ -214,3 +214,51 @@ fn mixture_chunk_of_one_and_wide_inner() {
         4,
     );
 }
+
+fn group_norm_case(dims: super::group_norm::GroupNormDims, seed: u64) {
+    use super::group_norm;
+    let mut rng = Samples(seed);
+    let n = dims.batch * dims.channels * dims.spatial;
+    let x: Vec<f64> = rng
+        .normal(n)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (1.0 + (i % 4) as f64) + 0.5)
+        .collect();
+    let gamma: Vec<f64> = rng
+        .normal(dims.channels)
+        .iter()
+        .map(|v| 1.0 + 0.3 * v)
+        .collect();
+    let beta: Vec<f64> = rng.normal(dims.channels).iter().map(|v| 0.2 * v).collect();
+    let g = rng.normal(n);
+    let loss = |x: &[f64], gamma: &[f64], beta: &[f64]| {
+        let mut out = vec![0.0; n];
+        group_norm::forward(x, gamma, beta, &dims, &mut out);
+        out.iter().zip(&g).map(|(o, g)| o * g).sum::<f64>()
+    };
+    let mut grad_x = vec![0.0; n];
+    let grads = group_norm::backward(&x, &gamma, &beta, &g, &dims, &mut grad_x);
+    check("x", &grad_x, &numeric(&x, |x| loss(x, &gamma, &beta)));
+    check(
+        "γ",
+        &grads.gamma,
+        &numeric(&gamma, |gm| loss(&x, gm, &beta)),
+    );
+    check("β", &grads.beta, &numeric(&beta, |b| loss(&x, &gamma, b)));
+}
+
+#[test]
+fn group_norm_with_and_without_relu() {
+    for relu in [false, true] {
+        let dims = super::group_norm::GroupNormDims {
+            batch: 2,
+            channels: 6,
+            spatial: 5,
+            groups: 3,
+            eps: 1e-5,
+            relu,
+        };
+        group_norm_case(dims, 5 + relu as u64);
+    }
+}

@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod gradcheck;
+pub mod group_norm;
 mod layout;
 pub mod mixture;
 pub mod per_feature;

@@ -3,12 +3,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::GroupNorm;
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use daam::DaamBackend;
 
+use super::group_norm::GroupNormRelu;
 use super::residual_block::{conv3x3, group_norm, DaamResidualBlock, DaamResidualBlockConfig};
 use super::ChannelAttention;
 
@@ -18,8 +17,8 @@ use super::ChannelAttention;
 pub struct UpSampleBlock<B: Backend> {
     /// The transposed convolution.
     pub conv: ConvTranspose2d<B>,
-    /// GroupNorm after it.
-    pub norm: GroupNorm<B>,
+    /// GroupNorm + ReLU after it.
+    pub norm: GroupNormRelu<B>,
     /// The residual block.
     pub residual: DaamResidualBlock<B>,
 }
@@ -29,7 +28,7 @@ impl<B: DaamBackend> UpSampleBlock<B> {
     /// - `x`: `[batch_size, channels_in, height, width]`
     /// - output: `[batch_size, channels_out, 2 · height, 2 · width]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = relu(self.norm.forward(self.conv.forward(x)));
+        let h = self.norm.forward(self.conv.forward(x));
         self.residual.forward(h)
     }
 }

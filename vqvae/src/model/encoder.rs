@@ -4,12 +4,12 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{GroupNorm, PaddingConfig2d};
-use burn::tensor::activation::relu;
+use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use daam::DaamBackend;
 
+use super::group_norm::GroupNormRelu;
 use super::residual_block::{conv3x3, group_norm, DaamResidualBlock, DaamResidualBlockConfig};
 use super::ChannelAttention;
 
@@ -19,8 +19,8 @@ use super::ChannelAttention;
 pub struct DownSampleBlock<B: Backend> {
     /// The strided convolution.
     pub conv: Conv2d<B>,
-    /// GroupNorm after it.
-    pub norm: GroupNorm<B>,
+    /// GroupNorm + ReLU after it.
+    pub norm: GroupNormRelu<B>,
     /// The residual block.
     pub residual: DaamResidualBlock<B>,
 }
@@ -30,7 +30,7 @@ impl<B: DaamBackend> DownSampleBlock<B> {
     /// - `x`: `[batch_size, channels_in, height, width]`
     /// - output: `[batch_size, channels_out, height / 2, width / 2]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = relu(self.norm.forward(self.conv.forward(x)));
+        let h = self.norm.forward(self.conv.forward(x));
         self.residual.forward(h)
     }
 }

@@ -3,6 +3,7 @@
 mod attention;
 mod decoder;
 mod encoder;
+mod group_norm;
 mod quantizer;
 mod residual_block;
 mod vqvae;
@@ -10,6 +11,7 @@ mod vqvae;
 pub use attention::ChannelAttention;
 pub use decoder::{Decoder, DecoderConfig, UpSampleBlock};
 pub use encoder::{DownSampleBlock, Encoder, EncoderConfig};
+pub use group_norm::GroupNormRelu;
 pub use quantizer::{
     CodeNorm, CodebookUpdate, QuantizerOutput, VectorQuantizer, VectorQuantizerConfig,
 };

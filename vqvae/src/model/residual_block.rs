@@ -3,14 +3,14 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
+use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use daam::{
     DaamBackend, DensityBlock, DensityBlockConfig, MixtureDensityAttentionConfig, ScaleInit,
 };
 
+use super::group_norm::GroupNormRelu;
 use super::ChannelAttention;
 
 /// Configuration of a [`DaamResidualBlock`].
@@ -34,29 +34,25 @@ pub struct DaamResidualBlockConfig {
 /// (`reference/daam-reference.md` §7).
 #[derive(Module, Debug)]
 pub struct DaamResidualBlock<B: Backend> {
-    /// First GroupNorm.
-    pub norm1: GroupNorm<B>,
+    /// First GroupNorm + ReLU.
+    pub norm1: GroupNormRelu<B>,
     /// First 3×3 convolution.
     pub conv1: Conv2d<B>,
-    /// Second GroupNorm.
-    pub norm2: GroupNorm<B>,
+    /// Second GroupNorm + ReLU.
+    pub norm2: GroupNormRelu<B>,
     /// Second 3×3 convolution.
     pub conv2: Conv2d<B>,
     /// Channel attention (`None` for the ablation).
     pub attention: Option<DensityBlock<B>>,
 }
 
-/// GroupNorm with a check that shows both numbers.
+/// GroupNorm + ReLU with a check that shows both numbers.
 pub(crate) fn group_norm<B: Backend>(
     groups: usize,
     channels: usize,
     device: &B::Device,
-) -> GroupNorm<B> {
-    assert!(
-        groups > 0 && channels % groups == 0,
-        "norm_groups ({groups}) must divide the channel count ({channels})"
-    );
-    GroupNormConfig::new(groups, channels).init(device)
+) -> GroupNormRelu<B> {
+    GroupNormRelu::new(groups, channels, device)
 }
 
 /// A 3×3 convolution with padding 1.
@@ -105,8 +101,8 @@ impl<B: DaamBackend> DaamResidualBlock<B> {
     /// - `x`: `[batch_size, channels, height, width]`
     /// - output: `[batch_size, channels, height, width]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(relu(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(relu(self.norm2.forward(h)));
+        let h = self.conv1.forward(self.norm1.forward(x.clone()));
+        let h = self.conv2.forward(self.norm2.forward(h));
         let h = x + h;
         match &self.attention {
             Some(block) => block.forward(h),
