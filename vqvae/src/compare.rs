@@ -46,8 +46,24 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+/// The training-free floor a tokenizer must beat: each image downscaled by `factor` and back up
+/// with bicubic (Catmull-Rom) interpolation, at the same grid size as the codes.
+pub fn bicubic_floor(image: &RgbImage, factor: u32) -> RgbImage {
+    use image::imageops::{resize, FilterType};
+    let rgb = image.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let small = resize(
+        &rgb,
+        (w / factor).max(1),
+        (h / factor).max(1),
+        FilterType::CatmullRom,
+    );
+    RgbImage::from_rgb8(&resize(&small, w, h, FilterType::CatmullRom))
+}
+
 /// Runs every model on the inputs and writes `comparison.{md,csv,json}`, `grids/NAME.png`
-/// (original | model 1 | model 2 | …) and `report.html` into `out`.
+/// (original | model 1 | model 2 | … | bicubic floor) and `report.html` into `out`. With
+/// `floor`, a last row/column is the bicubic floor at the first model's down-sampling factor.
 ///
 /// # Errors
 /// When `size` is not a multiple of a model's down-sampling factor, inputs are unreadable, or
@@ -57,6 +73,7 @@ pub fn compare<B: DaamBackend>(
     input: &Path,
     out: &Path,
     size: Option<u32>,
+    floor: bool,
     device: &B::Device,
 ) -> Result<Vec<ModelResult>> {
     let size = size.unwrap_or(models[0].1.config.data.image_size);
@@ -79,6 +96,16 @@ pub fn compare<B: DaamBackend>(
             label: label.clone(),
             checkpoint: m.checkpoint.display().to_string(),
             evaluation: score(&images, &recons, &codes, m.config.model.num_codes),
+        });
+        columns.push(recons);
+    }
+    if floor {
+        let f = models[0].1.config.downsampling();
+        let recons: Vec<RgbImage> = originals.iter().map(|i| bicubic_floor(i, f)).collect();
+        results.push(ModelResult {
+            label: format!("bicubic ↓{f}↑ (floor)"),
+            checkpoint: "-".into(),
+            evaluation: score(&images, &recons, &[], 1),
         });
         columns.push(recons);
     }
@@ -124,7 +151,7 @@ pub fn markdown_table(results: &[ModelResult]) -> String {
             100.0 * e.usage
         );
     }
-    s
+    s.replace("| 0.0% |", "| – |")
 }
 
 fn csv_table(results: &[ModelResult]) -> String {
@@ -229,6 +256,27 @@ fn html_report(results: &[ModelResult], grids: &[(String, std::path::PathBuf)]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bicubic_floor_keeps_flat_images_and_blurs_detail() {
+        let flat = RgbImage::new(16, 16, vec![0.2; 3 * 256]);
+        assert_eq!(bicubic_floor(&flat, 4).to_rgb8(), flat.to_rgb8());
+        let checker: Vec<f32> = (0..3 * 256)
+            .map(|i| {
+                if (i % 16 + i / 16) % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
+        let checker = RgbImage::new(16, 16, checker);
+        let psnr = datasets::psnr(&checker.to_rgb8(), &bicubic_floor(&checker, 4).to_rgb8());
+        assert!(
+            psnr < 10.0,
+            "a 1-pixel checkerboard cannot survive ↓4↑: {psnr}"
+        );
+    }
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {

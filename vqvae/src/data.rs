@@ -87,14 +87,14 @@ impl ImageSource {
     }
 
     /// Splits off `holdout` images for validation (folders: a seeded choice of files;
-    /// procedural: a disjoint set drawn with another seed).
+    /// procedural: a disjoint set of at least 8 images drawn with another seed).
     pub fn split(self, holdout: usize, seed: u64) -> (Self, Self) {
         match self {
             Self::Procedural { seed: s, count } => (
                 Self::Procedural { seed: s, count },
                 Self::Procedural {
                     seed: s ^ 0x5EED_0000_0000_0001,
-                    count: holdout.max(1),
+                    count: holdout.max(8),
                 },
             ),
             Self::Folder(folder) if holdout == 0 || folder.len() < 2 => {

@@ -202,11 +202,13 @@ fn compare_writes_table_grids_and_report() {
         s(&data),
         "--out",
         s(&out_dir),
+        "--bicubic-floor",
     ]);
     assert!(
         out.contains("with (DAAM)") && out.contains("without (no attention)"),
         "{out}"
     );
+    assert!(out.contains("bicubic ↓4↑ (floor)"), "{out}");
     for file in [
         "comparison.md",
         "comparison.csv",

@@ -181,6 +181,9 @@ struct CompareArgs {
     /// Square size inputs are resized and centre-cropped to (default: the first model's).
     #[arg(long)]
     size: Option<u32>,
+    /// Add the bicubic floor: each image downscaled by the first model's factor and back up.
+    #[arg(long)]
+    bicubic_floor: bool,
     /// `cpu`, or `cuda` / `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -368,8 +371,15 @@ fn compare<B: DaamBackend>(args: &CompareArgs, device: &B::Device) -> Result<()>
             .unwrap_or_else(|| vqvae::compare::default_label(&loaded));
         models.push((label, loaded));
     }
-    let results = vqvae::compare::compare(&models, &args.input, &args.out, args.size, device)
-        .with_context(|| format!("comparing on {}", args.input.display()))?;
+    let results = vqvae::compare::compare(
+        &models,
+        &args.input,
+        &args.out,
+        args.size,
+        args.bicubic_floor,
+        device,
+    )
+    .with_context(|| format!("comparing on {}", args.input.display()))?;
     print!("{}", vqvae::compare::markdown_table(&results));
     println!("wrote {}/report.html", args.out.display());
     Ok(())
