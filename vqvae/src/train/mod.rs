@@ -28,6 +28,9 @@ use crate::eval::{evaluate, Evaluation};
 use crate::grid::save_grid;
 use checkpoint::TrainState;
 
+/// Validation images scored at the end of a run.
+pub const FINAL_EVAL_IMAGES: usize = 64;
+
 /// Where a run reads and writes, and how it may be stopped.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -354,7 +357,10 @@ where
             config.train.keep_checkpoints,
         )?,
     };
-    let evaluation = evaluate(&model.valid(), &val_images, num_codes, device);
+    // The end-of-run check uses at most FINAL_EVAL_IMAGES validation images (`vqvae reconstruct`
+    // scores a whole set).
+    let shown = &val_images[..val_images.len().min(FINAL_EVAL_IMAGES)];
+    let evaluation = evaluate(&model.valid(), shown, num_codes, device);
     observer.on_event(&format!(
         "validation: PSNR {:.2} dB, SSIM {:.4}, codebook usage {:.1}% over {} images",
         evaluation.psnr,
