@@ -91,6 +91,27 @@ fn chunk_stats<F: Real>(x: &[F], inner: usize) -> ChunkStats {
     }
 }
 
+/// Per column of a chunk: the Gaussian's centre `μ + δ` and the exponent scale `k`.
+#[inline(always)]
+fn head_constants<F: Real>(
+    stats: &ChunkStats,
+    delta: &[F],
+    xi: &[F],
+    form: GaussianForm,
+) -> (Vec<f64>, Vec<f64>) {
+    let center = stats
+        .mean
+        .iter()
+        .zip(delta)
+        .map(|(&m, &d)| m + d.to_f64_lossy())
+        .collect();
+    let k = xi
+        .iter()
+        .map(|&c| exponent_scale(c.to_f64_lossy(), form))
+        .collect();
+    (center, k)
+}
+
 /// `k` of the exponent `exp(−k y²)` for one ξ.
 #[inline(always)]
 fn exponent_scale(xi: f64, form: GaussianForm) -> f64 {
@@ -176,16 +197,7 @@ fn forward_chunk_body<F: Real>(
 ) {
     let inner = delta.len();
     let stats = chunk_stats(x, inner);
-    let center: Vec<f64> = stats
-        .mean
-        .iter()
-        .zip(delta)
-        .map(|(&m, &d)| m + d.to_f64_lossy())
-        .collect();
-    let k: Vec<f64> = xi
-        .iter()
-        .map(|&c| exponent_scale(c.to_f64_lossy(), form))
-        .collect();
+    let (center, k) = head_constants(&stats, delta, xi, form);
     for ((x_row, out_row), w_row) in x
         .chunks_exact(inner)
         .zip(out.chunks_exact_mut(inner))
@@ -293,17 +305,9 @@ fn backward_chunk_body<F: Real>(
     let inner = delta.len();
     let rows = x.len() / inner;
     let stats = chunk_stats(x, inner);
-    let center: Vec<f64> = stats
-        .mean
-        .iter()
-        .zip(delta)
-        .map(|(&m, &d)| m + d.to_f64_lossy())
-        .collect();
+    let (center, mut minus_two_k) = head_constants(&stats, delta, xi, form);
     // −2k, the factor of ∂L/∂y = −2k y · g x w.
-    let minus_two_k: Vec<f64> = xi
-        .iter()
-        .map(|&c| -2.0 * exponent_scale(c.to_f64_lossy(), form))
-        .collect();
+    minus_two_k.iter_mut().for_each(|k| *k *= -2.0);
     // Pass 1: reductions over the chunk.
     let mut sum_a = vec![0.0; inner];
     let mut sum_ay = vec![0.0; inner];
