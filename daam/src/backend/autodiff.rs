@@ -24,12 +24,13 @@ enum Kind {
     },
 }
 
-/// Saved for the backward pass: input, weights, both parameters.
+/// Saved for the backward pass: input, both parameters, and the weights where the backward
+/// reads them (the per-feature op; the mixture's backward recomputes its weights).
 #[derive(Debug, Clone)]
 struct Saved<B: DaamBackend> {
     kind: Kind,
     x: FloatTensor<B>,
-    weights: FloatTensor<B>,
+    weights: Option<FloatTensor<B>>,
     mean_offset: FloatTensor<B>,
     scale: FloatTensor<B>,
 }
@@ -57,7 +58,7 @@ impl<B: DaamBackend> Backward<B, 3> for DensityBackward {
         } = match kind {
             Kind::PerFeature { num_heads, form } => B::density_adaptive_attention_backward(
                 x,
-                weights,
+                weights.expect("the per-feature op saves its weights"),
                 mean_offset,
                 scale,
                 num_heads,
@@ -66,7 +67,6 @@ impl<B: DaamBackend> Backward<B, 3> for DensityBackward {
             ),
             Kind::Mixture { num_heads, eps } => B::mixture_density_attention_backward(
                 x,
-                weights,
                 mean_offset,
                 scale,
                 num_heads,
@@ -119,7 +119,7 @@ fn tracked<B: DaamBackend, C: CheckpointStrategy>(
             Saved {
                 kind,
                 x: x.primitive,
-                weights: inner.weights,
+                weights: matches!(kind, Kind::PerFeature { .. }).then_some(inner.weights),
                 mean_offset: mean_offset.primitive,
                 scale: scale.primitive,
             },

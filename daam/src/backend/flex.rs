@@ -150,14 +150,13 @@ impl DaamBackend for Flex {
 
     fn mixture_density_attention_backward(
         x: FlexTensor,
-        weights: FlexTensor,
         mean_offsets: FlexTensor,
         c: FlexTensor,
         num_heads: usize,
         eps: f64,
         grad_out: FlexTensor,
     ) -> DensityGrads<Self> {
-        if !all_f32(&[&x, &weights, &mean_offsets, &c, &grad_out]) {
+        if !all_f32(&[&x, &mean_offsets, &c, &grad_out]) {
             return composed::mixture_backward::<Self>(
                 x,
                 mean_offsets,

@@ -114,18 +114,16 @@ pub trait DaamBackend: Backend {
         composed::mixture_forward::<Self>(x, mean_offsets, c, num_heads, eps)
     }
 
-    /// Mixture-of-densities backward for `grad_out = ∂L/∂output`.
-    #[allow(clippy::too_many_arguments)]
+    /// Mixture-of-densities backward for `grad_out = ∂L/∂output` (the mixture is recomputed
+    /// from `x`, not read back from the forward).
     fn mixture_density_attention_backward(
         x: FloatTensor<Self>,
-        weights: FloatTensor<Self>,
         mean_offsets: FloatTensor<Self>,
         c: FloatTensor<Self>,
         num_heads: usize,
         eps: f64,
         grad_out: FloatTensor<Self>,
     ) -> DensityGrads<Self> {
-        let _ = weights;
         composed::mixture_backward::<Self>(x, mean_offsets, c, num_heads, eps, grad_out)
     }
 

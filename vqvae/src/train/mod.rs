@@ -5,7 +5,7 @@ pub mod checkpoint;
 mod codebook_stats;
 mod metrics_log;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -114,16 +114,14 @@ fn resumable_view(config: &RunConfig) -> RunConfig {
     c
 }
 
-/// Steps per epoch and in total.
-fn schedule(config: &RunConfig, images: usize) -> (u64, u64) {
-    let per_epoch = images.div_ceil(config.train.batch_size) as u64;
-    let total = per_epoch * config.train.epochs;
-    let total = if config.train.max_steps > 0 {
+/// Steps the run takes: `epochs` passes, capped by `max_steps` when it is set.
+fn total_steps(config: &RunConfig, images: usize) -> u64 {
+    let total = images.div_ceil(config.train.batch_size) as u64 * config.train.epochs;
+    if config.train.max_steps > 0 {
         total.min(config.train.max_steps)
     } else {
         total
-    };
-    (per_epoch, total)
+    }
 }
 
 /// Trains a VQ-VAE as `config` says.
@@ -220,7 +218,7 @@ where
     checkpoint::write_config(run, config)?;
     let mut log = MetricsLog::open(&run.join("metrics.csv"), state.step)?;
 
-    let (_, total_steps) = schedule(config, train_source.len());
+    let total_steps = total_steps(config, train_source.len());
     let preprocess = Preprocess {
         size,
         crop: config.data.crop,
@@ -398,12 +396,4 @@ fn random_rows<B: burn::tensor::backend::Backend>(
     let device = latents.device();
     let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [count]), &device);
     latents.select(0, rows)
-}
-
-/// Creates the run folder if needed.
-pub fn ensure_dir(path: &Path) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }
