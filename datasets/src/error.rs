@@ -48,7 +48,176 @@ pub enum Error {
         /// The folder.
         path: PathBuf,
     },
+    /// A record of a binary or tabular file breaks the format (a CIFAR-100 label out of range, a
+    /// shard tensor of the wrong dtype, a CSV row with the wrong number of fields).
+    #[error("{}: record {record}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The record's index (0-based for binary records and store items).
+        record: usize,
+        /// What is wrong, with the expected and actual values.
+        message: String,
+    },
+    /// A line of a text file breaks its format (an IEMOCAP label line, an AG News row, a class
+    /// names file).
+    #[error("{}:{line}: {message}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// The line, 1-based (for a CSV record, the line it starts on).
+        line: u64,
+        /// What is wrong, with the expected and actual values.
+        message: String,
+    },
+    /// A file of fixed-size records ends in the middle of a record.
+    #[error(
+        "{} is truncated: {len} bytes is not a whole number of {record_size}-byte records \
+         (record {record} is incomplete)",
+        path.display()
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// The index of the incomplete record (0-based).
+        record: usize,
+        /// Size of one record, in bytes.
+        record_size: usize,
+        /// Size of the file, in bytes.
+        len: u64,
+    },
+    /// A tensor's shape disagrees with the manifest or with the other tensors of its file.
+    #[error("{}: tensor `{tensor}` has shape {got:?}, expected {expected:?}", path.display())]
+    Shape {
+        /// The file holding the tensor.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The shape required.
+        expected: Vec<usize>,
+        /// The shape found.
+        got: Vec<usize>,
+    },
+    /// A safetensors file cannot be parsed (bad header, truncated data).
+    #[error("cannot read safetensors file {}", path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+    /// A JSON file (an embedding-store manifest) cannot be parsed or written.
+    #[error("bad JSON in {}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A CSV file cannot be read (I/O error or broken quoting).
+    #[error("cannot read CSV file {}", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The reader's error, with its position.
+        #[source]
+        source: csv::Error,
+    },
+    /// A WAV file cannot be decoded (bad header, unsupported encoding, truncated data).
+    #[error("cannot decode WAV file {}", path.display())]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: hound::Error,
+    },
+    /// A folder does not have the layout of the dataset release it should hold.
+    #[error("{}: {message}", path.display())]
+    Layout {
+        /// The folder (or the expected file or subfolder).
+        path: PathBuf,
+        /// What was expected and not found.
+        message: String,
+    },
+    /// A labelled utterance has no audio file.
+    #[error("{}:{line}: utterance {id} has no WAV file at {}", label_file.display(), wav.display())]
+    MissingWav {
+        /// The label file naming the utterance.
+        label_file: PathBuf,
+        /// The line of the label file, 1-based.
+        line: u64,
+        /// The utterance id (IEMOCAP turn name).
+        id: String,
+        /// Where the WAV file was expected.
+        wav: PathBuf,
+    },
+    /// A tensor or metadata entry that a safetensors shard must hold is absent.
+    #[error("{}: no `{name}` entry", path.display())]
+    MissingEntry {
+        /// The shard file.
+        path: PathBuf,
+        /// The tensor or metadata key.
+        name: String,
+    },
+    /// A tensor has an element type the reader does not accept.
+    #[error("{}: tensor `{tensor}` has dtype {got}, expected {expected}", path.display())]
+    TensorDtype {
+        /// The file holding the tensor.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The dtype(s) accepted.
+        expected: String,
+        /// The dtype found.
+        got: String,
+    },
+    /// An embedding-store manifest is inconsistent (unknown format version, zero sizes, a total
+    /// count that disagrees with its shards).
+    #[error("{}: {message}", path.display())]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong, with the expected and actual values.
+        message: String,
+    },
+    /// An embedding store already exists where a new one was to be created.
+    #[error("an embedding store already exists in {} (resume it or pick another folder)", path.display())]
+    StoreExists {
+        /// The store folder.
+        path: PathBuf,
+    },
+    /// An item id was given twice to an embedding store.
+    #[error("{}: item id `{id}` is already in the store", path.display())]
+    DuplicateId {
+        /// The store folder.
+        path: PathBuf,
+        /// The repeated id.
+        id: String,
+    },
+    /// An item's label is not below the number of classes.
+    #[error("{}: item `{id}` has label {label}, but there are {num_classes} classes", path.display())]
+    LabelOutOfRange {
+        /// The store folder.
+        path: PathBuf,
+        /// The item id.
+        id: String,
+        /// The label given.
+        label: u32,
+        /// The number of class names.
+        num_classes: usize,
+    },
 }
 
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Maps an I/O error on `path` to [`Error::Io`].
+pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -117,13 +117,16 @@ pub enum Crop {
 
 /// How a decoded image becomes a training/eval sample.
 ///
-/// The shorter side is resized to `size` (Catmull-Rom; smaller images are upscaled), then a
+/// The shorter side is resized to `resize` (Catmull-Rom; smaller images are upscaled), then a
 /// `size`×`size` square is cropped and, if `flip` is set, mirrored horizontally with
-/// probability 1/2.
+/// probability 1/2. With `resize == size` the square spans the image's full shorter side;
+/// with `resize > size` it is a crop of a larger view (random crops of photographs).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Preprocess {
     /// Side of the square output, in pixels (e.g. 256).
     pub size: u32,
+    /// Shorter side, in pixels, of the image the square is cropped from (at least `size`).
+    pub resize: u32,
     /// Where the square is cropped from.
     pub crop: Crop,
     /// Whether to mirror horizontally with probability 1/2.
@@ -135,6 +138,7 @@ impl Preprocess {
     pub fn eval(size: u32) -> Self {
         Self {
             size,
+            resize: size,
             crop: Crop::Center,
             flip: false,
         }
@@ -144,8 +148,35 @@ impl Preprocess {
     pub fn train(size: u32) -> Self {
         Self {
             size,
+            resize: size,
             crop: Crop::Random,
             flip: true,
+        }
+    }
+
+    /// The same preprocessing, cropping from images whose shorter side is `resize`.
+    pub fn with_resize(self, resize: u32) -> Self {
+        Self { resize, ..self }
+    }
+
+    /// Resizes `img` so its shorter side is `self.resize` (the first half of [`Self::apply`];
+    /// applying to the result gives the same output as applying to `img`, which is what an
+    /// image cache stores).
+    ///
+    /// # Panics
+    /// If `resize` is 0 or `img` is empty.
+    pub fn resize_image(&self, img: ::image::RgbImage) -> ::image::RgbImage {
+        let (width, height) = img.dimensions();
+        assert!(self.resize > 0, "Preprocess resize must be positive");
+        assert!(
+            width > 0 && height > 0,
+            "cannot preprocess an empty {width}x{height} image"
+        );
+        let (new_width, new_height) = resized_dimensions(width, height, self.resize);
+        if (new_width, new_height) == (width, height) {
+            img
+        } else {
+            imageops::resize(&img, new_width, new_height, FilterType::CatmullRom)
         }
     }
 
@@ -153,16 +184,21 @@ impl Preprocess {
     /// (the crop offset first, then the flip), so the same image and seed give the same output.
     ///
     /// # Panics
-    /// If `size` is 0 or `img` is empty.
+    /// If `size` is 0, `resize < size`, or `img` is empty.
     pub fn apply(&self, img: &::image::RgbImage, seed: u64) -> RgbImage {
         let size = self.size;
         let (width, height) = img.dimensions();
         assert!(size > 0, "Preprocess size must be positive, got {size}");
         assert!(
+            self.resize >= size,
+            "Preprocess resize ({}) must be at least size ({size})",
+            self.resize
+        );
+        assert!(
             width > 0 && height > 0,
             "cannot preprocess an empty {width}x{height} image"
         );
-        let (new_width, new_height) = resized_dimensions(width, height, size);
+        let (new_width, new_height) = resized_dimensions(width, height, self.resize);
         let resized;
         let source = if (new_width, new_height) == (width, height) {
             img
@@ -348,6 +384,28 @@ mod tests {
             assert!(found, "a random crop is not a 5x5 window of the source");
         }
         assert!(crops.iter().any(|c| *c != crops[0]));
+    }
+
+    #[test]
+    fn crops_of_a_larger_view_equal_crops_of_the_cached_resize() {
+        let img = pattern(40, 30);
+        let preprocess = Preprocess::train(8).with_resize(15);
+        let cached = preprocess.resize_image(img.clone());
+        assert_eq!(cached.dimensions(), (20, 15));
+        for seed in 0..8 {
+            let direct = preprocess.apply(&img, seed);
+            assert_eq!((direct.height, direct.width), (8, 8));
+            assert_eq!(direct, preprocess.apply(&cached, seed));
+        }
+        // A resize equal to the size keeps the old behaviour: the full shorter side.
+        let whole = Preprocess::eval(15).apply(&img, 0);
+        assert_eq!(whole, Preprocess::eval(15).with_resize(15).apply(&img, 0));
+    }
+
+    #[test]
+    #[should_panic = "Preprocess resize (4) must be at least size (8)"]
+    fn resize_below_size_panics() {
+        Preprocess::eval(8).with_resize(4).apply(&pattern(9, 9), 0);
     }
 
     #[test]

@@ -10,8 +10,16 @@
 //! - [`psnr`] and [`ssim`]: reconstruction metrics on 8-bit images with scikit-image's
 //!   conventions, checked against committed scikit-image values.
 //!
-//! The readers for the `classify` formats (IEMOCAP, CIFAR-100 binary, AG News CSV, the
-//! embedding store) arrive with that work.
+//! For classification (DESIGN.md, "classify"; formats in classify-anchors §6):
+//! - [`Iemocap`]: the `IEMOCAP_full_release/` labels as 4-class [`IemocapUtterance`]s
+//!   ([`Emotion4`], `exc` merged into `hap`, class order [`IEMOCAP_CLASS_NAMES`]) with session,
+//!   speaker and WAV path; [`read_wav`] decodes a WAV to mono f32 and [`chunk_waveform`] cuts it
+//!   into zero-padded 5-s chunks as the reference pipeline does.
+//! - [`Cifar100`]: a memory-mapped `train.bin`/`test.bin` of the binary release.
+//! - [`AgNews`]: `train.csv`/`test.csv` as [`AgNewsItem`]s with 0-based labels.
+//! - The embedding store ([`embedding_store`]): per-layer pooled encoder features in
+//!   safetensors shards with a JSON manifest, written resumably by [`EmbeddingStoreWriter`],
+//!   read memory-mapped by [`EmbeddingStore`], checked item by item by [`validate_store`].
 //!
 //! ```
 //! use datasets::{procedural_image, psnr, ssim};
@@ -27,14 +35,33 @@
 //! Anything touching files returns [`Result`], whose [`Error`] names the file; contract
 //! violations (mismatched shapes, a zero size) panic with a message showing the numbers.
 
+pub mod ag_news;
+pub mod audio;
+pub mod cifar100;
+mod class_names;
+pub mod embedding_store;
 pub mod error;
+pub mod iemocap;
 pub mod image;
 pub mod image_folder;
 pub mod image_quality;
+mod mmap;
 pub mod procedural;
+pub mod split;
 
-pub use crate::image::{load_image, Crop, Preprocess, RgbImage};
+pub use crate::ag_news::{read_ag_news_csv, AgNews, AgNewsItem, AG_NEWS_NUM_CLASSES};
+pub use crate::audio::{chunk_waveform, read_wav, Waveform, CHUNK_SAMPLES_16K};
+pub use crate::cifar100::{Cifar100, CIFAR100_NUM_COARSE, CIFAR100_NUM_FINE};
+pub use crate::embedding_store::{
+    validate_store, EmbeddingStore, EmbeddingStoreWriter, Manifest, Problem, ProblemKind,
+    ShardEntry, StoreDtype, StoreInfo, ValidationReport,
+};
+pub use crate::iemocap::{
+    Emotion4, Gender, Iemocap, IemocapUtterance, WavCheck, IEMOCAP_CLASS_NAMES,
+};
+pub use crate::image::{decode_rgb8, load_image, Crop, Preprocess, RgbImage};
 pub use error::{Error, Result};
 pub use image_folder::ImageFolder;
 pub use image_quality::{psnr, ssim};
 pub use procedural::{procedural_image, write_procedural_folder};
+pub use split::Split;

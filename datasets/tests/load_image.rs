@@ -301,7 +301,10 @@ fn folder_named_like_an_image_is_an_io_error() {
 fn preprocess_serialises_to_json() {
     let preprocess = Preprocess::train(256);
     let json = serde_json::to_string(&preprocess).expect("serialise");
-    assert_eq!(json, r#"{"size":256,"crop":"Random","flip":true}"#);
+    assert_eq!(
+        json,
+        r#"{"size":256,"resize":256,"crop":"Random","flip":true}"#
+    );
     let back: Preprocess = serde_json::from_str(&json).expect("deserialise");
     assert_eq!(back, preprocess);
 }

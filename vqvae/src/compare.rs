@@ -76,7 +76,7 @@ pub fn compare<B: DaamBackend>(
     floor: bool,
     device: &B::Device,
 ) -> Result<Vec<ModelResult>> {
-    let size = size.unwrap_or(models[0].1.config.data.image_size);
+    let size = size.unwrap_or(models[0].1.config.data.resize_side());
     for (label, m) in models {
         let f = m.config.downsampling();
         if size % f != 0 {
@@ -91,7 +91,9 @@ pub fn compare<B: DaamBackend>(
     let mut results = Vec::new();
     let mut columns: Vec<Vec<RgbImage>> = Vec::new();
     for (label, m) in models {
-        let (recons, codes) = reconstruct_all(&m.model, &originals, device);
+        let tile = crate::tiles::eval_tile(&m.config, size);
+        let factor = m.config.downsampling() as usize;
+        let (recons, codes) = reconstruct_all(&m.model, &originals, tile, factor, device);
         results.push(ModelResult {
             label: label.clone(),
             checkpoint: m.checkpoint.display().to_string(),

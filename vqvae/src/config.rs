@@ -91,6 +91,15 @@ pub struct TrainSettings {
 pub struct DataSettings {
     /// Side of the square training images.
     pub image_size: u32,
+    /// Shorter side, in pixels, that images are resized to before the `image_size` training
+    /// crop is taken; validation images are the centre square of this side. Absent:
+    /// `image_size` (crops span the image's full shorter side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<u32>,
+    /// Memory, in MiB, for decoded training images kept (already resized) between epochs, so
+    /// each file is decoded once; 0 decodes every time.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: usize,
     /// Crop of training images (validation images are centre-cropped).
     pub crop: Crop,
     /// Random horizontal flips of training images.
@@ -122,6 +131,8 @@ impl Preset {
     pub fn config(self) -> RunConfig {
         let data = |image_size, holdout, procedural_images| DataSettings {
             image_size,
+            resize: None,
+            cache_mb: default_cache_mb(),
             crop: Crop::Random,
             flip: true,
             holdout,
@@ -166,7 +177,7 @@ impl Preset {
                     commitment: 0.25,
                     quantizer: QuantizerKind::Vq,
                     ema_decay: 0.99,
-                    dead_code_after: 200,
+                    dead_code_after: 50,
                 },
                 train: TrainSettings {
                     batch_size: 16,
@@ -234,6 +245,17 @@ fn merge(base: &mut toml::Value, overlay: toml::Value) {
     }
 }
 
+fn default_cache_mb() -> usize {
+    1024
+}
+
+impl DataSettings {
+    /// Shorter side images are resized to before cropping (`resize`, else `image_size`).
+    pub fn resize_side(&self) -> u32 {
+        self.resize.unwrap_or(self.image_size)
+    }
+}
+
 impl RunConfig {
     /// `preset`'s configuration with the TOML file at `path` laid over it (any subset of the
     /// fields, e.g. `[train]\nlearning_rate = 1e-4`).
@@ -295,6 +317,15 @@ impl RunConfig {
                 "data.image_size ({}) must be a positive multiple of the down-sampling factor ({f})",
                 self.data.image_size
             ));
+        }
+        if let Some(resize) = self.data.resize {
+            if resize < self.data.image_size || resize % f != 0 {
+                return Err(format!(
+                    "data.resize ({resize}) must be at least data.image_size ({}) and a multiple \
+                     of the down-sampling factor ({f})",
+                    self.data.image_size
+                ));
+            }
         }
         if self.train.batch_size == 0 || self.train.learning_rate <= 0.0 {
             return Err(format!(

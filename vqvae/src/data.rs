@@ -2,7 +2,9 @@
 //! deterministic order, decoded on worker threads ahead of the training step.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use burn::tensor::backend::Backend;
@@ -25,6 +27,75 @@ pub enum ImageSource {
     },
     /// Image files.
     Folder(ImageFolder),
+    /// Image files, kept decoded and resized in memory after their first use.
+    Cached {
+        /// The files.
+        folder: ImageFolder,
+        /// Their decoded images, filled as they are first read.
+        cache: Arc<ImageCache>,
+    },
+}
+
+/// Decoded images of a folder, resized so their shorter side is `resize`, kept up to a byte
+/// budget. Filled lazily on first use (a large folder starts at once); an image that does
+/// not fit the budget is decoded again each time it is used. A cached image gives the same
+/// sample as the file ([`Preprocess::resize_image`]).
+#[derive(Debug)]
+pub struct ImageCache {
+    resize: u32,
+    cells: Vec<OnceLock<Arc<::image::RgbImage>>>,
+    used: AtomicUsize,
+    budget: usize,
+}
+
+impl ImageCache {
+    /// An empty cache for `len` images resized to `resize`, holding at most `budget` bytes.
+    pub fn new(len: usize, resize: u32, budget: usize) -> Self {
+        Self {
+            resize,
+            cells: (0..len).map(|_| OnceLock::new()).collect(),
+            used: AtomicUsize::new(0),
+            budget,
+        }
+    }
+
+    /// Bytes of pixels held.
+    pub fn used_bytes(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Number of images held.
+    pub fn cached(&self) -> usize {
+        self.cells.iter().filter(|c| c.get().is_some()).count()
+    }
+
+    fn load(
+        &self,
+        path: &Path,
+        index: usize,
+        preprocess: &Preprocess,
+        seed: u64,
+    ) -> datasets::Result<RgbImage> {
+        if preprocess.resize != self.resize {
+            return load_image(path, preprocess, seed);
+        }
+        if let Some(image) = self.cells[index].get() {
+            return Ok(preprocess.apply(image, seed));
+        }
+        let image = preprocess.resize_image(datasets::decode_rgb8(path)?);
+        let sample = preprocess.apply(&image, seed);
+        let bytes = image.as_raw().len();
+        let reserved = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + bytes <= self.budget).then_some(used + bytes)
+            })
+            .is_ok();
+        if reserved && self.cells[index].set(Arc::new(image)).is_err() {
+            self.used.fetch_sub(bytes, Ordering::Relaxed); // another thread cached it first
+        }
+        Ok(sample)
+    }
 }
 
 impl ImageSource {
@@ -46,7 +117,21 @@ impl ImageSource {
     pub fn len(&self) -> usize {
         match self {
             Self::Procedural { count, .. } => *count,
-            Self::Folder(folder) => folder.len(),
+            Self::Folder(folder) | Self::Cached { folder, .. } => folder.len(),
+        }
+    }
+
+    /// The same images, kept decoded (resized so their shorter side is `resize`) in up to
+    /// `budget_bytes` of memory after first use. Procedural images and a zero budget are
+    /// returned as they are.
+    pub fn cached(self, resize: u32, budget_bytes: usize) -> Self {
+        match self {
+            Self::Folder(folder) if budget_bytes > 0 => Self::Cached {
+                cache: Arc::new(ImageCache::new(folder.len(), resize, budget_bytes)),
+                folder,
+            },
+            Self::Cached { folder, .. } => Self::Folder(folder).cached(resize, budget_bytes),
+            other => other,
         }
     }
 
@@ -59,7 +144,9 @@ impl ImageSource {
     pub fn name(&self, index: usize) -> String {
         match self {
             Self::Procedural { .. } => format!("procedural #{index}"),
-            Self::Folder(folder) => folder.files()[index].display().to_string(),
+            Self::Folder(folder) | Self::Cached { folder, .. } => {
+                folder.files()[index].display().to_string()
+            }
         }
     }
 
@@ -83,6 +170,9 @@ impl ImageSource {
                 })
             }
             Self::Folder(folder) => load_image(&folder.files()[index], preprocess, seed),
+            Self::Cached { folder, cache } => {
+                cache.load(&folder.files()[index], index, preprocess, seed)
+            }
         }
     }
 
@@ -97,6 +187,7 @@ impl ImageSource {
                     count: holdout.max(8),
                 },
             ),
+            Self::Cached { folder, .. } => Self::Folder(folder).split(holdout, seed),
             Self::Folder(folder) if holdout == 0 || folder.len() < 2 => {
                 (Self::Folder(folder.clone()), Self::Folder(folder))
             }
@@ -280,6 +371,7 @@ pub struct LoadedImages {
 pub fn load_all(source: &ImageSource, size: u32) -> LoadedImages {
     let preprocess = Preprocess {
         size,
+        resize: size,
         crop: Crop::Center,
         flip: false,
     };
@@ -316,6 +408,36 @@ mod tests {
             .collect();
         // 5 images, batch 2: steps per epoch 3 (2, 2, 1), two epochs.
         assert_eq!(sizes, [2, 2, 1, 2, 2, 1]);
+    }
+
+    #[test]
+    fn cached_folder_gives_the_files_samples_and_keeps_to_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3u32 {
+            let img = ::image::RgbImage::from_fn(40 + i, 30, |x, y| {
+                ::image::Rgb([(x * 5 + i) as u8, (y * 7) as u8, (x * y) as u8])
+            });
+            img.save(dir.path().join(format!("{i}.png"))).unwrap();
+        }
+        let folder = ImageSource::open(Some(dir.path()), 0, 0).unwrap();
+        let preprocess = Preprocess::train(8).with_resize(16);
+        // Room for two resized images (16 high, 21-22 wide, 3 bytes each), not three.
+        let cached = folder.clone().cached(16, 2 * 16 * 22 * 3);
+        for pass in 0..2 {
+            for i in 0..3 {
+                let seed = 10 * pass + i as u64;
+                assert_eq!(
+                    cached.load(i, &preprocess, seed).unwrap(),
+                    folder.load(i, &preprocess, seed).unwrap(),
+                    "image {i}, pass {pass}"
+                );
+            }
+        }
+        let ImageSource::Cached { cache, .. } = &cached else {
+            panic!("a folder with a budget is cached")
+        };
+        assert_eq!(cache.cached(), 2);
+        assert!(cache.used_bytes() <= 2 * 16 * 22 * 3);
     }
 
     #[test]

@@ -38,8 +38,45 @@ pub struct Evaluation {
 }
 
 /// Reconstructions (clamped to [−1, 1]) and codes of images, in batches. Reconstructions are
-/// `decode(encode(x))`: exactly what `vqvae decode` computes from the exported codes.
+/// `decode(encode(x))`: exactly what `vqvae decode` computes from the exported codes. With a
+/// `tile`, each image is cut into `tile`² tiles ([`crate::tiles`]) that are reconstructed
+/// separately and put back together; its codes are the tiles' code grids put together.
+///
+/// # Panics
+/// If `tile` does not divide the images or is not a multiple of `factor`.
 pub fn reconstruct_all<B: DaamBackend>(
+    model: &VqVae<B>,
+    images: &[RgbImage],
+    tile: Option<usize>,
+    factor: usize,
+    device: &B::Device,
+) -> (Vec<RgbImage>, Vec<Vec<i64>>) {
+    let Some(tile) = tile else {
+        return reconstruct_whole(model, images, device);
+    };
+    assert!(
+        tile % factor == 0,
+        "tile {tile} is not a multiple of the factor {factor}"
+    );
+    let mut recons = Vec::with_capacity(images.len());
+    let mut codes = Vec::with_capacity(images.len());
+    for image in images {
+        let (h, w) = (image.height, image.width);
+        let (tile_recons, tile_codes) =
+            reconstruct_whole(model, &crate::tiles::split_image(image, tile), device);
+        recons.push(crate::tiles::join_image(&tile_recons, h, w, tile));
+        codes.push(crate::tiles::join(
+            &tile_codes,
+            1,
+            h / factor,
+            w / factor,
+            tile / factor,
+        ));
+    }
+    (recons, codes)
+}
+
+fn reconstruct_whole<B: DaamBackend>(
     model: &VqVae<B>,
     images: &[RgbImage],
     device: &B::Device,
@@ -61,15 +98,17 @@ pub fn reconstruct_all<B: DaamBackend>(
     (recons, codes)
 }
 
-/// Evaluates a model on named images.
+/// Evaluates a model on named images (tiled as [`reconstruct_all`] says).
 pub fn evaluate<B: DaamBackend>(
     model: &VqVae<B>,
     images: &[(String, RgbImage)],
     num_codes: usize,
+    tile: Option<usize>,
+    factor: usize,
     device: &B::Device,
 ) -> Evaluation {
     let originals: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
-    let (recons, codes) = reconstruct_all(model, &originals, device);
+    let (recons, codes) = reconstruct_all(model, &originals, tile, factor, device);
     score(images, &recons, &codes, num_codes)
 }
 

@@ -5,7 +5,7 @@
 //! - [`config`]: presets (`paper`, `small`, `tiny`) and TOML overrides.
 //! - [`train`]: the training loop with checkpoints, resumption and Ctrl-C.
 //! - [`reconstruct`], [`compare`]: reconstructions, code export/decoding, comparisons.
-//! - [`eval`], [`grid`]: metrics and pictures.
+//! - [`eval`], [`grid`], [`tiles`]: metrics, pictures, tiled evaluation of larger images.
 
 pub mod compare;
 pub mod config;
@@ -15,6 +15,7 @@ pub mod eval;
 pub mod grid;
 pub mod model;
 pub mod reconstruct;
+pub mod tiles;
 pub mod train;
 
 pub use error::{Error, Result};

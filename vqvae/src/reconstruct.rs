@@ -80,6 +80,10 @@ pub struct CodeFile {
     pub width: usize,
     /// Codebook size (every code is below it).
     pub num_codes: usize,
+    /// Side, in pixels, of the tiles the image was reconstructed in ([`crate::tiles`]);
+    /// absent: the whole image at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile: Option<usize>,
     /// One entry per image.
     pub images: Vec<ImageCodes>,
 }
@@ -149,7 +153,7 @@ pub fn reconstruct<B: DaamBackend>(
     export_codes: bool,
     device: &B::Device,
 ) -> Result<Evaluation> {
-    let size = size.unwrap_or(loaded.config.data.image_size);
+    let size = size.unwrap_or(loaded.config.data.resize_side());
     let f = loaded.config.downsampling();
     if size % f != 0 {
         return Err(Error::Config {
@@ -162,7 +166,8 @@ pub fn reconstruct<B: DaamBackend>(
     let images = load_inputs(input, size)?;
     create_dir(out)?;
     let originals: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
-    let (recons, codes) = reconstruct_all(&loaded.model, &originals, device);
+    let tile = crate::tiles::eval_tile(&loaded.config, size);
+    let (recons, codes) = reconstruct_all(&loaded.model, &originals, tile, f as usize, device);
     let num_codes = loaded.config.model.num_codes;
     let evaluation = score(&images, &recons, &codes, num_codes);
     let names: Vec<String> = images.iter().map(|(n, _)| n.clone()).collect();
@@ -195,6 +200,7 @@ pub fn reconstruct<B: DaamBackend>(
             height: latent,
             width: latent,
             num_codes,
+            tile,
             images: stems
                 .into_iter()
                 .zip(codes)
@@ -257,6 +263,32 @@ pub fn decode<B: DaamBackend>(
     let file = read_codes(codes, loaded.config.model.num_codes)?;
     create_dir(out)?;
     let mut decoded = Vec::with_capacity(file.images.len());
+    if let Some(tile) = file.tile {
+        let f = loaded.config.downsampling() as usize;
+        let latent_tile = tile / f;
+        if tile % f != 0 || file.height % latent_tile != 0 || file.width % latent_tile != 0 {
+            return Err(Error::Config {
+                path: codes.to_path_buf(),
+                message: format!(
+                    "tile {tile} does not fit a {}x{} code grid at factor {f}",
+                    file.height, file.width
+                ),
+            });
+        }
+        for entry in &file.images {
+            let blocks = crate::tiles::split(&entry.codes, 1, file.height, file.width, latent_tile);
+            let flat: Vec<i64> = blocks.concat();
+            let indices = Tensor::<B, 3, Int>::from_data(
+                TensorData::new(flat, [blocks.len(), latent_tile, latent_tile]),
+                device,
+            );
+            let tiles = from_tensor(loaded.model.decode(indices));
+            let image = crate::tiles::join_image(&tiles, file.height * f, file.width * f, tile);
+            image.save_png(&out.join(format!("{}.png", entry.name)))?;
+            decoded.push((entry.name.clone(), image));
+        }
+        return Ok(decoded);
+    }
     for chunk in file.images.chunks(8) {
         let flat: Vec<i64> = chunk.iter().flat_map(|i| i.codes.iter().copied()).collect();
         let indices = Tensor::<B, 3, Int>::from_data(

@@ -111,6 +111,15 @@ struct TrainArgs {
     /// Side of the square training images.
     #[arg(long)]
     image_size: Option<u32>,
+    /// Resize images so their shorter side is this many pixels, then take the --image-size
+    /// training crop from them (random crops of photographs); validation uses the centre
+    /// square of this side. Default: the image size (crops span the full shorter side).
+    #[arg(long)]
+    resize: Option<u32>,
+    /// MiB of decoded, resized training images kept in memory between epochs (0: decode every
+    /// time).
+    #[arg(long)]
+    cache_mb: Option<usize>,
     /// Seed of initialisation, data order and augmentation.
     #[arg(long)]
     seed: Option<u64>,
@@ -137,7 +146,8 @@ struct ReconstructArgs {
     /// Output folder.
     #[arg(long, default_value = "outputs/reconstruct")]
     out: PathBuf,
-    /// Square size inputs are resized and centre-cropped to (default: the training size).
+    /// Square size inputs are resized and centre-cropped to (default: the model's validation
+    /// size, its `data.resize` or else its training image size).
     #[arg(long)]
     size: Option<u32>,
     /// Also write the code indices to codes.json (for `vqvae decode`).
@@ -260,6 +270,10 @@ fn run_config(args: &TrainArgs) -> Result<RunConfig> {
     set(&mut c.train.epochs, args.epochs);
     set(&mut c.train.max_steps, args.max_steps);
     set(&mut c.data.image_size, args.image_size);
+    if args.resize.is_some() {
+        c.data.resize = args.resize;
+    }
+    set(&mut c.data.cache_mb, args.cache_mb);
     set(&mut c.train.seed, args.seed);
     if let Err(message) = c.validate() {
         bail!("invalid configuration: {message}");

@@ -22,9 +22,9 @@ pub use codebook_stats::{code_counts, CodebookStats};
 pub use metrics_log::MetricsLog;
 
 use crate::config::RunConfig;
-use crate::data::{from_tensor, load_all, to_tensor, ImageSource, Prefetcher};
+use crate::data::{load_all, to_tensor, ImageSource, Prefetcher};
 use crate::error::{Error, Result};
-use crate::eval::{evaluate, Evaluation};
+use crate::eval::{evaluate, reconstruct_all, Evaluation};
 use crate::grid::save_grid;
 use checkpoint::TrainState;
 
@@ -111,6 +111,8 @@ fn resumable_view(config: &RunConfig) -> RunConfig {
     c.train.checkpoint_every = 0;
     c.train.sample_every = 0;
     c.train.keep_checkpoints = 0;
+    c.data.cache_mb = 0;
+    c.data.workers = 0;
     c
 }
 
@@ -152,10 +154,13 @@ where
         None => source.split(config.data.holdout, seed),
     };
     let size = config.data.image_size;
+    let resize = config.data.resize_side();
+    let train_source = train_source.cached(resize, config.data.cache_mb << 20);
+    // Validation images are the centre square of the view training crops are taken from.
     let crate::data::LoadedImages {
         images: val_images,
         skipped: val_skipped,
-    } = load_all(&val_source, size);
+    } = load_all(&val_source, resize);
     for (name, error) in &val_skipped {
         tracing::warn!("skipping unreadable validation image {name}: {error}");
     }
@@ -164,6 +169,8 @@ where
             what: "the validation set".into(),
         });
     }
+    let factor = config.downsampling() as usize;
+    let eval_tile = crate::tiles::eval_tile(config, resize);
     let preview: Vec<RgbImage> = val_images.iter().take(8).map(|(_, i)| i.clone()).collect();
 
     // Start fresh or resume.
@@ -221,6 +228,7 @@ where
     let total_steps = total_steps(config, train_source.len());
     let preprocess = Preprocess {
         size,
+        resize,
         crop: config.data.crop,
         flip: config.data.flip,
     };
@@ -318,7 +326,7 @@ where
                 .join("samples")
                 .join(format!("step-{:08}.png", state.step));
             let inner = model.valid();
-            let recon = from_tensor(inner.forward(to_tensor(&preview, device)).reconstruction);
+            let (recon, _) = reconstruct_all(&inner, &preview, eval_tile, factor, device);
             save_grid(&[preview.clone(), recon], &path)?;
             observer.on_event(&format!("sample grid {}", path.display()));
         }
@@ -358,7 +366,7 @@ where
     // The end-of-run check uses at most FINAL_EVAL_IMAGES validation images (`vqvae reconstruct`
     // scores a whole set).
     let shown = &val_images[..val_images.len().min(FINAL_EVAL_IMAGES)];
-    let evaluation = evaluate(&model.valid(), shown, num_codes, device);
+    let evaluation = evaluate(&model.valid(), shown, num_codes, eval_tile, factor, device);
     observer.on_event(&format!(
         "validation: PSNR {:.2} dB, SSIM {:.4}, codebook usage {:.1}% over {} images",
         evaluation.psnr,

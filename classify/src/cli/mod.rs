@@ -1,0 +1,557 @@
+//! Command-line interface: argument parsing and dispatch to the library.
+
+pub mod device;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use classify::head::{authors_counts, DatHeadConfig, HeadKind, ParamCount};
+use classify::interpret::interpret;
+use classify::protocol::{plan_runs, Stores};
+use classify::replicate::{replicate, ReplicateOptions, ReplicationRecord};
+use classify::synthetic::SyntheticSpec;
+use classify::train::{load_head, EpochRecord, RunObserver, Task, TrainSettings};
+use device::{dispatch, dispatch_autodiff, Device};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// DAT heads over frozen-encoder layer embeddings: the paper's replication (Table 2) and
+/// Importance Factor maps.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print every head's parameter count for a configuration, and the authors' counts.
+    Heads(HeadsArgs),
+    /// Train every method over every fold or seed of a task and write the Table-2 report.
+    Replicate(ReplicateArgs),
+    /// Importance Factor heatmap, layer contributions and parameter ranges of a trained run,
+    /// and optionally the high/low-IF layer ablation.
+    Report(ReportArgs),
+    /// Check an embedding store and list every problem found.
+    Validate(ValidateArgs),
+    /// Write a generated embedding store (class signal in chosen layers) to try the tools.
+    Synth(SynthArgs),
+}
+
+#[derive(Args, Debug)]
+struct HeadsArgs {
+    /// Encoder layers (24 WavLM/BEiT-Large, 40 Llama-2-13B).
+    #[arg(long, default_value_t = 24)]
+    layers: usize,
+    /// Embedding width (1024, 5120).
+    #[arg(long, default_value_t = 1024)]
+    d_model: usize,
+    /// Classes (4 IEMOCAP/AG News, 100 CIFAR-100).
+    #[arg(long, default_value_t = 4)]
+    classes: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TaskArg {
+    /// IEMOCAP, leave-one-session-out over the store's groups.
+    Iemocap,
+    /// CIFAR-100, 5 seeded runs on train/ and test/ stores.
+    Cifar100,
+    /// AG News, 3 seeded runs on train/ and test/ stores.
+    Agnews,
+}
+
+impl From<TaskArg> for Task {
+    fn from(t: TaskArg) -> Self {
+        match t {
+            TaskArg::Iemocap => Task::Iemocap,
+            TaskArg::Cifar100 => Task::Cifar100,
+            TaskArg::Agnews => Task::Agnews,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ReplicateArgs {
+    /// The task: decides the protocol and the default training settings.
+    #[arg(long, value_enum)]
+    task: TaskArg,
+    /// An embedding store (IEMOCAP: folds over its groups) or a folder holding `train/` and
+    /// `test/` stores (CIFAR-100, AG News).
+    #[arg(long)]
+    embeddings: PathBuf,
+    /// Heads to train, comma-separated: daam-v1, daam-v2, mixture, gq-daam, mha, mha-bn, gqa.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "daam-v1,daam-v2,mixture,gq-daam,mha,mha-bn"
+    )]
+    methods: Vec<String>,
+    /// Output folder (runs, report.md/csv/json). Rerunning continues where it stopped.
+    #[arg(long, default_value = "outputs/replicate")]
+    out: PathBuf,
+    /// Epochs per run (default: the task's, 35).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Items per step (default: 8 IEMOCAP, 32 otherwise).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// AdamW learning rate (default: 1e-4 IEMOCAP, 1e-5 CIFAR-100, 5e-5 AG News).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seeded runs instead of the task's 5 (CIFAR-100) or 3 (AG News).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Base seed (run k uses seed + k).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fraction of training items held out to choose the epoch for the second protocol
+    /// (0: train on all and report the paper's protocol only).
+    #[arg(long)]
+    dev_fraction: Option<f64>,
+    /// Keep only these encoder layers (0-based, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<usize>>,
+    /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// A `classify replicate --out` folder.
+    #[arg(long)]
+    replication: PathBuf,
+    /// The method whose runs to interpret (daam-v1, daam-v2 or gq-daam).
+    #[arg(long, default_value = "daam-v1")]
+    method: String,
+    /// The run (`fold-1`, `seed-1`, ...); default: the first.
+    #[arg(long)]
+    run: Option<String>,
+    /// Also retrain on the K highest- and K lowest-contribution layers and compare.
+    #[arg(long)]
+    ablate: Option<usize>,
+    /// Head used for the ablation runs (daam-v2 fits any layer count).
+    #[arg(long, default_value = "daam-v2")]
+    ablate_method: String,
+    /// `cpu`, or `cuda` / `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    /// The store folder.
+    store: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct SynthArgs {
+    /// Output folder: a store, or `train/` and `test/` stores with --split.
+    #[arg(long)]
+    out: PathBuf,
+    /// Items (per split).
+    #[arg(long, default_value_t = 400)]
+    count: usize,
+    /// Layers per item.
+    #[arg(long, default_value_t = 24)]
+    layers: usize,
+    /// Features per layer.
+    #[arg(long, default_value_t = 64)]
+    d_model: usize,
+    /// Classes.
+    #[arg(long, default_value_t = 4)]
+    classes: usize,
+    /// Groups (sessions) the items are spread over.
+    #[arg(long, default_value_t = 5)]
+    groups: usize,
+    /// Layers carrying the class signal (0-based, comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "8,9,10")]
+    signal_layers: Vec<usize>,
+    /// Write `train/` and `test/` stores (for the seeded protocols) instead of one store.
+    #[arg(long)]
+    split: bool,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> Result<()> {
+    match Cli::parse().command {
+        Command::Heads(args) => heads(&args),
+        Command::Replicate(args) => {
+            dispatch_autodiff!(args.device, |B, dev| replicate_cmd::<B>(&args, &dev))
+        }
+        Command::Report(args) => dispatch!(args.device, |B, dev| report_cmd::<B>(&args, &dev)),
+        Command::Validate(args) => validate(&args),
+        Command::Synth(args) => synth(&args),
+    }
+}
+
+fn parse_methods(names: &[String]) -> Result<Vec<HeadKind>> {
+    names
+        .iter()
+        .map(|n| {
+            HeadKind::from_name(n.trim()).with_context(|| {
+                let all: Vec<_> = HeadKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown method `{n}`: choose from {}", all.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn heads(args: &HeadsArgs) -> Result<()> {
+    println!(
+        "Heads for {} layers × {} features, {} classes\n",
+        args.layers, args.d_model, args.classes
+    );
+    println!("| head | attention | convs | fc | total | without fc |\n|---|---|---|---|---|---|");
+    for kind in HeadKind::ALL {
+        let c = ParamCount::of_config(&DatHeadConfig::new(
+            kind,
+            args.layers,
+            args.d_model,
+            args.classes,
+        ));
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            kind.name(),
+            c.attention,
+            c.convs,
+            c.fc,
+            c.total(),
+            c.without_fc()
+        );
+    }
+    println!("\nThe authors' reported counts (reference §8) against ours:\n");
+    println!("| source | head | L×D, classes | counts | reported | ours | note |\n|---|---|---|---|---|---|---|");
+    for row in authors_counts() {
+        println!(
+            "| {} | {} | {}×{}, {} | {:?} | {} | {} | {} |",
+            row.source,
+            row.kind.name(),
+            row.num_layers,
+            row.d_model,
+            row.num_classes,
+            row.counted,
+            row.reported,
+            row.ours(),
+            row.difference.unwrap_or(if row.ours() == row.reported {
+                "equal"
+            } else {
+                "DIFFERS"
+            })
+        );
+    }
+    Ok(())
+}
+
+/// Progress bars for replication runs; Ctrl-C stops after the current step.
+struct Bars {
+    bar: Option<ProgressBar>,
+    stop: Arc<AtomicBool>,
+    label: String,
+}
+
+impl RunObserver for Bars {
+    fn on_run_start(&mut self, method: &str, run: &str, index: usize, total: usize) {
+        self.label = format!("[{index}/{total}] {method} {run}");
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} epoch {msg} {bar:25.cyan/blue} {pos}/{len} steps ({eta})",
+                )
+                .expect("a valid template"),
+            );
+            bar.set_prefix(self.label.clone());
+            self.bar = Some(bar);
+        } else {
+            eprintln!("{}", self.label);
+        }
+    }
+
+    fn on_step(&mut self, epoch: usize, step: usize, steps: usize, loss: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(steps as u64);
+            bar.set_position(step as u64);
+            bar.set_message(format!("{epoch} loss {loss:.4}"));
+        }
+    }
+
+    fn on_epoch(&mut self, r: &EpochRecord) {
+        let line = format!(
+            "{} epoch {}: loss {:.4}, val acc {:.2}% (UA {:.2}%), dev acc {:.2}%, {:.1}s",
+            self.label,
+            r.epoch,
+            r.train_loss,
+            100.0 * r.val_accuracy,
+            100.0 * r.val_unweighted_accuracy,
+            100.0 * r.dev_accuracy,
+            r.seconds
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn on_message(&mut self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+fn bars() -> Bars {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // A second handler cannot be installed; ignore that case (tests call run() once).
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    Bars {
+        bar: None,
+        stop,
+        label: String::new(),
+    }
+}
+
+fn settings_for(task: Task, args: &ReplicateArgs) -> TrainSettings {
+    let mut s = task.defaults();
+    if let Some(v) = args.epochs {
+        s.epochs = v;
+    }
+    if let Some(v) = args.batch_size {
+        s.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        s.learning_rate = v;
+    }
+    if let Some(v) = args.seed {
+        s.seed = v;
+    }
+    if let Some(v) = args.dev_fraction {
+        s.dev_fraction = v;
+    }
+    s
+}
+
+fn replicate_cmd<B>(args: &ReplicateArgs, device: &B::Device) -> Result<()>
+where
+    B: burn::tensor::backend::AutodiffBackend + daam::DaamBackend,
+    B::InnerBackend: daam::DaamBackend,
+{
+    let task: Task = args.task.into();
+    let settings = settings_for(task, args);
+    if let Err(message) = settings.validate() {
+        bail!("invalid settings: {message}");
+    }
+    let options = ReplicateOptions {
+        task,
+        embeddings: args.embeddings.clone(),
+        methods: parse_methods(&args.methods)?,
+        out: args.out.clone(),
+        settings,
+        runs: args.runs,
+        layers: args.layers.clone(),
+    };
+    let mut observer = bars();
+    let result = replicate::<B>(&options, device, &mut observer);
+    if let Some(bar) = observer.bar.take() {
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Err(classify::Error::Interrupted) => {
+            bail!(
+                "interrupted: finished runs are kept in {}; rerun the same command to continue",
+                args.out.display()
+            )
+        }
+        other => other.with_context(|| format!("replicating {}", task.name()))?,
+    };
+    println!("{}", report.markdown());
+    println!("report: {}/report.{{md,csv,json}}", args.out.display());
+    Ok(())
+}
+
+fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Result<()> {
+    let record = ReplicationRecord::read(&args.replication)?;
+    let stores = Stores::open(&record.embeddings, record.task.protocol()).with_context(|| {
+        format!(
+            "opening the replication's stores {}",
+            record.embeddings.display()
+        )
+    })?;
+    let plans = plan_runs(
+        &stores,
+        record.task.protocol(),
+        &record.settings,
+        record.runs,
+    );
+    let plan = match &args.run {
+        Some(label) => plans
+            .iter()
+            .find(|p| &p.label == label)
+            .with_context(|| format!("no run `{label}` in this replication"))?,
+        None => plans.first().context("the replication has no runs")?,
+    };
+    let run_dir = args
+        .replication
+        .join("runs")
+        .join(&args.method)
+        .join(&plan.label);
+    let head_path = run_dir.join("head.json");
+    let head: DatHeadConfig = serde_json::from_str(
+        &std::fs::read_to_string(&head_path)
+            .with_context(|| format!("reading {}", head_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", head_path.display()))?;
+    let model = load_head::<B>(&head, &run_dir.join("model.bin"), device)?;
+    let interpretation = interpret(
+        &model,
+        stores.val_store(),
+        &plan.val,
+        record.layers.as_deref(),
+        device,
+    )?;
+    let out = run_dir.join("interpretation");
+    let title = format!(
+        "{} {} {}: Importance Factor",
+        record.task.name(),
+        args.method,
+        plan.label
+    );
+    interpretation.write(&out, &title)?;
+    println!(
+        "wrote {}/{{importance.png, layer_contribution.png, interpretation.json}}",
+        out.display()
+    );
+    let contribution = &interpretation.importance.layer_contribution;
+    println!("layers by contribution (0-based: %):");
+    for &l in interpretation.layers_by_contribution.iter().take(10) {
+        println!("  layer {l}: {:.2}%", contribution[l]);
+    }
+    if let Some(r) = &interpretation.ranges {
+        println!(
+            "learned ranges: δ ∈ [{:.4}, {:.4}], ξ ∈ [{:.4}, {:.4}]",
+            r.mean_offset.min, r.mean_offset.max, r.scaled_variance.min, r.scaled_variance.max
+        );
+    }
+    if let Some(k) = args.ablate {
+        ablate(args, &record, &interpretation, k)?;
+    }
+    Ok(())
+}
+
+fn ablate(
+    args: &ReportArgs,
+    record: &ReplicationRecord,
+    interpretation: &classify::interpret::Interpretation,
+    k: usize,
+) -> Result<()> {
+    let (high, low) = interpretation.extreme_layers(k);
+    let method = parse_methods(std::slice::from_ref(&args.ablate_method))?;
+    let mut rows = Vec::new();
+    for (name, layers) in [("high-if", &high), ("low-if", &low)] {
+        let options = ReplicateOptions {
+            task: record.task,
+            embeddings: record.embeddings.clone(),
+            methods: method.clone(),
+            out: args
+                .replication
+                .join("ablation")
+                .join(format!("{name}-{k}")),
+            settings: record.settings.clone(),
+            runs: record.runs,
+            layers: Some(layers.clone()),
+        };
+        let mut observer = bars();
+        let report = dispatch_autodiff!(args.device, |B, dev| {
+            replicate::<B>(&options, &dev, &mut observer)
+        })?;
+        if let Some(bar) = observer.bar.take() {
+            bar.finish_and_clear();
+        }
+        let row = report
+            .rows
+            .first()
+            .context("the ablation produced no runs")?;
+        rows.push((name, layers.clone(), row.best_on_val, row.chosen_on_dev));
+    }
+    let mut md = format!(
+        "# Importance Factor ablation ({} runs of {}, {k} layers)\n\n| layers | which | accuracy, best on val (%) | accuracy, chosen on dev (%) |\n|---|---|---|---|\n",
+        record.task.name(),
+        args.ablate_method
+    );
+    for (name, layers, val, dev) in &rows {
+        md.push_str(&format!(
+            "| {name} | {layers:?} | {:.1} ± {:.2} | {:.1} ± {:.2} |\n",
+            100.0 * val.0,
+            100.0 * val.1,
+            100.0 * dev.0,
+            100.0 * dev.1
+        ));
+    }
+    let path = args
+        .replication
+        .join("ablation")
+        .join(format!("ablation-{k}.md"));
+    classify::report::write_atomic(&path, md.as_bytes())?;
+    println!("{md}\nwrote {}", path.display());
+    Ok(())
+}
+
+fn validate(args: &ValidateArgs) -> Result<()> {
+    let report = datasets::validate_store(&args.store)
+        .with_context(|| format!("validating {}", args.store.display()))?;
+    println!("{report}");
+    if !report.is_ok() {
+        bail!("{} has problems (listed above)", args.store.display());
+    }
+    Ok(())
+}
+
+fn synth(args: &SynthArgs) -> Result<()> {
+    let spec = SyntheticSpec {
+        count: args.count,
+        num_layers: args.layers,
+        d_model: args.d_model,
+        num_classes: args.classes,
+        num_groups: args.groups,
+        signal_layers: args.signal_layers.clone(),
+        strength: 0.5,
+        seed: args.seed,
+    };
+    if let Some(&bad) = spec.signal_layers.iter().find(|&&l| l >= spec.num_layers) {
+        bail!(
+            "--signal-layers names layer {bad}, but there are {} layers",
+            spec.num_layers
+        );
+    }
+    if args.split {
+        spec.write(&args.out.join("train"), "train")?;
+        let test = SyntheticSpec {
+            count: (args.count / 4).max(spec.num_classes),
+            seed: args.seed ^ 0x7E57,
+            ..spec.clone()
+        };
+        test.write(&args.out.join("test"), "test")?;
+        println!("wrote {0}/train and {0}/test", args.out.display());
+    } else {
+        spec.write(&args.out, "all")?;
+        println!("wrote {}", args.out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong training, evaluating or reporting on heads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or folder could not be read or written.
+    #[error("cannot access {}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An embedding store or data file could not be read.
+    #[error(transparent)]
+    Data(#[from] datasets::Error),
+    /// A JSON file (run result, report, checkpoint metadata) is malformed.
+    #[error("cannot parse {}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A per-run metrics CSV is malformed.
+    #[error("{}: line {line}: {message}", path.display())]
+    Metrics {
+        /// The CSV file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The stores do not fit the request (sizes, classes, folds).
+    #[error("{}: {message}", path.display())]
+    Store {
+        /// The store.
+        path: PathBuf,
+        /// What does not fit.
+        message: String,
+    },
+    /// A model checkpoint could not be saved or loaded.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The training loss became NaN or infinite.
+    #[error("{what}: the loss became {value} at epoch {epoch}, step {step}")]
+    NonFiniteLoss {
+        /// The run.
+        what: String,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Step within the epoch.
+        step: usize,
+        /// The value.
+        value: f32,
+    },
+    /// The run was interrupted (Ctrl-C); finished runs are kept.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An [`Error::Io`] for `path`.
+pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

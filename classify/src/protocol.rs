@@ -1,0 +1,170 @@
+//! The runs of a replication: leave-one-group-out folds (IEMOCAP sessions) or seeded runs on
+//! the official splits, each with a dev split carved from its training items.
+
+use std::path::{Path, PathBuf};
+
+use datasets::EmbeddingStore;
+use rand::seq::SliceRandom;
+use rand::{rngs::StdRng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::train::{Protocol, TrainSettings};
+
+/// The stores of a task: one store (folds over its groups) or a train and a test store.
+pub struct Stores {
+    /// The store training items come from (and, for folds, validation items too).
+    pub train: EmbeddingStore,
+    /// The official test split, for seeded runs.
+    pub test: Option<EmbeddingStore>,
+    /// Where they were opened from.
+    pub dir: PathBuf,
+}
+
+impl Stores {
+    /// Opens `dir` for `protocol`: a store itself for group folds, or `dir/train` and
+    /// `dir/test` for seeded runs; checks that the stores agree in shape and classes.
+    ///
+    /// # Errors
+    /// The store's own errors, and [`Error::Store`] when the layout or the stores do not fit.
+    pub fn open(dir: &Path, protocol: Protocol) -> Result<Self> {
+        match protocol {
+            Protocol::GroupFolds => {
+                let train = EmbeddingStore::open(dir)?;
+                let groups = distinct_groups(&train);
+                if groups.len() < 2 {
+                    return Err(Error::Store {
+                        path: dir.to_path_buf(),
+                        message: format!(
+                            "leave-one-group-out folds need at least 2 groups (sessions), the \
+                             store has {}",
+                            groups.len()
+                        ),
+                    });
+                }
+                Ok(Self {
+                    train,
+                    test: None,
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Protocol::Seeds { .. } => {
+                let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
+                for d in [&train_dir, &test_dir] {
+                    if !d.join("manifest.json").exists() {
+                        return Err(Error::Store {
+                            path: d.clone(),
+                            message: "seeded runs read a `train/` and a `test/` store under \
+                                      --embeddings; this one has no manifest.json"
+                                .into(),
+                        });
+                    }
+                }
+                let train = EmbeddingStore::open(&train_dir)?;
+                let test = EmbeddingStore::open(&test_dir)?;
+                let shape =
+                    |s: &EmbeddingStore| (s.num_layers(), s.d_model(), s.class_names().to_vec());
+                if shape(&train) != shape(&test) {
+                    return Err(Error::Store {
+                        path: test_dir,
+                        message: format!(
+                            "the test store ({} layers × {}, classes {:?}) does not match the \
+                             train store ({} layers × {}, classes {:?})",
+                            test.num_layers(),
+                            test.d_model(),
+                            test.class_names(),
+                            train.num_layers(),
+                            train.d_model(),
+                            train.class_names()
+                        ),
+                    });
+                }
+                Ok(Self {
+                    train,
+                    test: Some(test),
+                    dir: dir.to_path_buf(),
+                })
+            }
+        }
+    }
+
+    /// The store validation items of `plan` come from.
+    pub fn val_store(&self) -> &EmbeddingStore {
+        self.test.as_ref().unwrap_or(&self.train)
+    }
+}
+
+/// The sorted distinct groups of a store.
+pub fn distinct_groups(store: &EmbeddingStore) -> Vec<u32> {
+    let mut groups = store.groups().to_vec();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+/// One run of a replication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    /// `fold-1` … or `seed-1` … (1-based, as the paper's F1…/R1…).
+    pub label: String,
+    /// Seed of the run's initialisation, data order and dev split.
+    pub seed: u64,
+    /// Training items (of the train store).
+    pub train: Vec<usize>,
+    /// Dev items (of the train store), disjoint from `train`.
+    pub dev: Vec<usize>,
+    /// Validation items (of [`Stores::val_store`]).
+    pub val: Vec<usize>,
+}
+
+/// The runs `protocol` makes over `stores`; `runs` overrides the number of seeded runs.
+pub fn plan_runs(
+    stores: &Stores,
+    protocol: Protocol,
+    settings: &TrainSettings,
+    runs: Option<usize>,
+) -> Vec<RunPlan> {
+    let carve = |mut items: Vec<usize>, seed: u64| -> (Vec<usize>, Vec<usize>) {
+        let n_dev = (items.len() as f64 * settings.dev_fraction).round() as usize;
+        items.shuffle(&mut StdRng::seed_from_u64(seed ^ 0xDE7_5EED));
+        let dev = items.split_off(items.len() - n_dev.min(items.len().saturating_sub(1)));
+        let (mut train, mut dev) = (items, dev);
+        train.sort_unstable();
+        dev.sort_unstable();
+        (train, dev)
+    };
+    match protocol {
+        Protocol::GroupFolds => {
+            let groups = stores.train.groups();
+            distinct_groups(&stores.train)
+                .into_iter()
+                .enumerate()
+                .map(|(k, group)| {
+                    let seed = settings.seed + k as u64;
+                    let (val, rest): (Vec<usize>, Vec<usize>) =
+                        (0..groups.len()).partition(|&i| groups[i] == group);
+                    let (train, dev) = carve(rest, seed);
+                    RunPlan {
+                        label: format!("fold-{}", k + 1),
+                        seed,
+                        train,
+                        dev,
+                        val,
+                    }
+                })
+                .collect()
+        }
+        Protocol::Seeds { runs: default } => (0..runs.unwrap_or(default))
+            .map(|r| {
+                let seed = settings.seed + r as u64;
+                let (train, dev) = carve((0..stores.train.len()).collect(), seed);
+                RunPlan {
+                    label: format!("seed-{}", r + 1),
+                    seed,
+                    train,
+                    dev,
+                    val: (0..stores.val_store().len()).collect(),
+                }
+            })
+            .collect(),
+    }
+}

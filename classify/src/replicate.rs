@@ -1,0 +1,251 @@
+//! `classify replicate`: every method over every fold or seed of a task, resumable (finished
+//! runs are kept and skipped), then the Table-2 style report.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::AutodiffBackend;
+use daam::DaamBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::head::{DatHeadConfig, HeadKind, ParamCount};
+use crate::protocol::{plan_runs, RunPlan, Stores};
+use crate::report::{build_report, write_atomic, Report};
+use crate::train::{train_run, RunData, RunObserver, Task, TrainSettings};
+
+/// What `classify replicate` runs.
+#[derive(Debug, Clone)]
+pub struct ReplicateOptions {
+    /// The task (decides the protocol).
+    pub task: Task,
+    /// A store (folds) or a folder with `train/` and `test/` stores (seeds).
+    pub embeddings: PathBuf,
+    /// Heads to train.
+    pub methods: Vec<HeadKind>,
+    /// Output folder: `runs/<method>/<run>/`, the report files.
+    pub out: PathBuf,
+    /// Training settings (the task's defaults unless overridden).
+    pub settings: TrainSettings,
+    /// Number of seeded runs instead of the task's (5 CIFAR-100, 3 AG News).
+    pub runs: Option<usize>,
+    /// Encoder layers to keep (Importance Factor ablation); all when `None`.
+    pub layers: Option<Vec<usize>>,
+}
+
+/// What `replicate.json` records of a replication, so reports can find its runs' data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationRecord {
+    /// Task.
+    pub task: Task,
+    /// The embeddings folder.
+    pub embeddings: PathBuf,
+    /// Methods asked for.
+    pub methods: Vec<HeadKind>,
+    /// Settings of every run (each run's seed is `seed + run index`).
+    pub settings: TrainSettings,
+    /// Seeded-run count override.
+    pub runs: Option<usize>,
+    /// Layers kept.
+    pub layers: Option<Vec<usize>>,
+}
+
+impl ReplicationRecord {
+    /// Reads `dir/replicate.json`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Json`] naming the file.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join("replicate.json");
+        let text = std::fs::read_to_string(&path).map_err(crate::error::io_error(&path))?;
+        serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+    }
+}
+
+/// What a finished run leaves in `result.json` (its presence marks the run done).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Head name.
+    pub method: String,
+    /// Run label.
+    pub run: String,
+    /// Seed.
+    pub seed: u64,
+    /// Parameter counts of the head.
+    pub params: ParamCount,
+    /// Items trained on, held out as dev, validated on.
+    pub items: [usize; 3],
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+}
+
+/// Whether `kind` can run on `num_layers` layers; the reason when not.
+pub fn head_fits(kind: HeadKind, num_layers: usize) -> std::result::Result<(), String> {
+    match kind {
+        HeadKind::DaamV1 | HeadKind::GqDaam if num_layers % 8 != 0 => Err(format!(
+            "{} splits the layers into 8 heads: {num_layers} layers are not divisible by 8",
+            kind.name()
+        )),
+        HeadKind::Mixture if num_layers < 8 => Err(format!(
+            "mixture has 8 heads over the layers: {num_layers} layers are fewer"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Runs every method over every run of the task, skipping runs whose `result.json` exists,
+/// then writes and returns the report.
+///
+/// # Errors
+/// Store errors, a head that does not fit the store, training errors
+/// ([`Error::Interrupted`] leaves the finished runs in place), I/O failures.
+pub fn replicate<B>(
+    options: &ReplicateOptions,
+    device: &B::Device,
+    observer: &mut dyn RunObserver,
+) -> Result<Report>
+where
+    B: AutodiffBackend + DaamBackend,
+    B::InnerBackend: DaamBackend,
+{
+    options
+        .settings
+        .validate()
+        .map_err(|message| Error::Store {
+            path: options.out.clone(),
+            message: format!("invalid training settings: {message}"),
+        })?;
+    let protocol = options.task.protocol();
+    let stores = Stores::open(&options.embeddings, protocol)?;
+    let num_layers = match &options.layers {
+        Some(layers) => {
+            if let Some(&bad) = layers.iter().find(|&&l| l >= stores.train.num_layers()) {
+                return Err(Error::Store {
+                    path: options.embeddings.clone(),
+                    message: format!(
+                        "layer {bad} requested, the store has {} (0-based)",
+                        stores.train.num_layers()
+                    ),
+                });
+            }
+            layers.len()
+        }
+        None => stores.train.num_layers(),
+    };
+    for &kind in &options.methods {
+        head_fits(kind, num_layers).map_err(|message| Error::Store {
+            path: options.embeddings.clone(),
+            message,
+        })?;
+    }
+    let plans = plan_runs(&stores, protocol, &options.settings, options.runs);
+    std::fs::create_dir_all(&options.out).map_err(crate::error::io_error(&options.out))?;
+    let record = ReplicationRecord {
+        task: options.task,
+        embeddings: options.embeddings.clone(),
+        methods: options.methods.clone(),
+        settings: options.settings.clone(),
+        runs: options.runs,
+        layers: options.layers.clone(),
+    };
+    let path = options.out.join("replicate.json");
+    if path.exists() {
+        let stored = ReplicationRecord::read(&options.out)?;
+        let comparable = |r: &ReplicationRecord| (r.task, r.settings.clone(), r.layers.clone());
+        if comparable(&stored) != comparable(&record) {
+            return Err(Error::Store {
+                path,
+                message: "this --out folder holds a replication with other settings (task, \
+                          training settings or layers); choose another --out"
+                    .into(),
+            });
+        }
+    }
+    let json = serde_json::to_string_pretty(&record).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    write_atomic(&path, json.as_bytes())?;
+    let total = plans.len() * options.methods.len();
+    let mut index = 0;
+    for &kind in &options.methods {
+        for plan in &plans {
+            index += 1;
+            let dir = options.out.join("runs").join(kind.name()).join(&plan.label);
+            if dir.join("result.json").exists() {
+                observer.on_message(&format!(
+                    "[{index}/{total}] {} {}: done before, kept",
+                    kind.name(),
+                    plan.label
+                ));
+                continue;
+            }
+            observer.on_run_start(kind.name(), &plan.label, index, total);
+            run_one::<B>(
+                kind, plan, &stores, num_layers, options, &dir, device, observer,
+            )?;
+        }
+    }
+    let report = build_report(&options.out, options.task.name())?;
+    report.write(&options.out)?;
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_one<B>(
+    kind: HeadKind,
+    plan: &RunPlan,
+    stores: &Stores,
+    num_layers: usize,
+    options: &ReplicateOptions,
+    dir: &Path,
+    device: &B::Device,
+    observer: &mut dyn RunObserver,
+) -> Result<()>
+where
+    B: AutodiffBackend + DaamBackend,
+    B::InnerBackend: DaamBackend,
+{
+    let head = DatHeadConfig::new(
+        kind,
+        num_layers,
+        stores.train.d_model(),
+        stores.train.class_names().len(),
+    );
+    let settings = TrainSettings {
+        seed: plan.seed,
+        ..options.settings.clone()
+    };
+    let data = RunData {
+        train: &stores.train,
+        train_indices: plan.train.clone(),
+        dev_indices: plan.dev.clone(),
+        val: stores.val_store(),
+        val_indices: plan.val.clone(),
+        layers: options.layers.clone(),
+    };
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(dir).map_err(crate::error::io_error(dir))?;
+    let head_json = serde_json::to_string_pretty(&head).map_err(|source| Error::Json {
+        path: dir.join("head.json"),
+        source,
+    })?;
+    write_atomic(&dir.join("head.json"), head_json.as_bytes())?;
+    let records = train_run::<B>(&head, &settings, &data, dir, device, observer)?;
+    let result = RunResult {
+        method: kind.name().into(),
+        run: plan.label.clone(),
+        seed: plan.seed,
+        params: ParamCount::of_config(&head),
+        items: [plan.train.len(), plan.dev.len(), plan.val.len()],
+        epochs: records.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let path = dir.join("result.json");
+    let json = serde_json::to_string_pretty(&result).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    write_atomic(&path, json.as_bytes())
+}

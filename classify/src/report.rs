@@ -1,0 +1,333 @@
+//! Table-2 style reports, recomputed from the per-run metrics CSVs: per fold/run accuracy and
+//! mean ± population σ for every method, under both epoch-selection protocols.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io_error, Error, Result};
+use crate::head::HeadKind;
+use crate::train::{read_metrics, EpochRecord};
+
+/// A run's validation accuracy at one chosen epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// 1-based epoch chosen.
+    pub epoch: usize,
+    /// Validation accuracy (WA) at that epoch.
+    pub accuracy: f64,
+    /// Validation mean per-class recall (UA) at that epoch.
+    pub unweighted_accuracy: f64,
+}
+
+/// One run scored under both protocols.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunScore {
+    /// `fold-k` or `seed-k`.
+    pub label: String,
+    /// The paper's protocol: the epoch with the best validation accuracy.
+    pub best_on_val: Score,
+    /// The epoch with the best dev accuracy (absent without a dev split).
+    pub chosen_on_dev: Option<Score>,
+}
+
+/// Scores a run from its epoch records; `None` when it has none.
+pub fn score_run(label: &str, records: &[EpochRecord]) -> Option<RunScore> {
+    let pick = |key: fn(&EpochRecord) -> f64| {
+        records
+            .iter()
+            .filter(|r| key(r).is_finite())
+            .fold(None::<&EpochRecord>, |best, r| match best {
+                Some(b) if key(b) >= key(r) => Some(b),
+                _ => Some(r),
+            })
+            .map(|r| Score {
+                epoch: r.epoch,
+                accuracy: r.val_accuracy,
+                unweighted_accuracy: r.val_unweighted_accuracy,
+            })
+    };
+    Some(RunScore {
+        label: label.to_string(),
+        best_on_val: pick(|r| r.val_accuracy)?,
+        chosen_on_dev: pick(|r| r.dev_accuracy),
+    })
+}
+
+/// Mean and population standard deviation (ddof 0, as the paper's σ).
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// A method's runs and summaries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodRow {
+    /// Head name.
+    pub method: String,
+    /// Its runs, in label order.
+    pub runs: Vec<RunScore>,
+    /// Mean and σ of the best-on-validation accuracies.
+    pub best_on_val: (f64, f64),
+    /// Mean and σ of the dev-chosen accuracies (NaN without dev splits).
+    pub chosen_on_dev: (f64, f64),
+    /// Mean and σ of the best-on-validation UA.
+    pub best_on_val_unweighted: (f64, f64),
+}
+
+/// A replication report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Task name.
+    pub task: String,
+    /// One row per method.
+    pub rows: Vec<MethodRow>,
+}
+
+fn run_order(label: &str) -> (String, usize) {
+    match label.rsplit_once('-') {
+        Some((prefix, n)) => (prefix.to_string(), n.parse().unwrap_or(usize::MAX)),
+        None => (label.to_string(), 0),
+    }
+}
+
+/// Builds the report of the replication in `out` from `out/runs/<method>/<run>/metrics.csv`.
+///
+/// # Errors
+/// Unreadable folders or malformed CSVs (naming the file and line).
+pub fn build_report(out: &Path, task: &str) -> Result<Report> {
+    let runs_dir = out.join("runs");
+    let mut methods: Vec<String> = list_dirs(&runs_dir)?;
+    methods.sort_by_key(|m| {
+        HeadKind::from_name(m)
+            .and_then(|k| HeadKind::ALL.iter().position(|&a| a == k))
+            .unwrap_or(usize::MAX)
+    });
+    let mut rows = Vec::new();
+    for method in methods {
+        let mut labels = list_dirs(&runs_dir.join(&method))?;
+        labels.sort_by_key(|l| run_order(l));
+        let mut runs = Vec::new();
+        for label in labels {
+            let metrics = runs_dir.join(&method).join(&label).join("metrics.csv");
+            if !metrics.exists() {
+                continue;
+            }
+            if let Some(score) = score_run(&label, &read_metrics(&metrics)?) {
+                runs.push(score);
+            }
+        }
+        if runs.is_empty() {
+            continue;
+        }
+        let collect = |f: &dyn Fn(&RunScore) -> Option<f64>| -> Vec<f64> {
+            runs.iter().filter_map(f).collect()
+        };
+        let val = collect(&|r| Some(r.best_on_val.accuracy));
+        let dev = collect(&|r| r.chosen_on_dev.map(|s| s.accuracy));
+        let ua = collect(&|r| Some(r.best_on_val.unweighted_accuracy));
+        rows.push(MethodRow {
+            method,
+            best_on_val: mean_std(&val),
+            chosen_on_dev: if dev.len() == runs.len() {
+                mean_std(&dev)
+            } else {
+                (f64::NAN, f64::NAN)
+            },
+            best_on_val_unweighted: mean_std(&ua),
+            runs,
+        });
+    }
+    Ok(Report {
+        task: task.to_string(),
+        rows,
+    })
+}
+
+fn list_dirs(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(io_error(dir))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir))?;
+        if entry.path().is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.1}", 100.0 * v)
+    } else {
+        "–".into()
+    }
+}
+
+fn pm((mean, std): (f64, f64)) -> String {
+    if mean.is_finite() {
+        format!("{:.1} ± {:.2}", 100.0 * mean, 100.0 * std)
+    } else {
+        "–".into()
+    }
+}
+
+impl Report {
+    /// The report as markdown: one table per protocol (and UA for the paper's protocol).
+    pub fn markdown(&self) -> String {
+        let width = self.rows.iter().map(|r| r.runs.len()).max().unwrap_or(0);
+        let labels: Vec<String> = self
+            .rows
+            .iter()
+            .find(|r| r.runs.len() == width)
+            .map(|r| r.runs.iter().map(|s| short_label(&s.label)).collect())
+            .unwrap_or_default();
+        let mut md = format!("# {} replication\n\n", self.task);
+        let mut table = |title: &str,
+                         cell: &dyn Fn(&RunScore) -> Option<f64>,
+                         summary: &dyn Fn(&MethodRow) -> (f64, f64)| {
+            let _ = writeln!(md, "## {title}\n");
+            let _ = writeln!(md, "| method | {} | mean ± σ |", labels.join(" | "));
+            let _ = writeln!(md, "|---|{}---|", "---|".repeat(labels.len()));
+            for row in &self.rows {
+                let mut cells: Vec<String> = row
+                    .runs
+                    .iter()
+                    .map(|r| cell(r).map_or("–".into(), pct))
+                    .collect();
+                cells.resize(labels.len(), "–".into());
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} |",
+                    row.method,
+                    cells.join(" | "),
+                    pm(summary(row))
+                );
+            }
+            md.push('\n');
+        };
+        table(
+            "Accuracy (%), epoch with the best validation accuracy (the paper's protocol)",
+            &|r| Some(r.best_on_val.accuracy),
+            &|row| row.best_on_val,
+        );
+        table(
+            "Accuracy (%), epoch chosen on a dev split carved from the training items",
+            &|r| r.chosen_on_dev.map(|s| s.accuracy),
+            &|row| row.chosen_on_dev,
+        );
+        table(
+            "Unweighted accuracy (mean per-class recall, %), paper's protocol",
+            &|r| Some(r.best_on_val.unweighted_accuracy),
+            &|row| row.best_on_val_unweighted,
+        );
+        md.push_str("σ is the population standard deviation over runs, as in the paper.\n");
+        md
+    }
+
+    /// One CSV line per method and run.
+    pub fn csv(&self) -> String {
+        let mut csv = String::from(
+            "method,run,best_val_epoch,best_val_accuracy,best_val_unweighted_accuracy,\
+             dev_epoch,dev_chosen_accuracy\n",
+        );
+        for row in &self.rows {
+            for r in &row.runs {
+                let (de, da) = r.chosen_on_dev.map_or((String::new(), String::new()), |s| {
+                    (s.epoch.to_string(), s.accuracy.to_string())
+                });
+                let _ = writeln!(
+                    csv,
+                    "{},{},{},{},{},{de},{da}",
+                    row.method,
+                    r.label,
+                    r.best_on_val.epoch,
+                    r.best_on_val.accuracy,
+                    r.best_on_val.unweighted_accuracy
+                );
+            }
+        }
+        csv
+    }
+
+    /// Writes `report.md`, `report.csv` and `report.json` to `dir` (each atomically).
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
+            path: dir.join("report.json"),
+            source,
+        })?;
+        for (name, text) in [
+            ("report.md", self.markdown()),
+            ("report.csv", self.csv()),
+            ("report.json", json),
+        ] {
+            write_atomic(&dir.join(name), text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+fn short_label(label: &str) -> String {
+    match run_order(label) {
+        (p, n) if p == "fold" => format!("F{n}"),
+        (p, n) if p == "seed" => format!("R{n}"),
+        _ => label.to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+///
+/// # Errors
+/// I/O failures, naming the file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(epoch: usize, val: f64, dev: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: 1.0,
+            learning_rate: 1e-4,
+            val_accuracy: val,
+            val_unweighted_accuracy: val / 2.0,
+            dev_accuracy: dev,
+            seconds: 0.1,
+        }
+    }
+
+    #[test]
+    fn protocols_pick_their_epochs() {
+        let records = [rec(1, 0.5, 0.9), rec(2, 0.7, 0.6), rec(3, 0.6, 0.95)];
+        let s = score_run("fold-1", &records).unwrap();
+        assert_eq!(s.best_on_val.epoch, 2);
+        assert_eq!(s.best_on_val.accuracy, 0.7);
+        let dev = s.chosen_on_dev.unwrap();
+        assert_eq!((dev.epoch, dev.accuracy), (3, 0.6));
+        let no_dev = score_run("seed-1", &[rec(1, 0.5, f64::NAN)]).unwrap();
+        assert!(no_dev.chosen_on_dev.is_none());
+    }
+
+    #[test]
+    fn population_std_matches_the_paper() {
+        // DAAMv1 on IEMOCAP: 67.2, 64.6, 68.1, 67.9, 69.0 -> 67.36 ± 1.495 (reported 67.4 ± 1.49).
+        let (m, s) = mean_std(&[67.2, 64.6, 68.1, 67.9, 69.0]);
+        assert!((m - 67.36).abs() < 1e-9);
+        assert!((s - 1.4948).abs() < 1e-3, "{s}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Training heads: losses, settings, one run.
+
+mod loss;
+mod run;
+mod settings;
+
+pub use loss::{cross_entropy_per_sample, LossKind};
+pub use run::{
+    accuracy, batch_tensors, load_head, predict, read_metrics, save_head, train_run, Accuracy,
+    EpochRecord, HeadRecorder, RunData, RunFiles, RunObserver, Silent, METRICS_HEADER,
+};
+pub use settings::{Protocol, Task, TrainSettings};

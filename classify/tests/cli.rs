@@ -1,0 +1,192 @@
+//! The `classify` binary end to end on stores it generates.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn classify(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_classify"))
+        .args(args)
+        .output()
+        .expect("run classify")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn heads_prints_counts_equal_to_the_authors() {
+    let out = classify(&[
+        "heads",
+        "--layers",
+        "24",
+        "--d-model",
+        "1024",
+        "--classes",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = text(&out);
+    assert!(
+        s.contains("| daam-v1 | 16384 | 221720 | 98308 | 336412 |"),
+        "{s}"
+    );
+    assert!(!s.contains("DIFFERS"), "{s}");
+}
+
+#[test]
+fn replicate_and_report_run_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = classify(&[
+        "synth",
+        "--out",
+        path(&store),
+        "--count",
+        "60",
+        "--layers",
+        "8",
+        "--d-model",
+        "16",
+        "--groups",
+        "3",
+        "--signal-layers",
+        "2,5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = classify(&["validate", path(&store)]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let rep = dir.path().join("rep");
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--methods",
+        "daam-v1,mha",
+        "--epochs",
+        "2",
+        "--out",
+        path(&rep),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    for method in ["daam-v1", "mha"] {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {method} |")))
+            .unwrap_or_else(|| panic!("no {method} row in\n{md}"));
+        // method, F1..F3, mean: 5 cells.
+        assert_eq!(row.matches('|').count(), 6, "{row}");
+    }
+    let csv = std::fs::read_to_string(rep.join("report.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
+
+    let out = classify(&[
+        "report",
+        "--replication",
+        path(&rep),
+        "--method",
+        "daam-v1",
+        "--ablate",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let interp = rep.join("runs/daam-v1/fold-1/interpretation");
+    for f in [
+        "importance.png",
+        "layer_contribution.png",
+        "interpretation.json",
+    ] {
+        assert!(interp.join(f).exists(), "{f} missing");
+    }
+    let ablation = std::fs::read_to_string(rep.join("ablation/ablation-2.md")).unwrap();
+    assert!(
+        ablation.contains("| high-if |") && ablation.contains("| low-if |"),
+        "{ablation}"
+    );
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = classify(&[
+        "synth",
+        "--out",
+        path(&store),
+        "--count",
+        "20",
+        "--layers",
+        "8",
+        "--d-model",
+        "8",
+        "--signal-layers",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--methods",
+        "lora",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("unknown method `lora`"),
+        "{}",
+        text(&out)
+    );
+
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "cifar100",
+        "--embeddings",
+        path(&store),
+        "--epochs",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("train/"), "{}", text(&out));
+
+    // A store with a missing shard: validate and replicate both name the file.
+    let shard = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .expect("a shard");
+    std::fs::remove_file(&shard).unwrap();
+    let name = shard.file_name().unwrap().to_str().unwrap();
+    let out = classify(&["validate", path(&store)]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains(name), "{}", text(&out));
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--epochs",
+        "1",
+        "--out",
+        path(&dir.path().join("o")),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains(name), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+}
