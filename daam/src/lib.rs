@@ -40,6 +40,7 @@
 //! ```
 
 mod backend;
+mod conv;
 mod density_adaptive_attention;
 mod density_block;
 mod error;
@@ -52,7 +53,11 @@ mod mixture_density_attention;
 pub mod plot;
 pub mod reference;
 
-pub use backend::{DaamBackend, DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings};
+pub use backend::{
+    ConvGrads, ConvSettings, DaamBackend, DensityGrads, DensityOutput, GroupNormGrads,
+    GroupNormSettings,
+};
+pub use conv::{conv2d, conv2d_module, conv_transpose2d_module};
 pub use density_adaptive_attention::{
     DensityAdaptiveAttention, DensityAdaptiveAttentionConfig, DensityAttentionOutput,
 };

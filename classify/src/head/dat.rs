@@ -130,8 +130,8 @@ impl<B: DaamBackend> DatHead<B> {
         let (attended, weights) = self.attention.forward_with_weights(x);
         let [height, width] = self.grid;
         let grid = attended.reshape([batch_size, num_layers, height, width]);
-        let hidden = relu(self.conv1.forward(grid)); // [batch_size, conv_channels, height, width]
-        let folded = relu(self.conv2.forward(hidden)); // [batch_size, num_layers, height, width]
+        let hidden = relu(daam::conv2d_module(&self.conv1, grid)); // [batch_size, conv_channels, height, width]
+        let folded = relu(daam::conv2d_module(&self.conv2, hidden)); // [batch_size, num_layers, height, width]
         let logits = self
             .fc
             .forward(folded.reshape([batch_size, num_layers * height * width]));

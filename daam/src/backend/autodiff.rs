@@ -8,7 +8,10 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 
-use super::{DaamBackend, DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings};
+use super::{
+    ConvGrads, ConvSettings, DaamBackend, DensityGrads, DensityOutput, GroupNormGrads,
+    GroupNormSettings,
+};
 use crate::GaussianForm;
 
 /// Which fused op a node belongs to, with its settings.
@@ -164,7 +167,71 @@ impl<B: DaamBackend> Backward<B, 3> for GroupNormBackward {
     }
 }
 
+/// Saved for the convolution's backward pass.
+#[derive(Debug, Clone)]
+struct SavedConv<B: DaamBackend> {
+    settings: ConvSettings,
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl<B: DaamBackend> Backward<B, 3> for ConvBackward {
+    type State = SavedConv<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad_out = grads.consume::<B>(&ops.node);
+        let SavedConv {
+            settings,
+            x,
+            weight,
+            bias,
+        } = ops.state;
+        let ConvGrads { x, weight, bias } =
+            B::fused_conv2d_backward(x, weight, bias, settings, grad_out);
+        for (node, grad) in [(node_x, x), (node_weight, weight), (node_bias, bias)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
 impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        settings: ConvSettings,
+    ) -> FloatTensor<Self> {
+        let output = B::fused_conv2d(
+            x.primitive.clone(),
+            weight.primitive.clone(),
+            bias.primitive.clone(),
+            settings,
+        );
+        match ConvBackward
+            .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                SavedConv {
+                    settings,
+                    x: x.primitive,
+                    weight: weight.primitive,
+                    bias: bias.primitive,
+                },
+                output,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
     fn group_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

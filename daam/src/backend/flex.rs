@@ -5,8 +5,10 @@ use burn::backend::Flex;
 use burn::tensor::{DType, TensorData, TensorMetadata};
 
 use super::{
-    composed, DaamBackend, DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings,
+    composed, ConvGrads, ConvSettings, DaamBackend, DensityGrads, DensityOutput, GroupNormGrads,
+    GroupNormSettings,
 };
+use crate::kernel::conv2d::{self, Conv2dDims};
 use crate::kernel::group_norm::{self, GroupNormDims};
 use crate::kernel::mixture::{self, MixtureParams};
 use crate::kernel::per_feature::{self, PerFeatureParams};
@@ -185,6 +187,68 @@ impl DaamBackend for Flex {
         }
     }
 
+    fn fused_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        settings: ConvSettings,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &weight, &bias]) {
+            return composed::conv2d_forward::<Self>(x, weight, bias, settings);
+        }
+        let d = conv_dims(&x, &weight, settings);
+        if settings.transposed.is_some() {
+            let mut out = vec![0.0; d.batch * d.in_channels * d.input[0] * d.input[1]];
+            conv2d::transpose_forward(
+                &values(&x),
+                &values(&weight),
+                Some(&values(&bias)),
+                &d,
+                &mut out,
+            );
+            return tensor(out, &[d.batch, d.in_channels, d.input[0], d.input[1]]);
+        }
+        let [oh, ow] = d.output();
+        let mut out = vec![0.0; d.batch * d.out_channels * oh * ow];
+        conv2d::forward(
+            &values(&x),
+            &values(&weight),
+            Some(&values(&bias)),
+            &d,
+            &mut out,
+        );
+        tensor(out, &[d.batch, d.out_channels, oh, ow])
+    }
+
+    fn fused_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        settings: ConvSettings,
+        grad_out: FlexTensor,
+    ) -> ConvGrads<Self> {
+        if !all_f32(&[&x, &weight, &bias, &grad_out]) {
+            return composed::conv2d_backward::<Self>(x, weight, bias, settings, grad_out);
+        }
+        let d = conv_dims(&x, &weight, settings);
+        let (x_values, w_values, g_values) = (values(&x), values(&weight), values(&grad_out));
+        let (grads, bias_len) = match settings.transposed {
+            None => (
+                conv2d::backward(&x_values, &w_values, &g_values, &d),
+                d.out_channels,
+            ),
+            Some(_) => (
+                conv2d::transpose_backward(&x_values, &w_values, &g_values, &d),
+                d.in_channels,
+            ),
+        };
+        ConvGrads {
+            x: tensor(grads.x, &x.shape().to_vec()),
+            weight: tensor(grads.weight, &weight.shape().to_vec()),
+            bias: tensor(grads.bias, &[bias_len]),
+        }
+    }
+
     fn group_norm(
         x: FlexTensor,
         gamma: FlexTensor,
@@ -231,6 +295,48 @@ impl DaamBackend for Flex {
             x: tensor(grad_x, &shape),
             gamma: tensor(grads.gamma, &channels),
             beta: tensor(grads.beta, &channels),
+        }
+    }
+}
+
+/// The convolution a call computes, or (transposed) whose input gradient it computes.
+fn conv_dims(x: &FlexTensor, weight: &FlexTensor, s: ConvSettings) -> Conv2dDims {
+    let (xs, ws) = (x.shape().to_vec(), weight.shape().to_vec());
+    match s.transposed {
+        None => {
+            assert!(
+                xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1],
+                "fused conv2d: input {xs:?} and weight {ws:?} do not fit"
+            );
+            Conv2dDims {
+                batch: xs[0],
+                in_channels: xs[1],
+                out_channels: ws[0],
+                input: [xs[2], xs[3]],
+                kernel: [ws[2], ws[3]],
+                stride: s.stride,
+                padding: s.padding,
+            }
+        }
+        Some(padding_out) => {
+            assert!(
+                xs.len() == 4 && ws.len() == 4 && xs[1] == ws[0],
+                "fused conv_transpose2d: input {xs:?} and weight {ws:?} do not fit"
+            );
+            let side = |i: usize| {
+                (xs[2 + i] - 1) * s.stride[i] + ws[2 + i] + padding_out[i] - 2 * s.padding[i]
+            };
+            let d = Conv2dDims {
+                batch: xs[0],
+                in_channels: ws[1],
+                out_channels: ws[0],
+                input: [side(0), side(1)],
+                kernel: [ws[2], ws[3]],
+                stride: s.stride,
+                padding: s.padding,
+            };
+            assert_eq!(d.output(), [xs[2], xs[3]], "fused conv_transpose2d: {d:?}");
+            d
         }
     }
 }

@@ -58,6 +58,29 @@ pub struct GroupNormSettings {
     pub relu: bool,
 }
 
+/// Gradients of a fused convolution.
+#[derive(Debug, Clone)]
+pub struct ConvGrads<B: Backend> {
+    /// `∂L/∂x`, `[batch_size, in_channels, height, width]`.
+    pub x: FloatTensor<B>,
+    /// `∂L/∂weight`, `[out_channels, in_channels, kernel_h, kernel_w]`.
+    pub weight: FloatTensor<B>,
+    /// `∂L/∂bias`, `[out_channels]`.
+    pub bias: FloatTensor<B>,
+}
+
+/// Settings of a fused convolution (no dilation, one group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvSettings {
+    /// Stride `[height, width]`.
+    pub stride: [usize; 2],
+    /// Zero padding `[height, width]`, the same on both sides.
+    pub padding: [usize; 2],
+    /// `Some(output_padding)` for a transposed convolution (weight
+    /// `[in_channels, out_channels, kernel_h, kernel_w]`), `None` for a convolution.
+    pub transposed: Option<[usize; 2]>,
+}
+
 /// A burn backend that can run the DAAM modules. Implemented for Flex, `Autodiff<B>` and (with
 /// the `cuda` feature) CUDA; any other backend gets the composed default with an empty `impl`.
 ///
@@ -136,6 +159,32 @@ pub trait DaamBackend: Backend {
         settings: GroupNormSettings,
     ) -> FloatTensor<Self> {
         composed::group_norm_forward::<Self>(x, gamma, beta, settings)
+    }
+
+    /// 2-D convolution, or transposed convolution, with bias ([`crate::kernel::conv2d`] on
+    /// Flex; burn's own `conv2d` / `conv_transpose2d` elsewhere).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch_size, in_channels, height, width]`
+    /// - `weight`: `[out_channels, in_channels, kernel_h, kernel_w]`; `bias`: `[out_channels]`
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        settings: ConvSettings,
+    ) -> FloatTensor<Self> {
+        composed::conv2d_forward::<Self>(x, weight, bias, settings)
+    }
+
+    /// Convolution backward for `grad_out = ∂L/∂output`.
+    fn fused_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        settings: ConvSettings,
+        grad_out: FloatTensor<Self>,
+    ) -> ConvGrads<Self> {
+        composed::conv2d_backward::<Self>(x, weight, bias, settings, grad_out)
     }
 
     /// GroupNorm (+ ReLU) backward for `grad_out = ∂L/∂output`.
@@ -224,6 +273,77 @@ pub(crate) mod composed {
         differentiate::<B>(x, mean_offsets, c, grad_out, |x, m, c| {
             reference::mixture_density_attention(x, m, c, num_heads, eps).0
         })
+    }
+
+    fn apply_conv<B: Backend>(
+        x: Tensor<B, 4>,
+        weight: Tensor<B, 4>,
+        bias: Tensor<B, 1>,
+        s: ConvSettings,
+    ) -> Tensor<B, 4> {
+        match s.transposed {
+            None => burn::tensor::module::conv2d(
+                x,
+                weight,
+                Some(bias),
+                burn::tensor::ops::ConvOptions::new(s.stride, s.padding, [1, 1], 1),
+            ),
+            Some(padding_out) => burn::tensor::module::conv_transpose2d(
+                x,
+                weight,
+                Some(bias),
+                burn::tensor::ops::ConvTransposeOptions::new(
+                    s.stride,
+                    s.padding,
+                    padding_out,
+                    [1, 1],
+                    1,
+                ),
+            ),
+        }
+    }
+
+    pub(crate) fn conv2d_forward<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        s: ConvSettings,
+    ) -> FloatTensor<B> {
+        apply_conv(float::<B, 4>(x), float(weight), float(bias), s)
+            .into_primitive()
+            .tensor()
+    }
+
+    pub(crate) fn conv2d_backward<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        s: ConvSettings,
+        grad_out: FloatTensor<B>,
+    ) -> ConvGrads<B> {
+        let x = Tensor::<Autodiff<B>, 4>::from_inner(float(x)).require_grad();
+        let weight = Tensor::<Autodiff<B>, 4>::from_inner(float(weight)).require_grad();
+        let bias = Tensor::<Autodiff<B>, 1>::from_inner(float(bias)).require_grad();
+        let output = apply_conv(x.clone(), weight.clone(), bias.clone(), s);
+        let grads = (output * Tensor::from_inner(float::<B, 4>(grad_out)))
+            .sum()
+            .backward();
+        ConvGrads {
+            x: x.grad(&grads)
+                .expect("x is tracked")
+                .into_primitive()
+                .tensor(),
+            weight: weight
+                .grad(&grads)
+                .expect("weight is tracked")
+                .into_primitive()
+                .tensor(),
+            bias: bias
+                .grad(&grads)
+                .expect("bias is tracked")
+                .into_primitive()
+                .tensor(),
+        }
     }
 
     pub(crate) fn group_norm_forward<B: Backend>(

@@ -6,6 +6,7 @@
 //! finite-difference tests). The composed tensor-op versions in [`crate::reference`] are the
 //! readable specification these kernels are tested against.
 
+pub mod conv2d;
 #[cfg(test)]
 mod gradcheck;
 pub mod group_norm;

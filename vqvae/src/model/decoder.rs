@@ -28,7 +28,9 @@ impl<B: DaamBackend> UpSampleBlock<B> {
     /// - `x`: `[batch_size, channels_in, height, width]`
     /// - output: `[batch_size, channels_out, 2 · height, 2 · width]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = self.norm.forward(self.conv.forward(x));
+        let h = self
+            .norm
+            .forward(daam::conv_transpose2d_module(&self.conv, x));
         self.residual.forward(h)
     }
 }
@@ -116,8 +118,8 @@ impl<B: DaamBackend> Decoder<B> {
     /// - `latent`: `[batch_size, code_dim, height, width]`
     /// - output: `[batch_size, 3, f · height, f · width]`
     pub fn forward(&self, latent: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = self.stem.forward(latent);
+        let h = daam::conv2d_module(&self.stem, latent);
         let h = self.blocks.iter().fold(h, |h, block| block.forward(h));
-        self.to_image.forward(h)
+        daam::conv2d_module(&self.to_image, h)
     }
 }

@@ -30,7 +30,7 @@ impl<B: DaamBackend> DownSampleBlock<B> {
     /// - `x`: `[batch_size, channels_in, height, width]`
     /// - output: `[batch_size, channels_out, height / 2, width / 2]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = self.norm.forward(self.conv.forward(x));
+        let h = self.norm.forward(daam::conv2d_module(&self.conv, x));
         self.residual.forward(h)
     }
 }
@@ -113,8 +113,8 @@ impl<B: DaamBackend> Encoder<B> {
     /// - `images`: `[batch_size, 3, height, width]`, values in [−1, 1]
     /// - output: `[batch_size, code_dim, height / f, width / f]`, `f = 2^num_blocks`
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = self.stem.forward(images);
+        let h = daam::conv2d_module(&self.stem, images);
         let h = self.blocks.iter().fold(h, |h, block| block.forward(h));
-        self.to_code.forward(h)
+        daam::conv2d_module(&self.to_code, h)
     }
 }

@@ -101,8 +101,8 @@ impl<B: DaamBackend> DaamResidualBlock<B> {
     /// - `x`: `[batch_size, channels, height, width]`
     /// - output: `[batch_size, channels, height, width]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(self.norm1.forward(x.clone()));
-        let h = self.conv2.forward(self.norm2.forward(h));
+        let h = daam::conv2d_module(&self.conv1, self.norm1.forward(x.clone()));
+        let h = daam::conv2d_module(&self.conv2, self.norm2.forward(h));
         let h = x + h;
         match &self.attention {
             Some(block) => block.forward(h),
