@@ -43,6 +43,7 @@ mod backend;
 mod conv;
 mod density_adaptive_attention;
 mod density_block;
+pub mod device;
 mod error;
 mod gaussian_form;
 mod gq_daam;

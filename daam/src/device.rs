@@ -1,0 +1,135 @@
+//! `--device cpu|cuda[:N]` for the workspace's binaries, and the macros that dispatch a generic
+//! function to a concrete backend. Library code stays generic over `B: Backend`; only a
+//! binary's `main` expands [`dispatch!`](crate::dispatch) or
+//! [`dispatch_autodiff!`](crate::dispatch_autodiff), with its own `cuda` feature deciding
+//! whether CUDA is compiled in.
+
+use std::str::FromStr;
+
+/// Where to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// burn's Flex CPU backend.
+    Cpu,
+    /// burn's CUDA backend on GPU `N`.
+    Cuda(usize),
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("unknown device `{s}`: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+/// A CUDA device, checked to work: without a driver cudarc panics, which becomes an error here.
+#[cfg(feature = "cuda")]
+pub fn cuda_device(index: usize) -> Result<burn::backend::cuda::CudaDevice, String> {
+    use burn::backend::Cuda;
+    use burn::tensor::Tensor;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let probe = std::panic::catch_unwind(|| {
+        let device = burn::backend::cuda::CudaDevice::new(index);
+        let _ = Tensor::<Cuda, 1>::zeros([1], &device).into_data();
+        device
+    });
+    std::panic::set_hook(hook);
+    probe.map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown error".into());
+        format!("CUDA device cuda:{index} is not available: {reason}")
+    })
+}
+
+/// Runs `$body` with `$B` an autodiff backend for `$device` and `$dev` its device.
+#[macro_export]
+macro_rules! dispatch_autodiff {
+    ($device:expr, |$B:ident, $dev:ident| $body:expr) => {
+        match $device {
+            $crate::device::Device::Cpu => {
+                type $B = burn::backend::Autodiff<burn::backend::Flex>;
+                let $dev = Default::default();
+                $body
+            }
+            $crate::device::Device::Cuda(index) => {
+                #[cfg(feature = "cuda")]
+                {
+                    type $B = burn::backend::Autodiff<burn::backend::Cuda>;
+                    let $dev = $crate::device::cuda_device(index).map_err(anyhow::Error::msg)?;
+                    $body
+                }
+                #[cfg(not(feature = "cuda"))]
+                {
+                    let _ = index;
+                    anyhow::bail!(concat!(
+                        "this ",
+                        env!("CARGO_PKG_NAME"),
+                        " was built without CUDA support: rebuild with \
+                         `cargo build --release --features cuda`"
+                    ))
+                }
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$B` an inference backend for `$device` and `$dev` its device.
+#[macro_export]
+macro_rules! dispatch {
+    ($device:expr, |$B:ident, $dev:ident| $body:expr) => {
+        match $device {
+            $crate::device::Device::Cpu => {
+                type $B = burn::backend::Flex;
+                let $dev = Default::default();
+                $body
+            }
+            $crate::device::Device::Cuda(index) => {
+                #[cfg(feature = "cuda")]
+                {
+                    type $B = burn::backend::Cuda;
+                    let $dev = $crate::device::cuda_device(index).map_err(anyhow::Error::msg)?;
+                    $body
+                }
+                #[cfg(not(feature = "cuda"))]
+                {
+                    let _ = index;
+                    anyhow::bail!(concat!(
+                        "this ",
+                        env!("CARGO_PKG_NAME"),
+                        " was built without CUDA support: rebuild with \
+                         `cargo build --release --features cuda`"
+                    ))
+                }
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("cpu".parse(), Ok(Device::Cpu));
+        assert_eq!("cuda".parse(), Ok(Device::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(Device::Cuda(3)));
+        assert!("gpu"
+            .parse::<Device>()
+            .unwrap_err()
+            .contains("unknown device `gpu`"));
+    }
+}
