@@ -58,31 +58,7 @@ pub fn cuda_device(index: usize) -> Result<burn::backend::cuda::CudaDevice, Stri
 #[macro_export]
 macro_rules! dispatch_autodiff {
     ($device:expr, |$B:ident, $dev:ident| $body:expr) => {
-        match $device {
-            $crate::device::Device::Cpu => {
-                type $B = burn::backend::Autodiff<burn::backend::Flex>;
-                let $dev = Default::default();
-                $body
-            }
-            $crate::device::Device::Cuda(index) => {
-                #[cfg(feature = "cuda")]
-                {
-                    type $B = burn::backend::Autodiff<burn::backend::Cuda>;
-                    let $dev = $crate::device::cuda_device(index).map_err(anyhow::Error::msg)?;
-                    $body
-                }
-                #[cfg(not(feature = "cuda"))]
-                {
-                    let _ = index;
-                    anyhow::bail!(concat!(
-                        "this ",
-                        env!("CARGO_PKG_NAME"),
-                        " was built without CUDA support: rebuild with \
-                         `cargo build --release --features cuda`"
-                    ))
-                }
-            }
-        }
+        $crate::__dispatch!($device, [burn::backend::Autodiff<] [>], |$B, $dev| $body)
     };
 }
 
@@ -90,16 +66,25 @@ macro_rules! dispatch_autodiff {
 #[macro_export]
 macro_rules! dispatch {
     ($device:expr, |$B:ident, $dev:ident| $body:expr) => {
+        $crate::__dispatch!($device, [] [], |$B, $dev| $body)
+    };
+}
+
+/// [`dispatch!`] and [`dispatch_autodiff!`]: `$B` is the backend wrapped in `$open … $close`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __dispatch {
+    ($device:expr, [$($open:tt)*] [$($close:tt)*], |$B:ident, $dev:ident| $body:expr) => {
         match $device {
             $crate::device::Device::Cpu => {
-                type $B = burn::backend::Flex;
+                type $B = $($open)* burn::backend::Flex $($close)*;
                 let $dev = Default::default();
                 $body
             }
             $crate::device::Device::Cuda(index) => {
                 #[cfg(feature = "cuda")]
                 {
-                    type $B = burn::backend::Cuda;
+                    type $B = $($open)* burn::backend::Cuda $($close)*;
                     let $dev = $crate::device::cuda_device(index).map_err(anyhow::Error::msg)?;
                     $body
                 }

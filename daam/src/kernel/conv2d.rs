@@ -236,6 +236,19 @@ fn col2im(cols: &[f32], d: &Conv2dDims, dx: &mut [f32]) {
     }
 }
 
+/// Sums two workers' partial `(∂W, ∂bias)`.
+fn add_partials(
+    (mut weight, mut bias): (Vec<f32>, Vec<f32>),
+    (other_weight, other_bias): (Vec<f32>, Vec<f32>),
+) -> (Vec<f32>, Vec<f32>) {
+    weight
+        .iter_mut()
+        .zip(&other_weight)
+        .for_each(|(a, b)| *a += b);
+    bias.iter_mut().zip(&other_bias).for_each(|(a, b)| *a += b);
+    (weight, bias)
+}
+
 fn check(d: &Conv2dDims, x: usize, weight: usize) {
     assert_eq!(
         x,
@@ -396,14 +409,7 @@ pub fn backward(x: &[f32], weight: &[f32], grad_out: &[f32], d: &Conv2dDims) -> 
             },
         )
         .map(|(_, _, gw, gb)| (gw, gb))
-        .reduce(
-            || (vec![0.0; co * k], vec![0.0; co]),
-            |(mut a, mut ab), (b, bb)| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                ab.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
-                (a, ab)
-            },
-        );
+        .reduce(|| (vec![0.0; co * k], vec![0.0; co]), add_partials);
     Conv2dGradients {
         x: grad_x,
         weight: grad_w,
@@ -536,14 +542,7 @@ pub fn transpose_backward(
             },
         )
         .map(|(_, gw, gb)| (gw, gb))
-        .reduce(
-            || (vec![0.0; co * k], vec![0.0; ci]),
-            |(mut a, mut ab), (b, bb)| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                ab.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
-                (a, ab)
-            },
-        );
+        .reduce(|| (vec![0.0; co * k], vec![0.0; ci]), add_partials);
     Conv2dGradients {
         x: grad_x,
         weight: grad_w,
