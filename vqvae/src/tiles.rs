@@ -1,7 +1,7 @@
 //! Square tiles of images and code grids. A model trained on `image_size`² crops of a larger
 //! view sees its own input size when a larger evaluation image is cut into tiles of that size,
-//! reconstructed tile by tile and put back together (GroupNorm's per-image statistics over a
-//! whole photograph differ from those over a crop: untiled, colours drift).
+//! reconstructed tile by tile and put back together (GroupNorm normalises over the whole input,
+//! so the statistics of a whole photograph differ from those of the crops it was trained on).
 
 use datasets::RgbImage;
 
