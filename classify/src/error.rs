@@ -65,6 +65,15 @@ pub enum Error {
         /// The value.
         value: f32,
     },
+    /// A head cannot give what was asked of it (an Importance Factor from a head without
+    /// density weights, or over no items).
+    #[error("{what}: {message}")]
+    Interpretation {
+        /// The head or run.
+        what: String,
+        /// Why not.
+        message: String,
+    },
     /// The run was interrupted (Ctrl-C); finished runs are kept.
     #[error("interrupted")]
     Interrupted,

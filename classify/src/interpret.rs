@@ -44,17 +44,17 @@ pub fn interpret<B: DaamBackend>(
         match out.weights {
             Some(w) => factor.record(w),
             None => {
-                return Err(Error::Store {
-                    path: Default::default(),
-                    message: "this head has no density weights: the Importance Factor needs \
-                              daam-v1, daam-v2 or gq-daam"
+                return Err(Error::Interpretation {
+                    what: "Importance Factor".into(),
+                    message: "this head has no density weights: choose daam-v1, daam-v2 or \
+                              gq-daam"
                         .into(),
                 })
             }
         }
     }
-    let importance = factor.summary().map_err(|e| Error::Store {
-        path: Default::default(),
+    let importance = factor.summary().map_err(|e| Error::Interpretation {
+        what: "Importance Factor".into(),
         message: e.to_string(),
     })?;
     let ranges = match &model.attention {

@@ -110,6 +110,11 @@ fn replicate_and_report_run_end_to_end() {
     ] {
         assert!(interp.join(f).exists(), "{f} missing");
     }
+    // MHA has no density weights: a clear error, not a panic.
+    let out = classify(&["report", "--replication", path(&rep), "--method", "mha"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no density weights"), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
     let ablation = std::fs::read_to_string(rep.join("ablation/ablation-2.md")).unwrap();
     assert!(
         ablation.contains("| high-if |") && ablation.contains("| low-if |"),

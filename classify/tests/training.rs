@@ -63,6 +63,10 @@ fn every_head_trains_and_its_loss_falls() {
             kind.name()
         );
         assert!(run.path().join("model.bin").exists(), "{}", kind.name());
+        assert!(
+            !run.path().join("model-partial.bin").exists(),
+            "a partial save is left"
+        );
         let read = read_metrics(&run.path().join("metrics.csv")).unwrap();
         let key = |r: &classify::train::EpochRecord| (r.epoch, r.train_loss, r.val_accuracy);
         assert_eq!(

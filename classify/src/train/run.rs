@@ -344,9 +344,8 @@ where
         }
 
         let valid = model.valid();
-        let inner_device = device.clone();
-        let val = evaluate(&valid, data.val, &data.val_indices, layers, &inner_device);
-        let dev = evaluate(&valid, data.train, &data.dev_indices, layers, &inner_device);
+        let val = evaluate(&valid, data.val, &data.val_indices, layers, device);
+        let dev = evaluate(&valid, data.train, &data.dev_indices, layers, device);
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / steps.max(1) as f64,
@@ -375,12 +374,15 @@ where
     Ok(records)
 }
 
-/// Saves a head's weights to `path` through a temporary file and a rename.
+/// Saves a head's weights to `path` through a temporary file and a rename, so a kill mid-write
+/// leaves the previous weights in place.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] when the recorder fails, [`Error::Io`] when the rename does.
 pub fn save_head<B: Backend>(model: &DatHead<B>, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    // The recorder replaces the extension of the name it is given with its own (`.bin`):
+    // give it a name without one, which it turns into `model-partial.bin`.
+    let tmp = path.with_file_name("model-partial");
     model
         .clone()
         .save_file(tmp.clone(), &HeadRecorder::new())
@@ -388,10 +390,8 @@ pub fn save_head<B: Backend>(model: &DatHead<B>, path: &Path) -> Result<()> {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    // The recorder appends its own extension to the name it is given.
     let written = tmp.with_extension("bin");
-    let from = if written.exists() { written } else { tmp };
-    std::fs::rename(&from, path).map_err(io_error(path))
+    std::fs::rename(&written, path).map_err(io_error(path))
 }
 
 /// Loads a head saved by [`save_head`].
