@@ -47,6 +47,7 @@ pub mod image_folder;
 pub mod image_quality;
 mod mmap;
 pub mod procedural;
+pub mod resample;
 pub mod split;
 
 pub use crate::ag_news::{read_ag_news_csv, AgNews, AgNewsItem, AG_NEWS_NUM_CLASSES};
@@ -64,4 +65,5 @@ pub use error::{Error, Result};
 pub use image_folder::ImageFolder;
 pub use image_quality::{psnr, ssim};
 pub use procedural::{procedural_image, write_procedural_folder};
+pub use resample::resample;
 pub use split::Split;
