@@ -74,6 +74,9 @@ pub enum Error {
         /// Why not.
         message: String,
     },
+    /// An encoder could not be loaded or run (`classify extract`).
+    #[error(transparent)]
+    Encoder(#[from] encoders::Error),
     /// The run was interrupted (Ctrl-C); finished runs are kept.
     #[error("interrupted")]
     Interrupted,

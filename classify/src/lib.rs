@@ -13,6 +13,7 @@
 //! Library code is generic over the backend; the `classify` binary picks Flex (CPU) or CUDA.
 
 pub mod error;
+pub mod extract;
 pub mod head;
 pub mod interpret;
 pub mod protocol;

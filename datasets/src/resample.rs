@@ -32,12 +32,17 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
         .map(|n| {
             let centre = n as f64 / ratio;
             let first = (centre - half_width).ceil().max(0.0) as usize;
-            let last = ((centre + half_width).floor() as usize).min(samples.len().saturating_sub(1));
+            let last =
+                ((centre + half_width).floor() as usize).min(samples.len().saturating_sub(1));
             let mut acc = 0.0f64;
             for (k, &s) in samples.iter().enumerate().take(last + 1).skip(first) {
                 let t = k as f64 - centre;
                 let x = cutoff * t;
-                let sinc = if x.abs() < 1e-12 { 1.0 } else { (PI * x).sin() / (PI * x) };
+                let sinc = if x.abs() < 1e-12 {
+                    1.0
+                } else {
+                    (PI * x).sin() / (PI * x)
+                };
                 let window = 0.5 + 0.5 * (PI * t / half_width).cos();
                 acc += f64::from(s) * cutoff * sinc * window;
             }

@@ -31,9 +31,12 @@ pub fn attention<B: Backend>(
     }
     if let Some(valid) = key_valid {
         let [batch, t_key] = valid.dims();
-        // 0 where valid, MASKED where padding.
-        let additive = valid.neg().add_scalar(1.0).mul_scalar(MASKED);
-        scores = scores + additive.reshape([batch, 1, 1, t_key]);
+        // Filled, not added: `(1 − valid)·MASKED` would be `0·(−inf)` = NaN in f16.
+        let padding = valid
+            .lower_elem(0.5)
+            .reshape([batch, 1, 1, t_key])
+            .expand(scores.dims());
+        scores = scores.mask_fill(padding, MASKED);
     }
     softmax(scores, 3).matmul(value)
 }

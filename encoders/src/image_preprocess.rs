@@ -176,7 +176,11 @@ impl ImagePreprocessor {
     ///
     /// # Errors
     /// [`Error::Input`] when the batch is empty or its images end up with different sizes.
-    pub fn batch<B: Backend>(&self, images: &[RgbImage], device: &B::Device) -> Result<Tensor<B, 4>> {
+    pub fn batch<B: Backend>(
+        &self,
+        images: &[RgbImage],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 4>> {
         let first = images
             .first()
             .ok_or_else(|| Error::Input("an empty image batch".into()))?;
@@ -204,7 +208,9 @@ mod tests {
 
     #[test]
     fn normalises_channel_first_with_mean_and_std() {
-        let image = RgbImage::from_fn(2, 1, |x, _| image::Rgb([0, 255, if x == 0 { 51 } else { 102 }]));
+        let image = RgbImage::from_fn(2, 1, |x, _| {
+            image::Rgb([0, 255, if x == 0 { 51 } else { 102 }])
+        });
         let pre = ImagePreprocessor {
             resize: None,
             resample: 3,

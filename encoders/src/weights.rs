@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use memmap2::Mmap;
@@ -296,7 +296,8 @@ impl Weights {
         let mut norm = LayerNormConfig::new(d_model)
             .with_epsilon(epsilon)
             .init(device);
-        norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d_model], device)?);
+        norm.gamma =
+            Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d_model], device)?);
         norm.beta = Some(Param::from_tensor(self.tensor(
             &format!("{prefix}.bias"),
             [d_model],

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the library.
 
 pub mod device;
+mod extract;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ enum Command {
     Validate(ValidateArgs),
     /// Write a generated embedding store (class signal in chosen layers) to try the tools.
     Synth(SynthArgs),
+    /// Run a frozen encoder (WavLM, BEiT, Llama-2) from Hugging Face weights on disk over a
+    /// dataset and write its per-layer mean-pooled embeddings to a store (resumable).
+    Extract(extract::ExtractArgs),
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +194,9 @@ pub fn run() -> Result<()> {
         Command::Report(args) => dispatch!(args.device, |B, dev| report_cmd::<B>(&args, &dev)),
         Command::Validate(args) => validate(&args),
         Command::Synth(args) => synth(&args),
+        Command::Extract(args) => {
+            dispatch!(args.device, |B, dev| extract::extract_cmd::<B>(&args, &dev))
+        }
     }
 }
 

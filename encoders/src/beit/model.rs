@@ -198,7 +198,11 @@ impl<B: Backend> Beit<B> {
             };
             let lambda = |name: &str| -> Result<Option<Param<Tensor<B, 1>>>> {
                 if config.layer_scale_init_value > 0.0 {
-                    Ok(Some(Param::from_tensor(weights.tensor(&at(name), [d], device)?)))
+                    Ok(Some(Param::from_tensor(weights.tensor(
+                        &at(name),
+                        [d],
+                        device,
+                    )?)))
                 } else {
                     Ok(None)
                 }

@@ -34,7 +34,9 @@ impl Reference {
 
     fn view(&self, key: &str) -> (Vec<u8>, Vec<usize>, safetensors::Dtype) {
         let st = SafeTensors::deserialize(&self.bytes).expect("reference file");
-        let t = st.tensor(key).unwrap_or_else(|_| panic!("no `{key}` in the reference"));
+        let t = st
+            .tensor(key)
+            .unwrap_or_else(|_| panic!("no `{key}` in the reference"));
         (t.data().to_vec(), t.shape().to_vec(), t.dtype())
     }
 

@@ -1,0 +1,255 @@
+//! `classify extract`: arguments, progress bars and Ctrl-C for the embedding extraction.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::Backend;
+use clap::{Args, ValueEnum};
+use classify::extract::{
+    extract, DataTask, EncoderKind, ExtractObserver, ExtractOptions, StoreSummary, SAMPLE_RATE,
+};
+use classify::Error;
+use datasets::{Split, StoreDtype};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::device::Device;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum EncoderArg {
+    /// WavLM (microsoft/wavlm-large): IEMOCAP audio.
+    Wavlm,
+    /// BEiT (microsoft/beit-large-patch16-224): CIFAR-100 images.
+    Beit,
+    /// Llama-2 (TheBloke/Llama-2-13B-fp16): AG News texts.
+    Llama,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum DataArg {
+    /// IEMOCAP_full_release/: one store, sessions as groups, 5-s chunks.
+    Iemocap,
+    /// cifar-100-binary/: train/ and test/ stores.
+    Cifar100,
+    /// ag_news_csv/: train/ and test/ stores.
+    Agnews,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum SplitArg {
+    /// Both splits.
+    Both,
+    /// The training split only.
+    Train,
+    /// The test split only.
+    Test,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum DtypeArg {
+    /// Half precision (half the disk; the heads train in f32 either way).
+    F16,
+    /// Single precision.
+    F32,
+}
+
+/// Arguments of `classify extract`.
+#[derive(Args, Debug)]
+pub(crate) struct ExtractArgs {
+    /// The encoder architecture of --weights.
+    #[arg(long, value_enum)]
+    encoder: EncoderArg,
+    /// A Hugging Face checkpoint folder on disk: config.json and model.safetensors (or a sharded
+    /// model.safetensors.index.json); tokenizer.json for Llama; preprocessor_config.json for
+    /// BEiT if present.
+    #[arg(long)]
+    weights: PathBuf,
+    /// The dataset.
+    #[arg(long, value_enum)]
+    task: DataArg,
+    /// The dataset's folder (IEMOCAP_full_release/, cifar-100-binary/, ag_news_csv/).
+    #[arg(long)]
+    data: PathBuf,
+    /// The store (IEMOCAP) or the folder for train/ and test/ stores. Rerunning the same command
+    /// after an interruption completes it.
+    #[arg(long)]
+    out: PathBuf,
+    /// Which splits of CIFAR-100 / AG News to extract.
+    #[arg(long, value_enum, default_value = "both")]
+    split: SplitArg,
+    /// Items per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Items per store shard: the unit of progress kept when the run is interrupted.
+    #[arg(long, default_value_t = 256)]
+    shard_size: usize,
+    /// Stored element type.
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: DtypeArg,
+    /// Only the first N records of each split (a trial run).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// WavLM: mask the zero padding of each utterance's last chunk and pool over real frames
+    /// (the paper's code pools over all frames, padding included).
+    #[arg(long)]
+    mask_padding: bool,
+    /// Audio chunk length in seconds (at 16 kHz); each utterance is cut into chunks, the last
+    /// zero-padded.
+    #[arg(long, default_value_t = 5.0)]
+    chunk_seconds: f64,
+    /// Llama: truncate texts to this many tokens.
+    #[arg(long, default_value_t = 4096)]
+    max_tokens: usize,
+    /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: Device,
+    /// Milliseconds to pause after each batch (to test interruption).
+    #[arg(long, hide = true)]
+    pause_ms: Option<u64>,
+}
+
+impl ExtractArgs {
+    fn options(&self) -> ExtractOptions {
+        ExtractOptions {
+            encoder: match self.encoder {
+                EncoderArg::Wavlm => EncoderKind::Wavlm,
+                EncoderArg::Beit => EncoderKind::Beit,
+                EncoderArg::Llama => EncoderKind::Llama,
+            },
+            weights: self.weights.clone(),
+            task: match self.task {
+                DataArg::Iemocap => DataTask::Iemocap,
+                DataArg::Cifar100 => DataTask::Cifar100,
+                DataArg::Agnews => DataTask::AgNews,
+            },
+            data: self.data.clone(),
+            out: self.out.clone(),
+            splits: match self.split {
+                SplitArg::Both => vec![Split::Train, Split::Test],
+                SplitArg::Train => vec![Split::Train],
+                SplitArg::Test => vec![Split::Test],
+            },
+            batch_size: self.batch_size,
+            shard_size: self.shard_size,
+            dtype: match self.dtype {
+                DtypeArg::F16 => StoreDtype::F16,
+                DtypeArg::F32 => StoreDtype::F32,
+            },
+            limit: self.limit,
+            mask_padding: self.mask_padding,
+            max_tokens: self.max_tokens,
+            chunk_samples: (self.chunk_seconds * f64::from(SAMPLE_RATE)).round() as usize,
+            pause: self.pause_ms.map(Duration::from_millis),
+        }
+    }
+}
+
+/// A progress bar per store; Ctrl-C stops after the current batch.
+struct Progress {
+    bar: Option<ProgressBar>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Progress {
+    fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl ExtractObserver for Progress {
+    fn start_store(&mut self, store: &Path, records: usize, items_present: usize) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let line = format!(
+            "{}: {records} records, {items_present} items already in the store",
+            store.display()
+        );
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(records as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} {bar:30.cyan/blue} {pos}/{len} records {per_sec} ({eta})",
+                )
+                .expect("a valid template"),
+            );
+            bar.set_prefix(store.display().to_string());
+            bar.println(line);
+            self.bar = Some(bar);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn advance(&mut self, records: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(records as u64);
+        }
+    }
+
+    fn skipped(&mut self, record: &str, error: &Error) {
+        self.say(&format!("skipped {record}: {error}"));
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `classify extract` on backend `B`.
+pub(crate) fn extract_cmd<B: Backend>(args: &ExtractArgs, device: &B::Device) -> Result<()> {
+    if !(args.chunk_seconds > 0.0) {
+        anyhow::bail!(
+            "--chunk-seconds must be positive, got {}",
+            args.chunk_seconds
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    let mut progress = Progress { bar: None, stop };
+    let started = std::time::Instant::now();
+    let result = extract::<B>(&args.options(), device, &mut progress);
+    if let Some(bar) = progress.bar.take() {
+        bar.finish_and_clear();
+    }
+    let summaries = match result {
+        Err(Error::Interrupted) => {
+            eprintln!(
+                "interrupted: the shards written so far are kept; rerun the same command to \
+                 continue"
+            );
+            return Ok(());
+        }
+        other => other.context("extraction failed")?,
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let computed: usize = summaries.iter().map(|s| s.computed).sum();
+    for StoreSummary {
+        path,
+        items,
+        computed,
+        skipped,
+    } in &summaries
+    {
+        println!(
+            "{}: {items} items ({computed} computed now, {} records skipped)",
+            path.display(),
+            skipped.len()
+        );
+        for line in skipped {
+            println!("  skipped {line}");
+        }
+    }
+    println!(
+        "{computed} items in {seconds:.1} s ({:.2} items/s)",
+        computed as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}

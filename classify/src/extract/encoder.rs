@@ -1,0 +1,184 @@
+//! The frozen encoders `classify extract` runs, behind one interface: a batch of items in, the
+//! per-layer mean-pooled features out.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use encoders::beit::Beit;
+use encoders::llama::LlamaTokenizer;
+use encoders::{ImagePreprocessor, Llama, WavLM};
+use serde::Deserialize;
+
+use super::source::{Input, Item};
+use crate::error::{Error, Result};
+
+/// Which encoder architecture a checkpoint folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// WavLM (`microsoft/wavlm-large`), 16 kHz audio.
+    Wavlm,
+    /// BEiT (`microsoft/beit-large-patch16-224`), images.
+    Beit,
+    /// Llama-2 (`TheBloke/Llama-2-13B-fp16`), text.
+    Llama,
+}
+
+impl EncoderKind {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Wavlm => "wavlm",
+            Self::Beit => "beit",
+            Self::Llama => "llama",
+        }
+    }
+}
+
+/// The two `config.json` fields every encoder has.
+#[derive(Debug, Deserialize)]
+struct Shape {
+    hidden_size: usize,
+    num_hidden_layers: usize,
+}
+
+/// The layers × width of a checkpoint's features, from its `config.json`.
+///
+/// # Errors
+/// [`encoders::Error`] naming the file when it is missing or lacks the fields.
+pub fn feature_shape(weights: &Path) -> Result<(usize, usize)> {
+    let shape: Shape = encoders::read_config(weights)?;
+    Ok((shape.num_hidden_layers, shape.hidden_size))
+}
+
+/// A loaded encoder with its input preparation.
+#[derive(Debug)]
+pub enum LoadedEncoder<B: Backend> {
+    /// WavLM, pooling over every frame (`mask_padding: false`, as the reference) or over the
+    /// frames of real audio only.
+    Wavlm {
+        /// The model.
+        model: WavLM<B>,
+        /// Pass the padding as an attention mask and pool over real frames.
+        mask_padding: bool,
+    },
+    /// BEiT with the checkpoint's image preprocessing.
+    Beit {
+        /// The model.
+        model: Beit<B>,
+        /// Resize and normalisation.
+        preprocess: ImagePreprocessor,
+    },
+    /// Llama with its tokenizer.
+    Llama {
+        /// The model.
+        model: Llama<B>,
+        /// `tokenizer.json`, truncating at `max_tokens`.
+        tokenizer: LlamaTokenizer,
+    },
+}
+
+impl<B: Backend> LoadedEncoder<B> {
+    /// Loads the checkpoint in `dir` as `kind`.
+    ///
+    /// # Errors
+    /// The encoders' load errors, naming the folder, file or tensor.
+    pub fn load(
+        kind: EncoderKind,
+        dir: &Path,
+        mask_padding: bool,
+        max_tokens: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
+        Ok(match kind {
+            EncoderKind::Wavlm => Self::Wavlm {
+                model: WavLM::load(dir, device)?,
+                mask_padding,
+            },
+            EncoderKind::Beit => {
+                let model = Beit::load(dir, device)?;
+                let preprocess = ImagePreprocessor::load(dir, model.image_size as u32)?;
+                Self::Beit { model, preprocess }
+            }
+            EncoderKind::Llama => Self::Llama {
+                model: Llama::load(dir, device)?,
+                tokenizer: LlamaTokenizer::from_dir(dir)?.with_max_length(max_tokens)?,
+            },
+        })
+    }
+
+    /// How the features are pooled, for the store manifest.
+    pub fn pooling(&self) -> &'static str {
+        match self {
+            Self::Wavlm {
+                mask_padding: false,
+                ..
+            } => "mean over all frames of each 5-s chunk, padding included (as the reference)",
+            Self::Wavlm { .. } => "mean over the frames of real audio",
+            Self::Beit { .. } => "mean over all tokens, CLS included",
+            Self::Llama { .. } => "mean over all tokens, BOS included",
+        }
+    }
+
+    /// The per-layer mean-pooled features of a batch of items.
+    ///
+    /// # Shapes
+    /// - output: `[items.len(), layers, d_model]`
+    ///
+    /// # Errors
+    /// [`Error::Store`] naming `what` when an item's input does not suit the encoder; the
+    /// encoders' input errors.
+    pub fn pooled(&self, items: &[Item], what: &Path, device: &B::Device) -> Result<Tensor<B, 3>> {
+        let mismatch = |item: &Item| Error::Store {
+            path: PathBuf::from(what),
+            message: format!("item `{}` is not an input for this encoder", item.id),
+        };
+        let states = match self {
+            Self::Wavlm {
+                model,
+                mask_padding,
+            } => {
+                let mut values = Vec::new();
+                let mut mask = Vec::new();
+                let mut width = None;
+                for item in items {
+                    let Input::Audio { samples, real } = &item.input else {
+                        return Err(mismatch(item));
+                    };
+                    if *width.get_or_insert(samples.len()) != samples.len() {
+                        return Err(mismatch(item));
+                    }
+                    values.extend_from_slice(samples);
+                    mask.extend((0..samples.len()).map(|i| if i < *real { 1.0f32 } else { 0.0 }));
+                }
+                let shape = [items.len(), width.unwrap_or(0)];
+                let input = Tensor::from_data(TensorData::new(values, shape), device);
+                let mask =
+                    mask_padding.then(|| Tensor::from_data(TensorData::new(mask, shape), device));
+                model.forward(input, mask)?
+            }
+            Self::Beit { model, preprocess } => {
+                let images = items
+                    .iter()
+                    .map(|item| match &item.input {
+                        Input::Image(image) => Ok(image.clone()),
+                        _ => Err(mismatch(item)),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                model.forward(preprocess.batch(&images, device)?)?
+            }
+            Self::Llama { model, tokenizer } => {
+                let texts = items
+                    .iter()
+                    .map(|item| match &item.input {
+                        Input::Text(text) => Ok(text.as_str()),
+                        _ => Err(mismatch(item)),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let batch = tokenizer.encode_batch(&texts, device)?;
+                model.forward(batch.input_ids, Some(batch.attention_mask))?
+            }
+        };
+        Ok(states.pooled_layers())
+    }
+}

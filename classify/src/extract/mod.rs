@@ -1,0 +1,280 @@
+//! `classify extract`: run a frozen encoder over a task's data and write the per-layer
+//! mean-pooled embeddings to an embedding store, resumably.
+//!
+//! IEMOCAP gives one store (every session; the session is the item's group); CIFAR-100 and AG
+//! News give `OUT/train` and `OUT/test`. Items are written a shard at a time. A rerun of the same
+//! command after an interruption (Ctrl-C, a kill, a crash) reopens the stores, keeps every shard
+//! on disk and computes only the items they lack, so each item ends up in its store exactly once.
+
+mod encoder;
+mod source;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use burn::tensor::backend::Backend;
+use datasets::embedding_store::MANIFEST_FILE;
+use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo};
+
+pub use encoder::{feature_shape, EncoderKind, LoadedEncoder};
+pub use source::{DataTask, Input, Item, Source, SAMPLE_RATE};
+
+use crate::error::{Error, Result};
+
+/// What to extract, from where, to where.
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    /// The encoder architecture of `weights`.
+    pub encoder: EncoderKind,
+    /// The Hugging Face checkpoint folder (`config.json`, safetensors, tokenizer/preprocessor).
+    pub weights: PathBuf,
+    /// The dataset.
+    pub task: DataTask,
+    /// The dataset's root folder.
+    pub data: PathBuf,
+    /// The store folder (IEMOCAP) or the parent of `train/` and `test/`.
+    pub out: PathBuf,
+    /// The splits of a split task to extract (ignored for IEMOCAP).
+    pub splits: Vec<Split>,
+    /// Items per encoder forward pass.
+    pub batch_size: usize,
+    /// Items per store shard (the unit that survives an interruption).
+    pub shard_size: usize,
+    /// Stored element type.
+    pub dtype: StoreDtype,
+    /// Only the first `limit` records of each split (a trial run).
+    pub limit: Option<usize>,
+    /// WavLM: mask the zero padding of the last chunk and pool over real frames only (the
+    /// reference pools over all 249 frames).
+    pub mask_padding: bool,
+    /// Audio chunk length in samples at 16 kHz (the paper: 80,000, i.e. 5 s).
+    pub chunk_samples: usize,
+    /// Llama: truncate texts to this many tokens (the paper: 4096).
+    pub max_tokens: usize,
+    /// A pause after each batch (for testing interruption; `None` normally).
+    pub pause: Option<Duration>,
+}
+
+/// Progress callbacks of [`extract`].
+pub trait ExtractObserver {
+    /// A store is about to be filled: `records` source records, `items_present` items already
+    /// in it from an earlier run.
+    fn start_store(&mut self, store: &Path, records: usize, items_present: usize);
+    /// `records` more source records are done.
+    fn advance(&mut self, records: usize);
+    /// A record could not be read and is left out of the store.
+    fn skipped(&mut self, record: &str, error: &Error);
+    /// Whether to stop (Ctrl-C): checked between batches.
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// The outcome for one store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSummary {
+    /// The store folder.
+    pub path: PathBuf,
+    /// Items in the finished store.
+    pub items: usize,
+    /// Items computed by this run.
+    pub computed: usize,
+    /// Records left out, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// The store folders a task writes under `out`.
+pub fn store_dirs(task: DataTask, out: &Path, splits: &[Split]) -> Vec<(PathBuf, Option<Split>)> {
+    if task.has_splits() {
+        splits
+            .iter()
+            .map(|&split| (out.join(split.stem()), Some(split)))
+            .collect()
+    } else {
+        vec![(out.to_path_buf(), None)]
+    }
+}
+
+/// Runs the extraction and returns one summary per store.
+///
+/// # Errors
+/// Reader, encoder and store errors, naming the file or record; [`Error::Store`] when an
+/// existing store was written with other settings or the encoder produced a non-finite value;
+/// [`Error::Interrupted`] when the observer asked to stop (everything computed is flushed first).
+pub fn extract<B: Backend>(
+    options: &ExtractOptions,
+    device: &B::Device,
+    observer: &mut dyn ExtractObserver,
+) -> Result<Vec<StoreSummary>> {
+    let (num_layers, d_model) = feature_shape(&options.weights)?;
+    let encoder = LoadedEncoder::<B>::load(
+        options.encoder,
+        &options.weights,
+        options.mask_padding,
+        options.max_tokens,
+        device,
+    )?;
+    let encoder_name = options
+        .weights
+        .canonicalize()
+        .unwrap_or_else(|_| options.weights.clone())
+        .file_name()
+        .map_or_else(
+            || options.encoder.name().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+    let mut summaries = Vec::new();
+    for (dir, split) in store_dirs(options.task, &options.out, &options.splits) {
+        let source = Source::open(
+            options.task,
+            &options.data,
+            split,
+            options.limit,
+            options.chunk_samples,
+        )?;
+        let info = StoreInfo {
+            encoder: encoder_name.clone(),
+            dataset: options.task.name().to_string(),
+            split: source.split.clone(),
+            num_layers,
+            d_model,
+            dtype: options.dtype,
+            pooling: encoder.pooling().to_string(),
+            class_names: source.class_names.clone(),
+        };
+        let writer = open_writer(&dir, info, options.shard_size)?;
+        summaries.push(fill_store(
+            options, &encoder, &source, writer, &dir, device, observer,
+        )?);
+    }
+    Ok(summaries)
+}
+
+/// Creates the store, or reopens it when an earlier run of the same settings left one.
+fn open_writer(dir: &Path, info: StoreInfo, shard_size: usize) -> Result<EmbeddingStoreWriter> {
+    if !dir.join(MANIFEST_FILE).is_file() {
+        return Ok(EmbeddingStoreWriter::create(dir, info, shard_size)?);
+    }
+    let writer = EmbeddingStoreWriter::resume(dir)?;
+    let found = writer.info();
+    if *found != info {
+        let differs = [
+            ("encoder", found.encoder != info.encoder),
+            ("dataset", found.dataset != info.dataset),
+            ("split", found.split != info.split),
+            (
+                "layers × width",
+                (found.num_layers, found.d_model) != (info.num_layers, info.d_model),
+            ),
+            ("dtype", found.dtype != info.dtype),
+            ("pooling", found.pooling != info.pooling),
+            ("class names", found.class_names != info.class_names),
+        ]
+        .iter()
+        .filter(|(_, d)| *d)
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ");
+        return Err(Error::Store {
+            path: dir.to_path_buf(),
+            message: format!(
+                "this store was written with other settings ({differs}); choose another --out \
+                 or remove it"
+            ),
+        });
+    }
+    Ok(writer)
+}
+
+fn fill_store<B: Backend>(
+    options: &ExtractOptions,
+    encoder: &LoadedEncoder<B>,
+    source: &Source,
+    mut writer: EmbeddingStoreWriter,
+    dir: &Path,
+    device: &B::Device,
+    observer: &mut dyn ExtractObserver,
+) -> Result<StoreSummary> {
+    observer.start_store(dir, source.len(), writer.len());
+    let mut batch: Vec<Item> = Vec::new();
+    let mut pending_records = 0;
+    let mut computed = 0;
+    let mut skipped = Vec::new();
+    let batch_size = options.batch_size.max(1);
+    for index in 0..source.len() {
+        if source
+            .known_id(index)
+            .is_some_and(|id| writer.contains(&id))
+        {
+            observer.advance(1);
+            continue;
+        }
+        match source.read(index) {
+            Ok(items) => batch.extend(items.into_iter().filter(|item| !writer.contains(&item.id))),
+            Err(error) => {
+                let record = source.describe(index);
+                observer.skipped(&record, &error);
+                skipped.push(format!("{record}: {error}"));
+            }
+        }
+        pending_records += 1;
+        while batch.len() >= batch_size {
+            let rest = batch.split_off(batch_size);
+            computed += run_batch(encoder, &batch, &mut writer, dir, device)?;
+            batch = rest;
+            observer.advance(std::mem::take(&mut pending_records));
+            if let Some(pause) = options.pause {
+                std::thread::sleep(pause);
+            }
+            if observer.should_stop() {
+                writer.flush()?;
+                return Err(Error::Interrupted);
+            }
+        }
+    }
+    if !batch.is_empty() {
+        computed += run_batch(encoder, &batch, &mut writer, dir, device)?;
+    }
+    observer.advance(pending_records);
+    let manifest = writer.finish()?;
+    Ok(StoreSummary {
+        path: dir.to_path_buf(),
+        items: manifest.count,
+        computed,
+        skipped,
+    })
+}
+
+fn run_batch<B: Backend>(
+    encoder: &LoadedEncoder<B>,
+    batch: &[Item],
+    writer: &mut EmbeddingStoreWriter,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<usize> {
+    let pooled = encoder.pooled(batch, dir, device)?;
+    let [_, layers, d_model] = pooled.dims();
+    let values = pooled
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| Error::Store {
+            path: dir.to_path_buf(),
+            message: format!("cannot read the encoder output: {e:?}"),
+        })?;
+    for (item, row) in batch.iter().zip(values.chunks_exact(layers * d_model)) {
+        if let Some(bad) = row.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Store {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the encoder gave a non-finite value for item `{}` (layer {}, feature {})",
+                    item.id,
+                    bad / d_model + 1,
+                    bad % d_model
+                ),
+            });
+        }
+        writer.push(&item.id, item.label, item.group, row)?;
+    }
+    Ok(batch.len())
+}

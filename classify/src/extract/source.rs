@@ -1,0 +1,259 @@
+//! What `classify extract` reads: the items of a task's split, in a fixed order, each with the
+//! id, label and group it gets in the store.
+
+use std::path::{Path, PathBuf};
+
+use datasets::{chunk_waveform, read_wav, resample, AgNews, Cifar100, Iemocap, Split, WavCheck};
+use image::RgbImage;
+
+use crate::error::Result;
+
+/// The sample rate the speech encoders take.
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// A dataset of the paper's experiments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataTask {
+    /// IEMOCAP (`IEMOCAP_full_release/`), 4 classes, one store, session as the group.
+    Iemocap,
+    /// CIFAR-100 binary release (`cifar-100-binary/`), fine labels, `train/` and `test/` stores.
+    Cifar100,
+    /// AG News CSV (`ag_news_csv/`), `train/` and `test/` stores.
+    AgNews,
+}
+
+impl DataTask {
+    /// The dataset name written to the store manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Iemocap => "iemocap",
+            Self::Cifar100 => "cifar100",
+            Self::AgNews => "agnews",
+        }
+    }
+
+    /// Whether the task's stores are one folded store (IEMOCAP) or `train/` + `test/`.
+    pub fn has_splits(self) -> bool {
+        !matches!(self, Self::Iemocap)
+    }
+}
+
+/// The model input of one item.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A 16 kHz waveform and how many of its samples are real (the rest is zero padding).
+    Audio {
+        /// The samples.
+        samples: Vec<f32>,
+        /// Real samples at the start of `samples`.
+        real: usize,
+    },
+    /// An RGB image, before the encoder's preprocessing.
+    Image(RgbImage),
+    /// A text, before tokenization.
+    Text(String),
+}
+
+/// One item of a store.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The store id (unique within the store).
+    pub id: String,
+    /// Class index.
+    pub label: u32,
+    /// Group (IEMOCAP session; 0 otherwise).
+    pub group: u32,
+    /// The model input.
+    pub input: Input,
+}
+
+/// A unit of reading: one source record, which gives one item (an image, a text) or several
+/// (the 5-s chunks of an IEMOCAP utterance).
+#[derive(Debug, Clone)]
+enum Unit {
+    Utterance {
+        id: String,
+        label: u32,
+        session: u32,
+        wav: PathBuf,
+    },
+    Image(usize),
+    Text(usize),
+}
+
+/// The opened source of one store: the ordered units and the class names.
+#[derive(Debug)]
+pub struct Source {
+    units: Vec<Unit>,
+    cifar: Option<Cifar100>,
+    news: Option<AgNews>,
+    /// Class names, in label order.
+    pub class_names: Vec<String>,
+    /// `train`, `test` or `all`.
+    pub split: String,
+    /// Samples per audio chunk at 16 kHz (80,000: 5 s).
+    pub chunk_samples: usize,
+}
+
+impl Source {
+    /// Opens `split` of `task` under `data` (`None` for IEMOCAP's single store), keeping the first
+    /// `limit` records when given.
+    ///
+    /// # Errors
+    /// The readers' errors, naming the file and record.
+    pub fn open(
+        task: DataTask,
+        data: &Path,
+        split: Option<Split>,
+        limit: Option<usize>,
+        chunk_samples: usize,
+    ) -> Result<Self> {
+        let take = |n: usize| limit.map_or(n, |l| l.min(n));
+        let split_name = split.map_or("all", Split::stem).to_string();
+        let source = match task {
+            DataTask::Iemocap => {
+                let corpus = Iemocap::open(data, WavCheck::Skip)?;
+                let class_names = corpus.class_names().iter().map(|s| s.to_string()).collect();
+                let units = corpus
+                    .utterances()
+                    .iter()
+                    .take(take(corpus.len()))
+                    .map(|u| Unit::Utterance {
+                        id: u.id.clone(),
+                        label: u.label.index(),
+                        session: u32::from(u.session),
+                        wav: u.wav_path.clone(),
+                    })
+                    .collect();
+                Self {
+                    units,
+                    cifar: None,
+                    news: None,
+                    class_names,
+                    split: split_name,
+                    chunk_samples,
+                }
+            }
+            DataTask::Cifar100 => {
+                let cifar = Cifar100::open(data, split.unwrap_or(Split::Train))?;
+                let units = (0..take(cifar.len())).map(Unit::Image).collect();
+                Self {
+                    units,
+                    class_names: cifar.class_names().to_vec(),
+                    cifar: Some(cifar),
+                    news: None,
+                    split: split_name,
+                    chunk_samples,
+                }
+            }
+            DataTask::AgNews => {
+                let news = AgNews::open(data, split.unwrap_or(Split::Train))?;
+                let units = (0..take(news.len())).map(Unit::Text).collect();
+                Self {
+                    units,
+                    class_names: news.class_names().to_vec(),
+                    cifar: None,
+                    news: Some(news),
+                    split: split_name,
+                    chunk_samples,
+                }
+            }
+        };
+        Ok(source)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.units.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty()
+    }
+
+    /// The ids record `index` gives without reading it, when they are known in advance (images
+    /// and texts); `None` for utterances, whose chunk count needs the audio.
+    pub fn known_id(&self, index: usize) -> Option<String> {
+        match &self.units[index] {
+            Unit::Utterance { .. } => None,
+            Unit::Image(i) => Some(format!("{}/{i}", self.split)),
+            Unit::Text(i) => Some(format!("{}/{i}", self.split)),
+        }
+    }
+
+    /// Reads record `index` into its items. Utterances are resampled to 16 kHz and cut into
+    /// chunks zero-padded to `chunk_samples` (5 s, 80,000 samples, as the reference code does),
+    /// with ids `<turn>#<k>`.
+    ///
+    /// # Errors
+    /// [`datasets::Error::Wav`] naming the file of an unreadable or empty utterance.
+    pub fn read(&self, index: usize) -> Result<Vec<Item>> {
+        Ok(match &self.units[index] {
+            Unit::Utterance {
+                id,
+                label,
+                session,
+                wav,
+            } => {
+                let wave = read_wav(wav)?;
+                let samples = resample(&wave.samples, wave.sample_rate, SAMPLE_RATE);
+                let total = samples.len();
+                chunk_waveform(&samples, self.chunk_samples)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, chunk)| Item {
+                        id: format!("{id}#{k}"),
+                        label: *label,
+                        group: *session,
+                        input: Input::Audio {
+                            samples: chunk,
+                            real: (total - k * self.chunk_samples).min(self.chunk_samples),
+                        },
+                    })
+                    .collect()
+            }
+            Unit::Image(i) => {
+                let cifar = self
+                    .cifar
+                    .as_ref()
+                    .expect("CIFAR units come with the reader");
+                vec![Item {
+                    id: format!("{}/{i}", self.split),
+                    label: cifar.fine_label(*i),
+                    group: 0,
+                    input: Input::Image(cifar.image(*i)),
+                }]
+            }
+            Unit::Text(i) => {
+                let news = self.news.as_ref().expect("text units come with the reader");
+                let item = &news.items()[*i];
+                vec![Item {
+                    id: format!("{}/{i}", self.split),
+                    label: item.label,
+                    group: 0,
+                    input: Input::Text(item.text()),
+                }]
+            }
+        })
+    }
+
+    /// The file a record comes from, for messages.
+    pub fn describe(&self, index: usize) -> String {
+        match &self.units[index] {
+            Unit::Utterance { wav, .. } => wav.display().to_string(),
+            Unit::Image(i) => format!(
+                "{} record {i}",
+                self.cifar
+                    .as_ref()
+                    .map_or(String::new(), |c| c.path().display().to_string())
+            ),
+            Unit::Text(i) => format!(
+                "{} record {i}",
+                self.news
+                    .as_ref()
+                    .map_or(String::new(), |n| n.path().display().to_string())
+            ),
+        }
+    }
+}

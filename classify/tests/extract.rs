@@ -1,0 +1,406 @@
+//! `classify extract` through the real binary, on the tiny random checkpoints of the `encoders`
+//! crate's fixtures and small datasets in the real on-disk formats that the tests write.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use burn::backend::Flex;
+use datasets::EmbeddingStore;
+use encoders::beit::Beit;
+use encoders::ImagePreprocessor;
+
+fn encoder_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../encoders/tests/fixtures")
+        .join(name)
+}
+
+fn classify(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_classify"))
+        .args(args)
+        .output()
+        .expect("the classify binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A `cifar-100-binary/`-like folder with `train` and `test` records of seeded pixels.
+fn write_cifar(dir: &Path, train: usize, test: usize) {
+    fs::create_dir_all(dir).unwrap();
+    let names: String = (0..100).map(|i| format!("class_{i}\n")).collect();
+    fs::write(dir.join("fine_label_names.txt"), names).unwrap();
+    let mut state = 12345u32;
+    for (split, count) in [("train", train), ("test", test)] {
+        let mut bytes = Vec::new();
+        for i in 0..count {
+            bytes.push((i % 20) as u8);
+            bytes.push((i * 7 % 100) as u8);
+            for _ in 0..3072 {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                bytes.push((state >> 16) as u8);
+            }
+        }
+        fs::write(dir.join(format!("{split}.bin")), bytes).unwrap();
+    }
+}
+
+fn extract_beit(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let weights = encoder_fixture("beit");
+    let mut args = vec![
+        "extract",
+        "--encoder",
+        "beit",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--task",
+        "cifar100",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    classify(&args)
+}
+
+#[test]
+fn beit_over_cifar100_writes_train_and_test_stores_equal_to_the_encoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cifar");
+    let out = tmp.path().join("store");
+    write_cifar(&data, 5, 3);
+    let output = extract_beit(&data, &out, &["--dtype", "f32"]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    let train = EmbeddingStore::open(&out.join("train")).unwrap();
+    let test = EmbeddingStore::open(&out.join("test")).unwrap();
+    assert_eq!((train.len(), test.len()), (5, 3));
+    assert_eq!((train.num_layers(), train.d_model()), (2, 32));
+    assert_eq!(train.labels(), &[0, 7, 14, 21, 28]);
+    assert_eq!(train.class_names().len(), 100);
+    assert_eq!(test.ids(), &["test/0", "test/1", "test/2"]);
+
+    // Item 3 of the store is what the encoder gives on that image directly.
+    let cifar = datasets::Cifar100::open(&data, datasets::Split::Train).unwrap();
+    let device = Default::default();
+    let model = Beit::<Flex>::load(encoder_fixture("beit"), &device).unwrap();
+    let pixels = ImagePreprocessor::square(32)
+        .batch::<Flex>(&[cifar.image(3)], &device)
+        .unwrap();
+    let direct: Vec<f32> = model
+        .forward(pixels)
+        .unwrap()
+        .pooled_layers()
+        .into_data()
+        .into_vec()
+        .unwrap();
+    let stored = train.gather(&[3]);
+    assert_eq!(stored.len(), direct.len());
+    for (a, b) in stored.iter().zip(&direct) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+
+    // A second run finds everything done.
+    let output = extract_beit(&data, &out, &["--dtype", "f32"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("0 items in"), "{}", text(&output));
+    // Other settings on the same store are refused, naming it.
+    let output = extract_beit(&data, &out, &["--dtype", "f16"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("other settings (dtype)") && text(&output).contains("train"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn a_killed_extraction_completes_on_rerun_with_every_item_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cifar");
+    let out = tmp.path().join("store");
+    write_cifar(&data, 24, 1);
+    let weights = encoder_fixture("beit");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_classify"))
+        .args([
+            "extract",
+            "--encoder",
+            "beit",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--task",
+            "cifar100",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--split",
+            "train",
+            "--batch-size",
+            "2",
+            "--shard-size",
+            "2",
+            "--pause-ms",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once a few shards are on disk, while it is still running.
+    let manifest = out.join("train/manifest.json");
+    let started = Instant::now();
+    loop {
+        let count = fs::read_to_string(&manifest)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["count"].as_u64())
+            .unwrap_or(0);
+        if count >= 6 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = EmbeddingStore::open(&out.join("train")).unwrap().len();
+    assert!(
+        (6..24).contains(&partial),
+        "{partial} items before the kill"
+    );
+
+    let output = extract_beit(&data, &out, &["--split", "train"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let store = EmbeddingStore::open(&out.join("train")).unwrap();
+    let mut ids = store.ids().to_vec();
+    assert_eq!(ids.len(), 24);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 24, "an item is duplicated");
+    assert!(
+        text(&output).contains(&format!("({} computed now", 24 - partial)),
+        "{}",
+        text(&output)
+    );
+    let report = datasets::validate_store(&out.join("train"));
+    let report = report.unwrap();
+    assert!(report.is_ok(), "{report}");
+}
+
+fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        writer.write_sample((s * 32767.0) as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+#[test]
+fn wavlm_over_iemocap_chunks_utterances_and_keeps_sessions_as_groups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("IEMOCAP_full_release");
+    let turns = [
+        (
+            1,
+            "Ses01F_impro01",
+            "Ses01F_impro01_F000",
+            "neu",
+            16_000,
+            6_000,
+        ),
+        (
+            1,
+            "Ses01F_impro01",
+            "Ses01F_impro01_M000",
+            "exc",
+            8_000,
+            1_500,
+        ),
+        (
+            2,
+            "Ses02M_script01_1",
+            "Ses02M_script01_1_F003",
+            "ang",
+            16_000,
+            3_000,
+        ),
+        (
+            4,
+            "Ses04F_impro02",
+            "Ses04F_impro02_M001",
+            "sad",
+            16_000,
+            4_000,
+        ),
+        (
+            4,
+            "Ses04F_impro02",
+            "Ses04F_impro02_F001",
+            "hap",
+            16_000,
+            2_500,
+        ),
+    ];
+    for session in 1..=5 {
+        fs::create_dir_all(root.join(format!("Session{session}/dialog/EmoEvaluation"))).unwrap();
+    }
+    for (session, dialog, turn, category, rate, n) in turns {
+        let labels = root.join(format!(
+            "Session{session}/dialog/EmoEvaluation/{dialog}.txt"
+        ));
+        let line = format!("[1.0 - 2.0]\t{turn}\t{category}\t[2.5, 2.5, 2.5]\n\n");
+        let mut old = fs::read_to_string(&labels).unwrap_or_default();
+        old.push_str(&line);
+        fs::write(&labels, old).unwrap();
+        let wav_dir = root.join(format!("Session{session}/sentences/wav/{dialog}"));
+        fs::create_dir_all(&wav_dir).unwrap();
+        let samples: Vec<f32> = (0..n)
+            .map(|i| 0.3 * (i as f32 * 0.05 * (session as f32)).sin())
+            .collect();
+        write_wav(&wav_dir.join(format!("{turn}.wav")), rate, &samples);
+    }
+    // A corrupt file is skipped and named; the others are extracted.
+    fs::write(
+        root.join("Session4/sentences/wav/Ses04F_impro02/Ses04F_impro02_F001.wav"),
+        b"RIFF\x10\x00\x00\x00WAVEjunk",
+    )
+    .unwrap();
+    let out = tmp.path().join("store");
+    let weights = encoder_fixture("wavlm");
+    let output = classify(&[
+        "extract",
+        "--encoder",
+        "wavlm",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--task",
+        "iemocap",
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--chunk-seconds",
+        "0.25",
+        "--batch-size",
+        "3",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("Ses04F_impro02_F001.wav"),
+        "the corrupt file is named: {}",
+        text(&output)
+    );
+    let store = EmbeddingStore::open(&out).unwrap();
+    // 6000 samples → 2 chunks of 4000; 1500 at 8 kHz → 3000 → 1; 3000 → 1; 4000 → 1.
+    assert_eq!(
+        store.ids(),
+        &[
+            "Ses01F_impro01_F000#0",
+            "Ses01F_impro01_F000#1",
+            "Ses01F_impro01_M000#0",
+            "Ses02M_script01_1_F003#0",
+            "Ses04F_impro02_M001#0",
+        ]
+    );
+    assert_eq!(store.groups(), &[1, 1, 1, 2, 4]);
+    // neu 0, hap(exc) 1, ang 2, sad 3.
+    assert_eq!(store.labels(), &[0, 0, 1, 2, 3]);
+    assert_eq!((store.num_layers(), store.d_model()), (2, 32));
+    let features = store.gather(&[0, 1]);
+    assert!(features.iter().all(|v| v.is_finite()));
+    assert_ne!(features[..64], features[64..], "chunks differ");
+}
+
+#[test]
+fn llama_over_ag_news_tokenizes_and_pools_each_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ag_news_csv");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(
+        data.join("classes.txt"),
+        "World\nSports\nBusiness\nSci/Tech\n",
+    )
+    .unwrap();
+    fs::write(
+        data.join("train.csv"),
+        "\"3\",\"the sand\",\"is wet.\"\n\"1\",\"a\",\"longer one, with more words in it\"\n\"4\",\"x\",\"y\"\n",
+    )
+    .unwrap();
+    fs::write(data.join("test.csv"), "\"2\",\"sport\",\"news\"\n").unwrap();
+    let out = tmp.path().join("store");
+    let weights = encoder_fixture("llama");
+    let output = classify(&[
+        "extract",
+        "--encoder",
+        "llama",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--task",
+        "agnews",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "2",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let train = EmbeddingStore::open(&out.join("train")).unwrap();
+    assert_eq!(train.labels(), &[2, 0, 3]);
+    assert_eq!(EmbeddingStore::open(&out.join("test")).unwrap().len(), 1);
+
+    // Padding does not change a text's features: text 0 batched with the longer text 1 equals
+    // text 0 alone (batch size 1).
+    let alone = tmp.path().join("alone");
+    let output = classify(&[
+        "extract",
+        "--encoder",
+        "llama",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--task",
+        "agnews",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        alone.to_str().unwrap(),
+        "--split",
+        "train",
+        "--batch-size",
+        "1",
+        "--dtype",
+        "f32",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let single = EmbeddingStore::open(&alone.join("train"))
+        .unwrap()
+        .gather(&[0]);
+    let batched = train.gather(&[0]);
+    for (a, b) in single.iter().zip(&batched) {
+        // The batched store is f16.
+        assert!((a - b).abs() <= 2e-3 * a.abs().max(1.0), "{a} vs {b}");
+    }
+}
