@@ -19,7 +19,7 @@ fn check(name: &str) {
     assert_eq!(out.states.len(), expected.dims()[0]);
     for (i, state) in out.states.iter().enumerate() {
         let [_, b, t, d] = expected.dims();
-        let want = expected.clone().slice([i..i + 1]).reshape([b, t, d]);
+        let want: Tensor<B, 3> = expected.clone().narrow(0, i, 1).reshape([b, t, d]);
         let err = relative_error(state.clone(), want);
         eprintln!("{name}: hidden state {i}: relative error {err:.2e}");
         assert!(err < TOLERANCE, "{name}: hidden state {i}: {err}");

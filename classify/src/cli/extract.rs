@@ -204,7 +204,7 @@ impl ExtractObserver for Progress {
 
 /// Runs `classify extract` on backend `B`.
 pub(crate) fn extract_cmd<B: Backend>(args: &ExtractArgs, device: &B::Device) -> Result<()> {
-    if !(args.chunk_seconds > 0.0) {
+    if args.chunk_seconds.is_nan() || args.chunk_seconds <= 0.0 {
         anyhow::bail!(
             "--chunk-seconds must be positive, got {}",
             args.chunk_seconds

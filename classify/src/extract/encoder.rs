@@ -58,23 +58,23 @@ pub enum LoadedEncoder<B: Backend> {
     /// frames of real audio only.
     Wavlm {
         /// The model.
-        model: WavLM<B>,
+        model: Box<WavLM<B>>,
         /// Pass the padding as an attention mask and pool over real frames.
         mask_padding: bool,
     },
     /// BEiT with the checkpoint's image preprocessing.
     Beit {
         /// The model.
-        model: Beit<B>,
+        model: Box<Beit<B>>,
         /// Resize and normalisation.
         preprocess: ImagePreprocessor,
     },
     /// Llama with its tokenizer.
     Llama {
         /// The model.
-        model: Llama<B>,
+        model: Box<Llama<B>>,
         /// `tokenizer.json`, truncating at `max_tokens`.
-        tokenizer: LlamaTokenizer,
+        tokenizer: Box<LlamaTokenizer>,
     },
 }
 
@@ -92,17 +92,17 @@ impl<B: Backend> LoadedEncoder<B> {
     ) -> Result<Self> {
         Ok(match kind {
             EncoderKind::Wavlm => Self::Wavlm {
-                model: WavLM::load(dir, device)?,
+                model: Box::new(WavLM::load(dir, device)?),
                 mask_padding,
             },
             EncoderKind::Beit => {
-                let model = Beit::load(dir, device)?;
+                let model = Box::new(Beit::load(dir, device)?);
                 let preprocess = ImagePreprocessor::load(dir, model.image_size as u32)?;
                 Self::Beit { model, preprocess }
             }
             EncoderKind::Llama => Self::Llama {
-                model: Llama::load(dir, device)?,
-                tokenizer: LlamaTokenizer::from_dir(dir)?.with_max_length(max_tokens)?,
+                model: Box::new(Llama::load(dir, device)?),
+                tokenizer: Box::new(LlamaTokenizer::from_dir(dir)?.with_max_length(max_tokens)?),
             },
         })
     }

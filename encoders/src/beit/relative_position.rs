@@ -25,9 +25,7 @@ pub fn relative_position_index(grid: usize) -> Vec<i64> {
             index[(i + 1) * tokens + (j + 1)] = dy * (2 * grid as i64 - 1) + dx;
         }
     }
-    for j in 0..tokens {
-        index[j] = num_relative as i64 - 3; // CLS → token
-    }
+    index[..tokens].fill(num_relative as i64 - 3); // CLS → token
     for i in 0..tokens {
         index[i * tokens] = num_relative as i64 - 2; // token → CLS
     }
