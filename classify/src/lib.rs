@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod finetune;
 pub mod head;
 pub mod interpret;
 pub mod protocol;

@@ -8,6 +8,7 @@ use daam::DaamBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::finetune::{raw_stores, run_lora, FinetuneOptions, LoraMethod};
 use crate::head::{DatHeadConfig, HeadKind, ParamCount};
 use crate::protocol::{plan_runs, RunPlan, Stores};
 use crate::report::{build_report, write_atomic, Report};
@@ -30,6 +31,10 @@ pub struct ReplicateOptions {
     pub runs: Option<usize>,
     /// Encoder layers to keep (Importance Factor ablation); all when `None`.
     pub layers: Option<Vec<usize>>,
+    /// LoRA / LoRA+ baselines to run on the same runs (they need `finetune`).
+    pub lora_methods: Vec<LoraMethod>,
+    /// The encoder and raw data the LoRA baselines fine-tune.
+    pub finetune: Option<FinetuneOptions>,
 }
 
 /// What `replicate.json` records of a replication, so reports can find its runs' data.
@@ -47,6 +52,12 @@ pub struct ReplicationRecord {
     pub runs: Option<usize>,
     /// Layers kept.
     pub layers: Option<Vec<usize>>,
+    /// LoRA baselines asked for.
+    #[serde(default)]
+    pub lora_methods: Vec<LoraMethod>,
+    /// Their encoder and data.
+    #[serde(default)]
+    pub finetune: Option<FinetuneOptions>,
 }
 
 impl ReplicationRecord {
@@ -148,6 +159,8 @@ where
         settings: options.settings.clone(),
         runs: options.runs,
         layers: options.layers.clone(),
+        lora_methods: options.lora_methods.clone(),
+        finetune: options.finetune.clone(),
     };
     let path = options.out.join("replicate.json");
     if path.exists() {
@@ -167,7 +180,23 @@ where
         source,
     })?;
     write_atomic(&path, json.as_bytes())?;
-    let total = plans.len() * options.methods.len();
+    if !options.lora_methods.is_empty() && options.finetune.is_none() {
+        return Err(Error::Store {
+            path: options.embeddings.clone(),
+            message: "LoRA methods fine-tune the encoder: give its weights and the raw data \
+                      (--encoder, --weights, --data)"
+                .into(),
+        });
+    }
+    if options.layers.is_some() && !options.lora_methods.is_empty() {
+        return Err(Error::Store {
+            path: options.embeddings.clone(),
+            message: "--layers selects store layers for the DAT heads; LoRA methods use the \
+                      whole encoder"
+                .into(),
+        });
+    }
+    let total = plans.len() * (options.methods.len() + options.lora_methods.len());
     let mut index = 0;
     for &kind in &options.methods {
         for plan in &plans {
@@ -185,6 +214,38 @@ where
             run_one::<B>(
                 kind, plan, &stores, num_layers, options, &dir, device, observer,
             )?;
+        }
+    }
+    if let Some(finetune) = &options.finetune {
+        let mut raw = None;
+        for &method in &options.lora_methods {
+            for plan in &plans {
+                index += 1;
+                let name = method.name();
+                let dir = options.out.join("runs").join(&name).join(&plan.label);
+                if dir.join("result.json").exists() {
+                    observer.on_message(&format!(
+                        "[{index}/{total}] {name} {}: done before, kept",
+                        plan.label
+                    ));
+                    continue;
+                }
+                if raw.is_none() {
+                    raw = Some(raw_stores(&stores, options.task, finetune)?);
+                }
+                let raw = raw.as_ref().expect("opened above");
+                observer.on_run_start(&name, &plan.label, index, total);
+                run_lora::<B>(
+                    method,
+                    plan,
+                    raw,
+                    finetune,
+                    &options.settings,
+                    &dir,
+                    device,
+                    observer,
+                )?;
+            }
         }
     }
     let report = build_report(&options.out, options.task.name())?;

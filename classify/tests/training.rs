@@ -227,6 +227,8 @@ fn report_numbers_are_recomputed_from_the_run_csvs() {
         settings: settings(3, 1e-3),
         runs: None,
         layers: None,
+        lora_methods: Vec::new(),
+        finetune: None,
     };
     let report = replicate::<B>(&options, &Default::default(), &mut Silent).unwrap();
     assert_eq!(report.rows.len(), 2);

@@ -10,10 +10,14 @@
 
 pub mod attention;
 pub mod beit;
+pub mod classification;
 pub mod error;
 pub mod image_preprocess;
+pub mod kernels;
 pub mod llama;
+pub mod lora;
 pub mod output;
+pub mod seeded_init;
 pub mod wavlm;
 pub mod weights;
 

@@ -168,6 +168,13 @@ impl Weights {
         &self.prefix
     }
 
+    /// The same files read under `prefix` instead: `""` for the head of a task checkpoint
+    /// (`classifier.weight`) beside its encoder (`wavlm.encoder...`).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
+    }
+
     /// All parameter names in the files, with their prefixes.
     pub fn names(&self) -> Vec<String> {
         self.source.names.keys().cloned().collect()

@@ -111,14 +111,21 @@ pub(crate) struct ExtractArgs {
     pause_ms: Option<u64>,
 }
 
+impl EncoderArg {
+    /// The library's encoder kind.
+    pub(crate) fn kind(self) -> EncoderKind {
+        match self {
+            Self::Wavlm => EncoderKind::Wavlm,
+            Self::Beit => EncoderKind::Beit,
+            Self::Llama => EncoderKind::Llama,
+        }
+    }
+}
+
 impl ExtractArgs {
     fn options(&self) -> ExtractOptions {
         ExtractOptions {
-            encoder: match self.encoder {
-                EncoderArg::Wavlm => EncoderKind::Wavlm,
-                EncoderArg::Beit => EncoderKind::Beit,
-                EncoderArg::Llama => EncoderKind::Llama,
-            },
+            encoder: self.encoder.kind(),
             weights: self.weights.clone(),
             task: match self.task {
                 DataArg::Iemocap => DataTask::Iemocap,

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use classify::extract::SAMPLE_RATE;
+use classify::finetune::{FinetuneOptions, LoraMethod};
 use classify::head::{authors_counts, DatHeadConfig, HeadKind, ParamCount};
 use classify::interpret::interpret;
 use classify::protocol::{plan_runs, Stores};
@@ -17,6 +19,8 @@ use classify::replicate::{replicate, ReplicateOptions, ReplicationRecord};
 use classify::synthetic::SyntheticSpec;
 use classify::train::{load_head, EpochRecord, RunObserver, Task, TrainSettings};
 use device::{dispatch, dispatch_autodiff, Device};
+use encoders::classification::HeadTraining;
+use encoders::lora::{LoraScaling, LoraTarget};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// DAT heads over frozen-encoder layer embeddings: the paper's replication (Table 2) and
@@ -88,7 +92,9 @@ struct ReplicateArgs {
     /// `test/` stores (CIFAR-100, AG News).
     #[arg(long)]
     embeddings: PathBuf,
-    /// Heads to train, comma-separated: daam-v1, daam-v2, mixture, gq-daam, mha, mha-bn, gqa.
+    /// Methods, comma-separated: the DAT heads daam-v1, daam-v2, mixture, gq-daam, mha, mha-bn,
+    /// gqa; and the encoder fine-tuning baselines lora-r4, lora-r8, loraplus-r4, loraplus-r8
+    /// (these need --encoder, --weights and --data).
     #[arg(
         long,
         value_delimiter = ',',
@@ -120,6 +126,67 @@ struct ReplicateArgs {
     /// Keep only these encoder layers (0-based, comma-separated).
     #[arg(long, value_delimiter = ',')]
     layers: Option<Vec<usize>>,
+    /// LoRA methods: the encoder architecture of --weights.
+    #[arg(
+        long,
+        value_enum,
+        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
+    )]
+    encoder: Option<extract::EncoderArg>,
+    /// LoRA methods: the encoder's Hugging Face checkpoint folder.
+    #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
+    weights: Option<PathBuf>,
+    /// LoRA methods: the raw dataset the store was extracted from (its ids are looked up there).
+    #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
+    data: Option<PathBuf>,
+    /// LoRA α.
+    #[arg(
+        long,
+        default_value_t = 16.0,
+        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
+    )]
+    lora_alpha: f64,
+    /// LoRA scaling convention: peft (α/r, the fair baseline) or paper (α, the authors' code).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "peft",
+        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
+    )]
+    lora_scaling: ScalingArg,
+    /// Adapted projections (the authors' code: query and value; the paper's text: query and key).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "query,value",
+        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
+    )]
+    lora_targets: Vec<TargetArg>,
+    /// LoRA+: learning-rate ratio λ of the B matrices (LoRA+ paper: 16; the authors' code: 2.828).
+    #[arg(
+        long,
+        default_value_t = 16.0,
+        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
+    )]
+    loraplus_ratio: f64,
+    /// Train only head parameters named `classifier` (the authors' rule) instead of the whole head.
+    #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
+    classifier_only: bool,
+    /// Audio chunk length in seconds, as at extraction.
+    #[arg(
+        long,
+        default_value_t = 5.0,
+        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
+    )]
+    chunk_seconds: f64,
+    /// Llama token limit, as at extraction.
+    #[arg(
+        long,
+        default_value_t = 4096,
+        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
+    )]
+    max_tokens: usize,
     /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -200,16 +267,91 @@ pub fn run() -> Result<()> {
     }
 }
 
-fn parse_methods(names: &[String]) -> Result<Vec<HeadKind>> {
-    names
-        .iter()
-        .map(|n| {
-            HeadKind::from_name(n.trim()).with_context(|| {
-                let all: Vec<_> = HeadKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown method `{n}`: choose from {}", all.join(", "))
+/// Splits method names into DAT heads and LoRA baselines.
+fn parse_methods(names: &[String]) -> Result<(Vec<HeadKind>, Vec<LoraMethod>)> {
+    let (mut heads, mut loras) = (Vec::new(), Vec::new());
+    for name in names {
+        let name = name.trim();
+        if let Some(kind) = HeadKind::from_name(name) {
+            heads.push(kind);
+        } else if let Some(method) = LoraMethod::from_name(name) {
+            loras.push(method);
+        } else {
+            let all: Vec<_> = HeadKind::ALL.iter().map(|k| k.name()).collect();
+            bail!(
+                "unknown method `{name}`: choose from {}, or lora-rN / loraplus-rN (N the rank)",
+                all.join(", ")
+            );
+        }
+    }
+    Ok((heads, loras))
+}
+
+/// The LoRA baselines' encoder and data, required when a LoRA method is asked for.
+fn finetune_options(
+    args: &ReplicateArgs,
+    lora_methods: &[LoraMethod],
+) -> Result<Option<FinetuneOptions>> {
+    if lora_methods.is_empty() {
+        return Ok(None);
+    }
+    let (Some(encoder), Some(weights), Some(data)) = (args.encoder, &args.weights, &args.data)
+    else {
+        bail!(
+            "{} fine-tune the encoder: give --encoder, --weights (its Hugging Face folder) and \
+             --data (the raw dataset the store was extracted from)",
+            lora_methods
+                .iter()
+                .map(LoraMethod::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    Ok(Some(FinetuneOptions {
+        encoder: encoder.kind(),
+        weights: weights.clone(),
+        data: data.clone(),
+        chunk_samples: (args.chunk_seconds * f64::from(SAMPLE_RATE)).round() as usize,
+        max_tokens: args.max_tokens,
+        alpha: args.lora_alpha,
+        scaling: match args.lora_scaling {
+            ScalingArg::Peft => LoraScaling::Peft,
+            ScalingArg::Paper => LoraScaling::Paper,
+        },
+        targets: args
+            .lora_targets
+            .iter()
+            .map(|t| match t {
+                TargetArg::Query => LoraTarget::Query,
+                TargetArg::Key => LoraTarget::Key,
+                TargetArg::Value => LoraTarget::Value,
             })
-        })
-        .collect()
+            .collect(),
+        plus_ratio: args.loraplus_ratio,
+        head_training: if args.classifier_only {
+            HeadTraining::ClassifierOnly
+        } else {
+            HeadTraining::Whole
+        },
+    }))
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ScalingArg {
+    /// peft: scale α/r, A uniform ±1/√d_in.
+    Peft,
+    /// The authors' code: scale α, A ~ N(0, 1/r).
+    Paper,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum TargetArg {
+    /// The query projection.
+    Query,
+    /// The key projection.
+    Key,
+    /// The value projection.
+    Value,
 }
 
 fn heads(args: &HeadsArgs) -> Result<()> {
@@ -365,14 +507,17 @@ where
     if let Err(message) = settings.validate() {
         bail!("invalid settings: {message}");
     }
+    let (methods, lora_methods) = parse_methods(&args.methods)?;
     let options = ReplicateOptions {
         task,
         embeddings: args.embeddings.clone(),
-        methods: parse_methods(&args.methods)?,
+        methods,
         out: args.out.clone(),
         settings,
         runs: args.runs,
         layers: args.layers.clone(),
+        finetune: finetune_options(args, &lora_methods)?,
+        lora_methods,
     };
     let mut observer = bars();
     let result = replicate::<B>(&options, device, &mut observer);
@@ -469,7 +614,10 @@ fn ablate(
     k: usize,
 ) -> Result<()> {
     let (high, low) = interpretation.extreme_layers(k);
-    let method = parse_methods(std::slice::from_ref(&args.ablate_method))?;
+    let (method, lora) = parse_methods(std::slice::from_ref(&args.ablate_method))?;
+    if !lora.is_empty() {
+        bail!("the ablation retrains a DAT head on chosen store layers: --ablate-method must be one");
+    }
     let mut rows = Vec::new();
     for (name, layers) in [("high-if", &high), ("low-if", &low)] {
         let options = ReplicateOptions {
@@ -483,6 +631,8 @@ fn ablate(
             settings: record.settings.clone(),
             runs: record.runs,
             layers: Some(layers.clone()),
+            lora_methods: Vec::new(),
+            finetune: None,
         };
         let mut observer = bars();
         let report = dispatch_autodiff!(args.device, |B, dev| {

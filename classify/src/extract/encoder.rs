@@ -14,7 +14,8 @@ use super::source::{Input, Item};
 use crate::error::{Error, Result};
 
 /// Which encoder architecture a checkpoint folder holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EncoderKind {
     /// WavLM (`microsoft/wavlm-large`), 16 kHz audio.
     Wavlm,

@@ -238,6 +238,35 @@ impl Source {
         })
     }
 
+    /// The record and the position within its items of the item with store id `id`
+    /// (`train/3` → record 3, item 0; `Ses01F_impro01_F000#2` → that turn's record, chunk 2).
+    pub fn locate(&self, id: &str) -> Option<(usize, usize)> {
+        match self.units.first()? {
+            Unit::Utterance { .. } => {
+                let (turn, chunk) = id.rsplit_once('#')?;
+                let chunk: usize = chunk.parse().ok()?;
+                let index = self
+                    .units
+                    .iter()
+                    .position(|u| matches!(u, Unit::Utterance { id, .. } if id == turn))?;
+                Some((index, chunk))
+            }
+            Unit::Image(_) | Unit::Text(_) => {
+                let (split, index) = id.split_once('/')?;
+                let index: usize = index.parse().ok()?;
+                (split == self.split && index < self.units.len()).then_some((index, 0))
+            }
+        }
+    }
+
+    /// The turn name of record `index` when it is an IEMOCAP utterance.
+    pub fn turn_id(&self, index: usize) -> Option<&str> {
+        match &self.units[index] {
+            Unit::Utterance { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
     /// The file a record comes from, for messages.
     pub fn describe(&self, index: usize) -> String {
         match &self.units[index] {

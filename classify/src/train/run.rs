@@ -66,7 +66,7 @@ pub const METRICS_HEADER: &str =
     "epoch,train_loss,learning_rate,val_accuracy,val_unweighted_accuracy,dev_accuracy,seconds";
 
 impl EpochRecord {
-    fn csv_row(&self) -> String {
+    pub(crate) fn csv_row(&self) -> String {
         format!(
             "{},{},{},{},{},{},{}",
             self.epoch,

@@ -4,14 +4,15 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::config::BeitConfig;
 use super::relative_position::RelativePositionBias;
-use crate::attention::{attention, merge_heads, split_heads};
 use crate::error::{Error, Result};
+use crate::kernels::attention::{fused_attention, AttentionBias};
+use crate::kernels::{gelu, linear};
+use crate::lora::LoraLinear;
 use crate::output::HiddenStates;
 use crate::weights::{read_config, Weights};
 
@@ -20,12 +21,12 @@ use crate::weights::{read_config, Weights};
 pub struct BeitLayer<B: Backend> {
     /// `layernorm_before`.
     pub norm_before: LayerNorm<B>,
-    /// `attention.attention.query` (with bias).
-    pub query: Linear<B>,
-    /// `attention.attention.key` (no bias).
-    pub key: Linear<B>,
-    /// `attention.attention.value` (with bias).
-    pub value: Linear<B>,
+    /// `attention.attention.query` (with bias), LoRA-adaptable.
+    pub query: LoraLinear<B>,
+    /// `attention.attention.key` (no bias), LoRA-adaptable.
+    pub key: LoraLinear<B>,
+    /// `attention.attention.value` (with bias), LoRA-adaptable.
+    pub value: LoraLinear<B>,
     /// `attention.output.dense`.
     pub out: Linear<B>,
     /// `layernorm_after`.
@@ -52,25 +53,29 @@ impl<B: Backend> BeitLayer<B> {
     /// - `shared_bias`: `[1, heads, tokens, tokens]` (the shared relative position bias)
     /// - output: `[batch, tokens, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>, shared_bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
-        let [_, _, d_model] = x.dims();
+        let [_, tokens, d_model] = x.dims();
         let h = self.norm_before.forward(x.clone());
-        let q = split_heads(self.query.forward(h.clone()), self.heads);
-        let k = split_heads(self.key.forward(h.clone()), self.heads);
-        let v = split_heads(self.value.forward(h), self.heads);
+        let q = self.query.forward(h.clone());
+        let k = self.key.forward(h.clone());
+        let v = self.value.forward(h);
         let bias = match (&self.relative_position, shared_bias) {
             (Some(own), Some(shared)) => Some(own.forward() + shared),
             (Some(own), None) => Some(own.forward()),
             (None, shared) => shared,
         };
+        let bias = bias.map(|bias| AttentionBias {
+            bias: bias.reshape([self.heads, tokens, tokens]),
+            row_scale: None,
+        });
         let scale = 1.0 / ((d_model / self.heads) as f64).sqrt();
-        let context = merge_heads(attention(q, k, v, scale, bias, None));
-        let mut branch = self.out.forward(context);
+        let context = fused_attention(q, k, v, self.heads, scale, bias, None);
+        let mut branch = linear(&self.out, context);
         if let Some(lambda) = &self.lambda_1 {
             branch = branch * lambda.val().reshape([1, 1, d_model]);
         }
         let x = x + branch;
         let h = self.norm_after.forward(x.clone());
-        let mut branch = self.output.forward(gelu(self.intermediate.forward(h)));
+        let mut branch = linear(&self.output, gelu(linear(&self.intermediate, h)));
         if let Some(lambda) = &self.lambda_2 {
             branch = branch * lambda.val().reshape([1, 1, d_model]);
         }
@@ -209,9 +214,15 @@ impl<B: Backend> Beit<B> {
             };
             layers.push(BeitLayer {
                 norm_before: weights.layer_norm(&at("layernorm_before"), d, eps, device)?,
-                query: weights.linear(&at("attention.attention.query"), d, d, true, device)?,
-                key: weights.linear(&at("attention.attention.key"), d, d, false, device)?,
-                value: weights.linear(&at("attention.attention.value"), d, d, true, device)?,
+                query: weights
+                    .linear(&at("attention.attention.query"), d, d, true, device)?
+                    .into(),
+                key: weights
+                    .linear(&at("attention.attention.key"), d, d, false, device)?
+                    .into(),
+                value: weights
+                    .linear(&at("attention.attention.value"), d, d, true, device)?
+                    .into(),
                 out: weights.linear(&at("attention.output.dense"), d, d, true, device)?,
                 norm_after: weights.layer_norm(&at("layernorm_after"), d, eps, device)?,
                 intermediate: weights.linear(
@@ -260,7 +271,7 @@ impl<B: Backend> Beit<B> {
             .reshape([batch, channels, gh, p, gw, p])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([batch, gh * gw, channels * p * p]);
-        let tokens = self.patch_projection.forward(patches);
+        let tokens = linear(&self.patch_projection, patches);
         let d = tokens.dims()[2];
         let cls = self
             .cls_token

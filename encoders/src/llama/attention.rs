@@ -10,17 +10,18 @@ use crate::attention::{attention, merge_heads, split_heads};
 use crate::error::Result;
 use crate::llama::config::LlamaConfig;
 use crate::llama::rope::RotaryTables;
+use crate::lora::LoraLinear;
 use crate::weights::Weights;
 
 /// Self-attention with `num_heads` query heads sharing `num_key_value_heads` key/value heads.
 #[derive(Module, Debug)]
 pub struct GroupedQueryAttention<B: Backend> {
-    /// `q_proj`: `d_model → num_heads · head_dim`.
-    pub query: Linear<B>,
-    /// `k_proj`: `d_model → num_key_value_heads · head_dim`.
-    pub key: Linear<B>,
-    /// `v_proj`: `d_model → num_key_value_heads · head_dim`.
-    pub value: Linear<B>,
+    /// `q_proj`: `d_model → num_heads · head_dim`, LoRA-adaptable.
+    pub query: LoraLinear<B>,
+    /// `k_proj`: `d_model → num_key_value_heads · head_dim`, LoRA-adaptable.
+    pub key: LoraLinear<B>,
+    /// `v_proj`: `d_model → num_key_value_heads · head_dim`, LoRA-adaptable.
+    pub value: LoraLinear<B>,
     /// `o_proj`: `num_heads · head_dim → d_model`.
     pub output: Linear<B>,
     /// The number of query heads.
@@ -51,9 +52,9 @@ impl<B: Backend> GroupedQueryAttention<B> {
             weights.linear::<B>(&format!("{prefix}.{name}"), d_input, d_output, bias, device)
         };
         Ok(Self {
-            query: projection("q_proj", d_model, num_heads * head_dim)?,
-            key: projection("k_proj", d_model, num_key_value_heads * head_dim)?,
-            value: projection("v_proj", d_model, num_key_value_heads * head_dim)?,
+            query: projection("q_proj", d_model, num_heads * head_dim)?.into(),
+            key: projection("k_proj", d_model, num_key_value_heads * head_dim)?.into(),
+            value: projection("v_proj", d_model, num_key_value_heads * head_dim)?.into(),
             output: projection("o_proj", num_heads * head_dim, d_model)?,
             num_heads,
             num_key_value_heads,

@@ -13,8 +13,11 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::attention::{attention, merge_heads, split_heads};
+use crate::attention::split_heads;
+use crate::kernels::attention::{fused_attention, AttentionBias};
+use crate::kernels::linear;
 use crate::error::Result;
+use crate::lora::LoraLinear;
 use crate::weights::Weights;
 
 /// Outputs of `gru_rel_pos_linear`: two gates × four summed projections.
@@ -23,12 +26,12 @@ const GATE_OUTPUTS: usize = 8;
 /// Multi-head self-attention whose additive bias is the gated relative position bias.
 #[derive(Module, Debug)]
 pub struct GatedRelativeAttention<B: Backend> {
-    /// `q_proj`, `d_model → d_model`.
-    pub q_proj: Linear<B>,
-    /// `k_proj`, `d_model → d_model`.
-    pub k_proj: Linear<B>,
-    /// `v_proj`, `d_model → d_model`.
-    pub v_proj: Linear<B>,
+    /// `q_proj`, `d_model → d_model`, LoRA-adaptable.
+    pub q_proj: LoraLinear<B>,
+    /// `k_proj`, `d_model → d_model`, LoRA-adaptable.
+    pub k_proj: LoraLinear<B>,
+    /// `v_proj`, `d_model → d_model`, LoRA-adaptable.
+    pub v_proj: LoraLinear<B>,
     /// `out_proj`, `d_model → d_model`.
     pub out_proj: Linear<B>,
     /// The gate projection (`gru_rel_pos_linear`), `head_dim → 8`, applied to each head's slice of
@@ -58,9 +61,9 @@ impl<B: Backend> GatedRelativeAttention<B> {
         };
         let head_dim = d_model / num_heads;
         Ok(Self {
-            q_proj: linear("q_proj", d_model, d_model)?,
-            k_proj: linear("k_proj", d_model, d_model)?,
-            v_proj: linear("v_proj", d_model, d_model)?,
+            q_proj: linear("q_proj", d_model, d_model)?.into(),
+            k_proj: linear("k_proj", d_model, d_model)?.into(),
+            v_proj: linear("v_proj", d_model, d_model)?.into(),
             out_proj: linear("out_proj", d_model, d_model)?,
             gate_proj: linear("gru_rel_pos_linear", head_dim, GATE_OUTPUTS)?,
             reset_scale: Param::from_tensor(weights.tensor(
@@ -105,15 +108,29 @@ impl<B: Backend> GatedRelativeAttention<B> {
         position_bias: Tensor<B, 4>,
         key_valid: Option<Tensor<B, 2>>,
     ) -> Tensor<B, 3> {
-        let [_, _, d_model] = x.dims();
+        let [batch_size, seq_length, d_model] = x.dims();
         let head_dim = d_model / self.num_heads;
-        let gated_bias = self.gate(x.clone()) * position_bias; // [batch_size, num_heads, seq, seq]
-        let query = split_heads(self.q_proj.forward(x.clone()), self.num_heads);
-        let key = split_heads(self.k_proj.forward(x.clone()), self.num_heads);
-        let value = split_heads(self.v_proj.forward(x), self.num_heads);
+        // The gate scales each (query, head) row of the shared bias; the kernel applies it
+        // while writing the bias, so the gated `[batch, heads, seq, seq]` bias is never built.
+        let gate = self.gate(x.clone()).reshape([batch_size, self.num_heads, seq_length]);
+        let bias = AttentionBias {
+            bias: position_bias.reshape([self.num_heads, seq_length, seq_length]),
+            row_scale: Some(gate),
+        };
+        let query = self.q_proj.forward(x.clone());
+        let key = self.k_proj.forward(x.clone());
+        let value = self.v_proj.forward(x);
         let scale = (head_dim as f64).powf(-0.5);
-        let context = attention(query, key, value, scale, Some(gated_bias), key_valid);
-        self.out_proj.forward(merge_heads(context)) // [batch_size, seq_length, d_model]
+        let context = fused_attention(
+            query,
+            key,
+            value,
+            self.num_heads,
+            scale,
+            Some(bias),
+            key_valid,
+        );
+        linear(&self.out_proj, context) // [batch_size, seq_length, d_model]
     }
 }
 
@@ -131,9 +148,9 @@ mod tests {
         let device = Default::default();
         let (num_heads, head_dim) = (3, 2);
         let attention = GatedRelativeAttention::<B> {
-            q_proj: LinearConfig::new(6, 6).init(&device),
-            k_proj: LinearConfig::new(6, 6).init(&device),
-            v_proj: LinearConfig::new(6, 6).init(&device),
+            q_proj: LinearConfig::new(6, 6).init(&device).into(),
+            k_proj: LinearConfig::new(6, 6).init(&device).into(),
+            v_proj: LinearConfig::new(6, 6).init(&device).into(),
             out_proj: LinearConfig::new(6, 6).init(&device),
             gate_proj: LinearConfig::new(head_dim, 8).init(&device),
             reset_scale: Param::from_tensor(Tensor::random(

@@ -4,13 +4,13 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::attention::GatedRelativeAttention;
 use super::config::{LayerNormPlacement, WavLMConfig};
 use crate::error::Result;
+use crate::kernels::{gelu, linear};
 use crate::weights::Weights;
 
 /// `Linear(d_model → intermediate) → GELU → Linear(intermediate → d_model)`.
@@ -29,8 +29,8 @@ impl<B: Backend> FeedForward<B> {
     /// - `x`: `[batch_size, seq_length, d_model]`
     /// - output: `[batch_size, seq_length, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.output_dense
-            .forward(gelu(self.intermediate_dense.forward(x)))
+        let hidden = gelu(linear(&self.intermediate_dense, x)); // [batch_size, seq_length, ffn]
+        linear(&self.output_dense, hidden)
     }
 }
 

@@ -12,6 +12,7 @@ use burn::tensor::Tensor;
 
 use super::config::{FeatureNorm, WavLMConfig};
 use crate::error::Result;
+use crate::kernels::linear;
 use crate::weights::Weights;
 
 /// ε of the convolution layers' norms: PyTorch's default, not `layer_norm_eps` (transformers
@@ -186,7 +187,7 @@ impl<B: Backend> FeatureProjection<B> {
     /// - `features`: `[batch_size, seq_length, channels]`
     /// - output: `[batch_size, seq_length, d_model]`
     pub fn forward(&self, features: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.projection.forward(self.layer_norm.forward(features))
+        linear(&self.projection, self.layer_norm.forward(features))
     }
 }
 

@@ -1,0 +1,209 @@
+//! One LoRA / LoRA+ run of a replication: load the encoder with its head, adapt it, train it on
+//! the run's items and record the result.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::AutodiffBackend;
+use encoders::classification::{
+    BeitForImageClassification, ClassificationHeadConfig, HeadTraining,
+    LlamaForSequenceClassification, SequenceClassifier, WavLMForSequenceClassification,
+};
+use encoders::llama::LlamaTokenizer;
+use encoders::lora::{LoraConfig, LoraScaling, LoraTarget};
+use encoders::ImagePreprocessor;
+use serde::{Deserialize, Serialize};
+
+use super::data::RawStore;
+use super::inputs::InputBuilder;
+use super::method::LoraMethod;
+use super::run::{finetune_run, FinetuneData};
+use crate::error::{Error, Result};
+use crate::extract::{DataTask, EncoderKind};
+use crate::protocol::{RunPlan, Stores};
+use crate::report::write_atomic;
+use crate::train::{RunObserver, Task, TrainSettings};
+
+/// What the LoRA baselines of a replication need beyond the stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneOptions {
+    /// The encoder architecture of `weights`.
+    pub encoder: EncoderKind,
+    /// The Hugging Face checkpoint folder.
+    pub weights: PathBuf,
+    /// The raw dataset the stores were extracted from.
+    pub data: PathBuf,
+    /// Audio chunk length in samples (as at extraction).
+    pub chunk_samples: usize,
+    /// Llama token limit (as at extraction).
+    pub max_tokens: usize,
+    /// α of the adapters.
+    pub alpha: f64,
+    /// peft's `α/r` with uniform `A`, or the authors' `α` with Gaussian `A`.
+    pub scaling: LoraScaling,
+    /// Adapted projections.
+    pub targets: Vec<LoraTarget>,
+    /// LoRA+'s `λ`.
+    pub plus_ratio: f64,
+    /// Which head parameters train.
+    pub head_training: HeadTraining,
+}
+
+/// What a finished LoRA run leaves in `result.json` (its presence marks the run done).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneResult {
+    /// Method name (`lora-r4`, ...).
+    pub method: String,
+    /// Run label.
+    pub run: String,
+    /// Seed.
+    pub seed: u64,
+    /// Trainable parameters (adapters and training head parameters).
+    pub trainable_params: usize,
+    /// Items trained on, held out as dev, validated on.
+    pub items: [usize; 3],
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+}
+
+/// The dataset a task's stores come from.
+pub fn data_task(task: Task) -> DataTask {
+    match task {
+        Task::Iemocap => DataTask::Iemocap,
+        Task::Cifar100 => DataTask::Cifar100,
+        Task::Agnews => DataTask::AgNews,
+    }
+}
+
+/// The raw items behind the stores of a replication: `(train, val)`; `val` is `None` when the
+/// validation items come from the training store (folds).
+///
+/// # Errors
+/// As [`RawStore::open`].
+pub fn raw_stores<'a>(
+    stores: &'a Stores,
+    task: Task,
+    options: &FinetuneOptions,
+) -> Result<(RawStore<'a>, Option<RawStore<'a>>)> {
+    let data_task = data_task(task);
+    match &stores.test {
+        None => Ok((
+            RawStore::open(
+                &stores.train,
+                data_task,
+                &options.data,
+                None,
+                options.chunk_samples,
+            )?,
+            None,
+        )),
+        Some(test) => Ok((
+            RawStore::open(
+                &stores.train,
+                data_task,
+                &options.data,
+                Some(datasets::Split::Train),
+                options.chunk_samples,
+            )?,
+            Some(RawStore::open(
+                test,
+                data_task,
+                &options.data,
+                Some(datasets::Split::Test),
+                options.chunk_samples,
+            )?),
+        )),
+    }
+}
+
+/// Runs `method` on `plan` and writes `metrics.csv` and `result.json` in `dir`.
+///
+/// # Errors
+/// Encoder loading, reading and training errors.
+#[allow(clippy::too_many_arguments)]
+pub fn run_lora<B: AutodiffBackend>(
+    method: LoraMethod,
+    plan: &RunPlan,
+    raw: &(RawStore<'_>, Option<RawStore<'_>>),
+    options: &FinetuneOptions,
+    settings: &TrainSettings,
+    dir: &Path,
+    device: &B::Device,
+    observer: &mut dyn RunObserver,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (train, val) = (&raw.0, raw.1.as_ref().unwrap_or(&raw.0));
+    let head = ClassificationHeadConfig::new(train.store().class_names().len())
+        .with_training(options.head_training)
+        .with_seed(plan.seed);
+    let lora = LoraConfig::new(method.rank)
+        .with_alpha(options.alpha)
+        .with_scaling(options.scaling)
+        .with_targets(options.targets.clone())
+        .with_seed(plan.seed);
+    let settings = TrainSettings {
+        seed: plan.seed,
+        ..settings.clone()
+    };
+    let data = FinetuneData {
+        train,
+        train_indices: plan.train.clone(),
+        dev_indices: plan.dev.clone(),
+        val,
+        val_indices: plan.val.clone(),
+    };
+    let plus = method.plus.then_some(options.plus_ratio);
+    B::seed(device, plan.seed);
+    let weights = &options.weights;
+    let (records, trainable) = match options.encoder {
+        EncoderKind::Wavlm => {
+            let model = WavLMForSequenceClassification::<B>::load(weights, &head, device)?
+                .with_lora(&lora, device);
+            let trainable = model.trainable_params();
+            let builder = InputBuilder::Audio;
+            let records = finetune_run(
+                model, &builder, plus, &settings, &data, dir, device, observer,
+            )?;
+            (records, trainable)
+        }
+        EncoderKind::Beit => {
+            let model = BeitForImageClassification::<B>::load(weights, &head, device)?
+                .with_lora(&lora, device);
+            let trainable = model.trainable_params();
+            let side = model.beit.image_size as u32;
+            let builder = InputBuilder::Image(ImagePreprocessor::load(weights, side)?);
+            let records = finetune_run(
+                model, &builder, plus, &settings, &data, dir, device, observer,
+            )?;
+            (records, trainable)
+        }
+        EncoderKind::Llama => {
+            let model = LlamaForSequenceClassification::<B>::load(weights, &head, device)?
+                .with_lora(&lora, device);
+            let trainable = model.trainable_params();
+            let tokenizer =
+                LlamaTokenizer::from_dir(weights)?.with_max_length(options.max_tokens)?;
+            let builder = InputBuilder::Text(Box::new(tokenizer));
+            let records = finetune_run(
+                model, &builder, plus, &settings, &data, dir, device, observer,
+            )?;
+            (records, trainable)
+        }
+    };
+    let result = FinetuneResult {
+        method: method.name(),
+        run: plan.label.clone(),
+        seed: plan.seed,
+        trainable_params: trainable,
+        items: [plan.train.len(), plan.dev.len(), plan.val.len()],
+        epochs: records.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let path = dir.join("result.json");
+    let json = serde_json::to_string_pretty(&result).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    write_atomic(&path, json.as_bytes())
+}

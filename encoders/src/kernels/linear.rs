@@ -1,0 +1,129 @@
+//! `x·W + b` for a burn [`Linear`] on `[..., d_input]`: on Flex one `gemm` call over all leading
+//! axes with the bias written first and accumulated into (burn's `Linear` on a 3-D input runs one
+//! multiply per batch entry against a broadcast weight, then a separate bias pass).
+
+use burn::backend::flex::FlexTensor;
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use super::gemm::{matmul, worth_parallel, MatMut, MatRef};
+use super::{flex_tensor, from_flex, into_flex, is_flex, values};
+
+/// The weight `[d_input, d_output]` as a strided matrix view, or `None` for negative strides.
+fn weight_view(weight: &FlexTensor) -> Option<MatRef<'_>> {
+    let shape = weight.layout().shape();
+    let strides = weight.layout().strides();
+    let rs = usize::try_from(strides[0]).ok()?;
+    let cs = usize::try_from(strides[1]).ok()?;
+    Some(MatRef::new(
+        weight.storage::<f32>(),
+        weight.layout().start_offset(),
+        [shape[0], shape[1]],
+        [rs, cs],
+    ))
+}
+
+/// `x·W + b` of `x` `[rows, d_input]` (row-major) into a fresh row-major `[rows, d_output]`.
+///
+/// # Panics
+/// When `x` does not hold `rows · d_input` values or the bias is not `d_output` long.
+pub fn linear_rows(x: &[f32], rows: usize, weight: MatRef<'_>, bias: Option<&[f32]>) -> Vec<f32> {
+    let (d_input, d_output) = (weight.rows(), weight.cols());
+    assert_eq!(
+        x.len(),
+        rows * d_input,
+        "linear: input holds {} values, expected {rows}·{d_input}",
+        x.len()
+    );
+    let mut out = match bias {
+        Some(b) => {
+            assert_eq!(
+                b.len(),
+                d_output,
+                "linear: bias of {} for d_output {d_output}",
+                b.len()
+            );
+            b.repeat(rows)
+        }
+        None => vec![0.0; rows * d_output],
+    };
+    matmul(
+        MatMut::row_major(&mut out, rows, d_output),
+        bias.is_some(),
+        MatRef::row_major(x, rows, d_input),
+        weight,
+        1.0,
+        worth_parallel(rows, d_input, d_output),
+    );
+    out
+}
+
+/// `layer.forward(x)`, through one `gemm` call on Flex.
+///
+/// # Shapes
+/// - `x`: `[..., d_input]`
+/// - output: `[..., d_output]`
+pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    if !is_flex::<B>() {
+        return layer.forward(x);
+    }
+    let (flex_x, weight, bias) = match (
+        into_flex(x),
+        into_flex(layer.weight.val()),
+        layer.bias.as_ref().map(|b| into_flex(b.val())).transpose(),
+    ) {
+        (Ok(x), Ok(w), Ok(b)) => (x, w, b),
+        (x, _, _) => {
+            let x = x.map_or_else(|x| x, from_flex);
+            return layer.forward(x);
+        }
+    };
+    let Some(w) = weight_view(&weight) else {
+        return layer.forward(from_flex(flex_x));
+    };
+    let mut shape = flex_x.layout().shape().to_vec();
+    let d_input = shape[D - 1];
+    assert_eq!(
+        d_input,
+        w.rows(),
+        "linear: input width {d_input} differs from the weight's d_input {}",
+        w.rows()
+    );
+    let rows = shape[..D - 1].iter().product();
+    let bias_values = bias.as_ref().map(values);
+    let out = linear_rows(&values(&flex_x), rows, w, bias_values.as_deref());
+    shape[D - 1] = w.cols();
+    from_flex(flex_tensor(out, &shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::nn::LinearConfig;
+    use burn::tensor::{Distribution, Tolerance};
+
+    #[test]
+    fn matches_burns_linear_with_and_without_bias_and_with_a_transposed_weight() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 3>::random([3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        for bias in [true, false] {
+            let mut layer = LinearConfig::new(7, 4)
+                .with_bias(bias)
+                .init::<Flex>(&device);
+            let expected = layer.forward(x.clone()).into_data();
+            linear(&layer, x.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+            // As loaded from a Hugging Face checkpoint: `[d_output, d_input]` transposed.
+            let stored =
+                Tensor::<Flex, 2>::from_data(layer.weight.val().transpose().into_data(), &device);
+            layer.weight = burn::module::Param::from_tensor(stored.transpose());
+            linear(&layer, x.clone().swap_dims(0, 1))
+                .swap_dims(0, 1)
+                .into_data()
+                .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+        }
+    }
+}
