@@ -48,6 +48,16 @@ pub(crate) enum SplitArg {
     Test,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub(crate) enum PrecisionArg {
+    /// Single precision (CPU and CUDA).
+    F32,
+    /// Half precision weights and compute (CUDA only): Llama-2-13B's 26 GB fit a 40 GB+ GPU.
+    F16,
+    /// bfloat16 weights and compute (CUDA only).
+    Bf16,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum DtypeArg {
     /// Half precision (half the disk; the heads train in f32 either way).
@@ -106,6 +116,10 @@ pub(crate) struct ExtractArgs {
     /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub(crate) device: Device,
+    /// Compute precision of the encoder. f16/bf16 keep half-precision checkpoints in their dtype
+    /// on the GPU; reductions of the pooling run in that precision too.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
     /// Milliseconds to pause after each batch (to test interruption).
     #[arg(long, hide = true)]
     pause_ms: Option<u64>,
@@ -206,6 +220,36 @@ impl ExtractObserver for Progress {
 
     fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `classify extract` on the backend `--device` and `--precision` select.
+pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
+    if args.precision == PrecisionArg::F32 {
+        return crate::cli::device::dispatch!(args.device, |B, dev| extract_cmd::<B>(args, &dev));
+    }
+    let Device::Cuda(index) = args.device else {
+        anyhow::bail!(
+            "--precision {:?} needs --device cuda: the CPU backend computes in f32",
+            args.precision
+        );
+    };
+    #[cfg(feature = "cuda")]
+    {
+        use burn::tensor::{bf16, f16};
+        let dev = daam::device::cuda_device(index).map_err(anyhow::Error::msg)?;
+        match args.precision {
+            PrecisionArg::F16 => extract_cmd::<burn::backend::Cuda<f16>>(args, &dev),
+            _ => extract_cmd::<burn::backend::Cuda<bf16>>(args, &dev),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = index;
+        anyhow::bail!(
+            "this classify was built without CUDA support: rebuild with \
+             `cargo build --release --features cuda`"
+        )
     }
 }
 

@@ -261,9 +261,7 @@ pub fn run() -> Result<()> {
         Command::Report(args) => dispatch!(args.device, |B, dev| report_cmd::<B>(&args, &dev)),
         Command::Validate(args) => validate(&args),
         Command::Synth(args) => synth(&args),
-        Command::Extract(args) => {
-            dispatch!(args.device, |B, dev| extract::extract_cmd::<B>(&args, &dev))
-        }
+        Command::Extract(args) => extract::run(&args),
     }
 }
 
