@@ -452,7 +452,10 @@ fn lora_baselines_replicate_on_the_extracted_store_and_enter_the_report() {
     let report: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(rep.join("report.json")).unwrap()).unwrap();
     let rendered = report.to_string();
-    assert!(rendered.contains("lora-r2") && rendered.contains("loraplus-r2"), "{rendered}");
+    assert!(
+        rendered.contains("lora-r2") && rendered.contains("loraplus-r2"),
+        "{rendered}"
+    );
     for method in ["lora-r2", "loraplus-r2"] {
         for run in ["seed-1", "seed-2"] {
             let dir = rep.join("runs").join(method).join(run);
@@ -470,7 +473,11 @@ fn lora_baselines_replicate_on_the_extracted_store_and_enter_the_report() {
     // A rerun keeps the finished runs.
     let output = classify(&args);
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("done before, kept"), "{}", text(&output));
+    assert!(
+        text(&output).contains("done before, kept"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
@@ -536,4 +543,47 @@ fn a_lora_run_learns_a_brightness_task() {
     let (first, last) = (&rows[0], &rows[rows.len() - 1]);
     assert!(last[1] < first[1], "the training loss falls: {metrics}");
     assert!(last[3] >= 0.9, "dark vs bright is learnt: {metrics}");
+}
+
+#[test]
+fn bad_weights_folders_are_named_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cifar");
+    write_cifar(&data, 2, 1);
+    let out = tmp.path().join("store");
+    let missing = tmp.path().join("no-such-checkpoint");
+    let run = |weights: &Path, encoder: &str| {
+        classify(&[
+            "extract",
+            "--encoder",
+            encoder,
+            "--weights",
+            weights.to_str().unwrap(),
+            "--task",
+            "cifar100",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let output = run(&missing, "beit");
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("no-such-checkpoint") && text(&output).contains("config.json"),
+        "{}",
+        text(&output)
+    );
+    // WavLM asked of a BEiT checkpoint.
+    let output = run(&encoder_fixture("beit"), "wavlm");
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("model_type is `beit`"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        !out.join("train/manifest.json").exists(),
+        "no store is started"
+    );
 }

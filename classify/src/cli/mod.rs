@@ -614,7 +614,9 @@ fn ablate(
     let (high, low) = interpretation.extreme_layers(k);
     let (method, lora) = parse_methods(std::slice::from_ref(&args.ablate_method))?;
     if !lora.is_empty() {
-        bail!("the ablation retrains a DAT head on chosen store layers: --ablate-method must be one");
+        bail!(
+            "the ablation retrains a DAT head on chosen store layers: --ablate-method must be one"
+        );
     }
     let mut rows = Vec::new();
     for (name, layers) in [("high-if", &high), ("low-if", &low)] {

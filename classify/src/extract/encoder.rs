@@ -36,11 +36,31 @@ impl EncoderKind {
     }
 }
 
-/// The two `config.json` fields every encoder has.
+/// The `config.json` fields every encoder has.
 #[derive(Debug, Deserialize)]
 struct Shape {
     hidden_size: usize,
     num_hidden_layers: usize,
+    #[serde(default)]
+    model_type: Option<String>,
+}
+
+/// Checks that the checkpoint in `weights` is a `kind` model (its `config.json` `model_type`).
+///
+/// # Errors
+/// [`Error::Store`] naming the file and both architectures when they differ.
+pub fn check_model_type(kind: EncoderKind, weights: &Path) -> Result<()> {
+    let shape: Shape = encoders::read_config(weights)?;
+    match shape.model_type {
+        Some(found) if found != kind.name() => Err(Error::Store {
+            path: weights.join("config.json"),
+            message: format!(
+                "model_type is `{found}`, but --encoder {} was asked for",
+                kind.name()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The layers × width of a checkpoint's features, from its `config.json`.

@@ -16,7 +16,7 @@ use burn::tensor::backend::Backend;
 use datasets::embedding_store::MANIFEST_FILE;
 use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo};
 
-pub use encoder::{feature_shape, EncoderKind, LoadedEncoder};
+pub use encoder::{check_model_type, feature_shape, EncoderKind, LoadedEncoder};
 pub use source::{DataTask, Input, Item, Source, SAMPLE_RATE};
 
 use crate::error::{Error, Result};
@@ -107,6 +107,7 @@ pub fn extract<B: Backend>(
     observer: &mut dyn ExtractObserver,
 ) -> Result<Vec<StoreSummary>> {
     let (num_layers, d_model) = feature_shape(&options.weights)?;
+    check_model_type(options.encoder, &options.weights)?;
     let encoder = LoadedEncoder::<B>::load(
         options.encoder,
         &options.weights,
