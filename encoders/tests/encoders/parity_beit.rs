@@ -2,10 +2,8 @@
 //! `tools/make_encoder_fixtures.py`: a per-layer relative position bias (`beit`, as
 //! beit-large-patch16-224) and a shared one (`beit-shared`, as the -pt22k checkpoints).
 
-mod common;
-
+use crate::common::{fixture, relative_error, Reference, B, TOLERANCE};
 use burn::tensor::Tensor;
-use common::{fixture, relative_error, Reference, B, TOLERANCE};
 use encoders::beit::Beit;
 use encoders::Error;
 

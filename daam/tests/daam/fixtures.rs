@@ -1,11 +1,9 @@
 //! Forward outputs and every gradient against the PyTorch reference fixtures
 //! (`tools/make_daam_fixtures.py`, computed in float64 and rounded to f32).
 
-mod common;
-
+use crate::common::{assert_close, to_vec, Fixture, B};
 use burn::module::Param;
 use burn::tensor::Tensor;
-use common::{assert_close, to_vec, Fixture, B};
 use daam::{
     DensityAdaptiveAttentionConfig, DensityBlockConfig, GaussianForm, GqDaamConfig,
     GroupedQueryAttention, GroupedQueryAttentionConfig, MixtureDensityAttentionConfig,

@@ -1,10 +1,8 @@
 //! Inputs that break naive implementations: constant chunks, huge and tiny magnitudes, chunks
 //! of one position. Outputs and every gradient must stay finite.
 
-mod common;
-
+use crate::common::{to_vec, B};
 use burn::tensor::{Distribution, Tensor};
-use common::{to_vec, B};
 use daam::{DensityAdaptiveAttentionConfig, DensityBlockConfig, MixtureDensityAttentionConfig};
 
 fn inputs() -> Vec<(&'static str, Tensor<B, 3>)> {

@@ -2,12 +2,10 @@
 //! the tiny random checkpoint `tests/fixtures/llama` (2 layers, 4 query heads over 2 key/value
 //! heads, d_model 32, vocabulary 287), written by `tools/make_encoder_fixtures.py`.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::{fixture, relative_error, Reference, B, TOLERANCE};
 use burn::tensor::{Int, Tensor, TensorData};
-use common::{fixture, relative_error, Reference, B, TOLERANCE};
 use encoders::llama::{Llama, LlamaTokenizer};
 use encoders::Error;
 

@@ -1,9 +1,7 @@
 //! The fused GroupNorm (+ ReLU) against its composed reference, through `Autodiff<Flex>`.
 
-mod common;
-
+use crate::common::{assert_close, seeded_normal, to_vec, B};
 use burn::tensor::Tensor;
-use common::{assert_close, seeded_normal, to_vec, B};
 use daam::{reference, DaamBackend, GroupNormSettings};
 
 #[test]

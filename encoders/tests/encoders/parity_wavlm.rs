@@ -2,12 +2,10 @@
 //! checkpoint of `tests/fixtures/wavlm` (pre-norm, layer-norm feature encoder, even positional
 //! kernel; written by `tools/make_encoder_fixtures.py`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::{fixture, relative_error, Reference, B, TOLERANCE};
 use burn::tensor::{Tensor, TensorData};
-use common::{fixture, relative_error, Reference, B, TOLERANCE};
 use encoders::wavlm::WavLM;
 use encoders::{Error, HiddenStates};
 use safetensors::SafeTensors;

@@ -7,10 +7,8 @@
 //! f64 and match float64 fixtures to < 1e-5 (`fixtures.rs`); this test covers shapes, heads and
 //! axes, where a wrong term shows as an O(1) error.
 
-mod common;
-
+use crate::common::{assert_close, seeded_normal, to_vec, B};
 use burn::tensor::Tensor;
-use common::{assert_close, seeded_normal, to_vec, B};
 use daam::{
     reference, DensityAdaptiveAttentionConfig, GaussianForm, MixtureDensityAttentionConfig,
 };

@@ -3,17 +3,15 @@
 //! without adapters) match transformers 4.46.3 (`tools/make_lora_fixtures.py`), only adapters
 //! and heads get gradients, and the trainable counts are the formula's and the authors'.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::{fixture, relative_error, Reference, B, TOLERANCE};
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Param, ParamId};
 use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
-use common::{fixture, relative_error, Reference, B, TOLERANCE};
 use encoders::beit::{Beit, BeitConfig};
 use encoders::classification::{
     beit_head_param_count, llama_head_param_count, wavlm_head_param_count, AudioBatch,
