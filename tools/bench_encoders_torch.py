@@ -10,7 +10,8 @@ Times the extraction forward that `classify extract` runs: eval mode, `torch.no_
 `output_hidden_states=True`, then the per-layer mean over tokens/frames of every layer's output
 (the embedding output dropped), `[batch, layers, d_model]`. Float32, eager,
 `torch.set_num_threads(N)`. Prints one JSON line per model:
-{"model", "batch", "threads", "seconds" (median forward), "items_per_second", "peak_rss_mib"}.
+{"model", "batch", "threads", "seconds" (median forward), "min_seconds", "items_per_second"
+(from the median), "peak_rss_mib"}.
 Peak RSS is the process's high-water mark (`ru_maxrss`) after the timed runs, so it includes
 the weights and torch's own libraries; run one model per process for a per-model figure.
 
@@ -170,6 +171,7 @@ def main() -> None:
             "threads": args.threads,
             "shape": list(pooled.shape),
             "seconds": seconds,
+            "min_seconds": min(times),
             "items_per_second": batch / seconds,
             "peak_rss_mib": peak_rss_mib(),
         }), flush=True)

@@ -1,9 +1,11 @@
-//! Convolution through [`DaamBackend::conv2d`]: the fused im2col + gemm kernel on Flex
+//! Convolution through [`DaamBackend::fused_conv2d`]: the fused im2col + gemm kernel on Flex
 //! ([`crate::kernel::conv2d`]), burn's own convolution elsewhere. Used by the DAT heads and the
-//! VQ-VAE in place of `burn::nn::conv::Conv2d::forward`.
+//! VQ-VAE in place of `burn::nn::conv::Conv2d::forward`, optionally with the ReLU that follows
+//! fused in.
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::PaddingConfig2d;
+use burn::tensor::activation::relu;
 use burn::tensor::Tensor;
 
 use crate::backend::{float, ConvSettings, DaamBackend};
@@ -24,6 +26,34 @@ pub fn conv2d<B: DaamBackend>(
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> Tensor<B, 4> {
+    fused(x, weight, bias, stride, padding, false)
+}
+
+/// `relu(conv2d(x, weight) + bias)`, the ReLU fused into the convolution.
+///
+/// # Shapes
+/// As [`conv2d`].
+///
+/// # Panics
+/// As [`conv2d`].
+pub fn conv2d_relu<B: DaamBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<B, 4> {
+    fused(x, weight, bias, stride, padding, true)
+}
+
+fn fused<B: DaamBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    relu: bool,
+) -> Tensor<B, 4> {
     let [_, in_channels, _, _] = x.dims();
     let [out_channels, weight_in, _, _] = weight.dims();
     assert_eq!(
@@ -43,6 +73,7 @@ pub fn conv2d<B: DaamBackend>(
             stride,
             padding,
             transposed: None,
+            relu,
         },
     ))
 }
@@ -54,6 +85,19 @@ pub fn conv2d<B: DaamBackend>(
 /// - `x`: `[batch_size, in_channels, height, width]`
 /// - output: `[batch_size, out_channels, out_h, out_w]`
 pub fn conv2d_module<B: DaamBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    module(conv, x, false)
+}
+
+/// `relu(conv.forward(x))`, through [`conv2d_relu`] when [`conv2d_module`] would use the fused
+/// op.
+///
+/// # Shapes
+/// As [`conv2d_module`].
+pub fn conv2d_relu_module<B: DaamBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    module(conv, x, true)
+}
+
+fn module<B: DaamBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>, with_relu: bool) -> Tensor<B, 4> {
     let padding = match conv.padding {
         PaddingConfig2d::Valid => Some([0, 0]),
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
@@ -62,9 +106,15 @@ pub fn conv2d_module<B: DaamBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tenso
         _ => None,
     };
     match (&conv.bias, padding) {
-        (Some(bias), Some(padding)) if conv.dilation == [1, 1] && conv.groups == 1 => {
-            conv2d(x, conv.weight.val(), bias.val(), conv.stride, padding)
-        }
+        (Some(bias), Some(padding)) if conv.dilation == [1, 1] && conv.groups == 1 => fused(
+            x,
+            conv.weight.val(),
+            bias.val(),
+            conv.stride,
+            padding,
+            with_relu,
+        ),
+        _ if with_relu => relu(conv.forward(x)),
         _ => conv.forward(x),
     }
 }
@@ -88,6 +138,7 @@ pub fn conv_transpose2d_module<B: DaamBackend>(
                 stride: conv.stride,
                 padding: conv.padding,
                 transposed: Some(conv.padding_out),
+                relu: false,
             },
         )),
         _ => conv.forward(x),
@@ -103,16 +154,21 @@ mod tests {
 
     type B = Autodiff<Flex>;
 
-    /// The fused op and burn's own convolution agree in output and every gradient.
+    /// The fused op, with and without its ReLU, and burn's own convolution (then `relu`)
+    /// agree in output and every gradient; the 96 → 5 case takes the shifted kernel.
     #[test]
     fn fused_matches_burn_forward_and_gradients() {
         let device = Default::default();
-        for (channels, kernel, stride, padding, size) in [
+        for ((channels, kernel, stride, padding, size), with_relu) in [
             ([3, 8], [3, 3], [1, 1], 1, [9, 7]),
             ([4, 70], [3, 3], [2, 2], 1, [10, 8]),
             ([6, 2], [1, 1], [1, 1], 0, [5, 5]),
             ([2, 5], [4, 4], [2, 2], 1, [8, 8]),
-        ] {
+            ([96, 5], [3, 3], [1, 1], 1, [6, 5]),
+        ]
+        .into_iter()
+        .flat_map(|case| [(case, false), (case, true)])
+        {
             let conv = Conv2dConfig::new(channels, kernel)
                 .with_stride(stride)
                 .with_padding(PaddingConfig2d::Explicit(
@@ -131,10 +187,11 @@ mod tests {
             );
             let grads_of = |fused: bool| {
                 let x = x.clone().detach().require_grad();
-                let out = if fused {
-                    conv2d_module(&conv, x.clone())
-                } else {
-                    conv.forward(x.clone())
+                let out = match (fused, with_relu) {
+                    (true, false) => conv2d_module(&conv, x.clone()),
+                    (true, true) => conv2d_relu_module(&conv, x.clone()),
+                    (false, false) => conv.forward(x.clone()),
+                    (false, true) => relu(conv.forward(x.clone())),
                 };
                 let grads = (out.clone() * g.clone()).sum().backward();
                 let gx = x.grad(&grads).unwrap();
@@ -147,7 +204,8 @@ mod tests {
                 for (i, (u, v)) in p.iter().zip(&q).enumerate() {
                     assert!(
                         (u - v).abs() < 1e-4 * (1.0 + v.abs()),
-                        "{what} [{i}] {u} vs {v} ({channels:?} {kernel:?} s{stride:?})"
+                        "{what} [{i}] {u} vs {v} ({channels:?} {kernel:?} s{stride:?} relu \
+                         {with_relu})"
                     );
                 }
             };
@@ -220,5 +278,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The composed default (other backends) computes the fused ReLU's gradient as burn's
+    /// `relu` then convolution would.
+    #[test]
+    fn composed_relu_backward_matches_burn() {
+        use crate::backend::composed;
+        let device = Default::default();
+        let conv = Conv2dConfig::new([3, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init::<B>(&device);
+        let x = Tensor::<B, 4>::random([2, 3, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        let g = Tensor::<Flex, 4>::random([2, 4, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        let settings = ConvSettings {
+            stride: [1, 1],
+            padding: [1, 1],
+            transposed: None,
+            relu: true,
+        };
+        let prim4 = |t: Tensor<Flex, 4>| t.into_primitive().tensor();
+        let inner_w = conv.weight.val().inner();
+        let inner_b = conv.bias.as_ref().unwrap().val().inner();
+        let output = composed::conv2d_forward::<Flex>(
+            prim4(x.clone().inner()),
+            prim4(inner_w.clone()),
+            inner_b.clone().into_primitive().tensor(),
+            settings,
+        );
+        let grads = composed::conv2d_backward::<Flex>(
+            prim4(x.clone().inner()),
+            prim4(inner_w),
+            inner_b.into_primitive().tensor(),
+            Some(output.clone()),
+            settings,
+            prim4(g.clone()),
+        );
+        let x = x.detach().require_grad();
+        let out = relu(conv.forward(x.clone()));
+        let expected = (out.clone() * Tensor::from_inner(g)).sum().backward();
+        let tol = burn::tensor::Tolerance::<f32>::default();
+        float::<Flex, 4>(output)
+            .into_data()
+            .assert_approx_eq(&out.inner().into_data(), tol);
+        float::<Flex, 4>(grads.x)
+            .into_data()
+            .assert_approx_eq(&x.grad(&expected).unwrap().into_data(), tol);
+        float::<Flex, 4>(grads.weight)
+            .into_data()
+            .assert_approx_eq(&conv.weight.grad(&expected).unwrap().into_data(), tol);
     }
 }

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 
 use crate::backend::DaamBackend;
 use crate::{
-    DensityAdaptiveAttention, DensityAdaptiveAttentionConfig, GroupedQueryAttention,
+    linear_rows, DensityAdaptiveAttention, DensityAdaptiveAttentionConfig, GroupedQueryAttention,
     GroupedQueryAttentionConfig,
 };
 
@@ -63,7 +63,7 @@ impl<B: DaamBackend> GqDaam<B> {
     /// As [`DensityAdaptiveAttention::forward`].
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.daam.forward(x);
-        self.gqa.forward(self.embed.forward(x))
+        self.gqa.forward(linear_rows(&self.embed, x))
     }
 }
 

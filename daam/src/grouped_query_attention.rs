@@ -3,9 +3,10 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+
+use crate::{linear_rows, scaled_dot_product_attention, DaamBackend};
 
 /// Configuration of a [`GroupedQueryAttention`].
 #[derive(Config, Debug)]
@@ -83,7 +84,7 @@ impl GroupedQueryAttentionConfig {
     }
 }
 
-impl<B: Backend> GroupedQueryAttention<B> {
+impl<B: DaamBackend> GroupedQueryAttention<B> {
     /// Self-attention over the sequence axis.
     ///
     /// # Shapes
@@ -93,39 +94,19 @@ impl<B: Backend> GroupedQueryAttention<B> {
     /// # Panics
     /// If `d_model` differs from the module's.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch_size, seq_length, d_model] = x.dims();
+        let [_, _, d_model] = x.dims();
         let [expected, _] = self.q_proj.weight.dims();
         assert_eq!(
             d_model, expected,
             "GroupedQueryAttention: input d_model ({d_model}) differs from the module's ({expected})"
         );
-        let (heads, kv) = (self.num_heads, self.num_kv_heads);
-        let head_dim = d_model / heads;
-        let group = heads / kv;
-        // Query heads of a group are contiguous: stack them along the sequence axis so each
-        // group is one matmul against its key/value head, with no copy of K or V.
-        let q = self
-            .q_proj
-            .forward(x.clone())
-            .reshape([batch_size, seq_length, heads, head_dim])
-            .swap_dims(1, 2) // [batch_size, num_heads, seq_length, head_dim]
-            .reshape([batch_size, kv, group * seq_length, head_dim]);
-        let split_kv = |t: Tensor<B, 3>| {
-            t.reshape([batch_size, seq_length, kv, head_dim])
-                .swap_dims(1, 2)
-        }; // [batch_size, num_kv_heads, seq_length, head_dim]
-        let k = split_kv(self.k_proj.forward(x.clone()));
-        let v = split_kv(self.v_proj.forward(x));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .div_scalar((head_dim as f64).sqrt());
-        let attention = softmax(scores, 3); // [batch_size, num_kv_heads, group·seq, seq_length]
-        let context = attention
-            .matmul(v) // [batch_size, num_kv_heads, group·seq, head_dim]
-            .reshape([batch_size, heads, seq_length, head_dim])
-            .swap_dims(1, 2)
-            .reshape([batch_size, seq_length, d_model]);
-        self.out_proj.forward(context)
+        let q = linear_rows(&self.q_proj, x.clone());
+        let k = linear_rows(&self.k_proj, x.clone());
+        let v = linear_rows(&self.v_proj, x);
+        // Query heads of a group are contiguous, each group attending with its own key/value
+        // head.
+        let context = scaled_dot_product_attention(q, k, v, self.num_heads, self.num_kv_heads);
+        linear_rows(&self.out_proj, context)
     }
 }
 

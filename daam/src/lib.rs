@@ -39,6 +39,7 @@
 //! assert!(block.layers[0].c.grad(&grads).is_some());
 //! ```
 
+mod attention;
 mod backend;
 mod conv;
 mod density_adaptive_attention;
@@ -50,15 +51,17 @@ mod gq_daam;
 mod grouped_query_attention;
 mod importance_factor;
 pub mod kernel;
+mod linear;
 mod mixture_density_attention;
 pub mod plot;
 pub mod reference;
 
+pub use attention::scaled_dot_product_attention;
 pub use backend::{
-    ConvGrads, ConvSettings, DaamBackend, DensityGrads, DensityOutput, GroupNormGrads,
-    GroupNormSettings,
+    AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend, DensityGrads,
+    DensityOutput, GroupNormGrads, GroupNormSettings,
 };
-pub use conv::{conv2d, conv2d_module, conv_transpose2d_module};
+pub use conv::{conv2d, conv2d_module, conv2d_relu, conv2d_relu_module, conv_transpose2d_module};
 pub use density_adaptive_attention::{
     DensityAdaptiveAttention, DensityAdaptiveAttentionConfig, DensityAttentionOutput,
 };
@@ -71,6 +74,7 @@ pub use importance_factor::{
     gaussian_product_entropy, head_entropies, mixture_head_entropies, ImportanceFactor,
     ImportanceSummary, Interval, ParameterRanges,
 };
+pub use linear::linear_rows;
 pub use mixture_density_attention::{
     MixtureDensityAttention, MixtureDensityAttentionConfig, ScaleInit,
 };

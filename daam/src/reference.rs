@@ -104,6 +104,44 @@ pub fn mixture_density_attention<B: Backend>(
     (Tensor::cat(outputs, 1), Tensor::cat(mixtures, 1))
 }
 
+/// Scaled dot-product attention with grouped key/value heads (the composed form of
+/// [`crate::kernel::attention`]): query head `h` attends with key/value head
+/// `h / (num_heads / num_kv_heads)`, `softmax(Q Kᵀ / sqrt(head_dim)) V`, heads concatenated.
+///
+/// # Shapes
+/// - `q`: `[batch_size, seq_length, num_heads · head_dim]`
+/// - `k`, `v`: `[batch_size, seq_length, num_kv_heads · head_dim]`
+/// - output: `[batch_size, seq_length, num_heads · head_dim]`
+pub fn scaled_dot_product_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    num_heads: usize,
+    num_kv_heads: usize,
+) -> Tensor<B, 3> {
+    let [batch_size, seq_length, width] = q.dims();
+    let head_dim = width / num_heads;
+    let group = num_heads / num_kv_heads;
+    // Query heads of a group are contiguous: stack them along the sequence axis so each group
+    // is one matmul against its key/value head.
+    let q = q
+        .reshape([batch_size, seq_length, num_heads, head_dim])
+        .swap_dims(1, 2) // [batch_size, num_heads, seq_length, head_dim]
+        .reshape([batch_size, num_kv_heads, group * seq_length, head_dim]);
+    let split_kv = |t: Tensor<B, 3>| {
+        t.reshape([batch_size, seq_length, num_kv_heads, head_dim])
+            .swap_dims(1, 2)
+    }; // [batch_size, num_kv_heads, seq_length, head_dim]
+    let scores = q
+        .matmul(split_kv(k).swap_dims(2, 3))
+        .div_scalar((head_dim as f64).sqrt());
+    softmax(scores, 3) // [batch_size, num_kv_heads, group · seq_length, seq_length]
+        .matmul(split_kv(v))
+        .reshape([batch_size, num_heads, seq_length, head_dim])
+        .swap_dims(1, 2)
+        .reshape([batch_size, seq_length, width])
+}
+
 /// GroupNorm over `[batch_size, channels, spatial]` with a per-channel affine map and an
 /// optional ReLU (the composed form of [`crate::kernel::group_norm`]; biased variance, as
 /// burn's and PyTorch's `GroupNorm`).

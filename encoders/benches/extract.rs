@@ -4,7 +4,8 @@
 //! `microsoft/beit-large-patch16-224` or `microsoft/wavlm-large`), times `--iters` forwards after
 //! `--warmup` untimed ones on random inputs (`[batch, 3, 224, 224]` pixels or `[batch, 80000]`
 //! 5-s clips), and prints one JSON line: model, batch, threads (`RAYON_NUM_THREADS`), load and
-//! median forward seconds, items/s and the process's peak resident memory (`VmHWM`).
+//! median and fastest forward seconds, items/s (from the median) and the process's peak resident
+//! memory (`VmHWM`).
 //! `tools/bench_encoders_compare.py` sets it beside the same forward in PyTorch.
 //!
 //! ```sh
@@ -125,13 +126,20 @@ fn main() {
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    let seconds = times[times.len() / 2];
+    let mid = times.len() / 2;
+    let seconds = if times.len() % 2 == 0 {
+        (times[mid - 1] + times[mid]) / 2.0
+    } else {
+        times[mid]
+    };
     println!(
         "{{\"model\": \"{}\", \"batch\": {}, \"threads\": \"{threads}\", \"shape\": {shape:?}, \
          \"load_seconds\": {load_seconds:.3}, \"seconds\": {seconds:.4}, \
+         \"min_seconds\": {:.4}, \
          \"items_per_second\": {:.4}, \"peak_rss_mib\": {:.1}}}",
         args.model,
         args.batch,
+        times[0],
         args.batch as f64 / seconds,
         peak_rss_mib(),
     );

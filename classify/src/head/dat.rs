@@ -6,7 +6,6 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use daam::DaamBackend;
@@ -130,8 +129,8 @@ impl<B: DaamBackend> DatHead<B> {
         let (attended, weights) = self.attention.forward_with_weights(x);
         let [height, width] = self.grid;
         let grid = attended.reshape([batch_size, num_layers, height, width]);
-        let hidden = relu(daam::conv2d_module(&self.conv1, grid)); // [batch_size, conv_channels, height, width]
-        let folded = relu(daam::conv2d_module(&self.conv2, hidden)); // [batch_size, num_layers, height, width]
+        let hidden = daam::conv2d_relu_module(&self.conv1, grid); // [batch_size, conv_channels, height, width]
+        let folded = daam::conv2d_relu_module(&self.conv2, hidden); // [batch_size, num_layers, height, width]
         let logits = self
             .fc
             .forward(folded.reshape([batch_size, num_layers * height * width]));

@@ -3,16 +3,19 @@
 //! `reference/daam-reference.md` §1-5).
 
 use burn::module::Module;
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use daam::{
-    DaamBackend, DensityAdaptiveAttention, DensityAdaptiveAttentionConfig, DensityBlock,
-    DensityBlockConfig, GqDaam, GqDaamConfig, GroupedQueryAttention, GroupedQueryAttentionConfig,
-    MixtureDensityAttentionConfig,
+    linear_rows, DaamBackend, DensityAdaptiveAttention, DensityAdaptiveAttentionConfig,
+    DensityBlock, DensityBlockConfig, GqDaam, GqDaamConfig, GroupedQueryAttention,
+    GroupedQueryAttentionConfig, MixtureDensityAttentionConfig,
 };
 use serde::{Deserialize, Serialize};
+
+use super::batch_norm::batch_norm;
+use super::self_attention::mha_self_attention;
 
 /// Which attention a head puts in front of its convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -203,15 +206,15 @@ impl<B: DaamBackend> LayerAttention<B> {
             LayerAttention::Mixture(block) => (block.forward(x), None),
             LayerAttention::GqDaam(gq) => {
                 let out = gq.daam.forward_with_weights(x);
-                let embedded = gq.embed.forward(out.output); // [batch_size, num_layers, 512]
+                let embedded = linear_rows(&gq.embed, out.output); // [batch_size, num_layers, 512]
                 (gq.gqa.forward(embedded), Some(out.weights))
             }
-            LayerAttention::Mha(mha) => (mha.forward(MhaInput::self_attn(x)).context, None),
+            LayerAttention::Mha(mha) => (mha_self_attention(mha, x), None),
             LayerAttention::MhaBn(m) => {
-                let attended = m.mha.forward(MhaInput::self_attn(x)).context;
-                (m.norm.forward(attended), None)
+                let attended = mha_self_attention(&m.mha, x);
+                (batch_norm(&m.norm, attended), None)
             }
-            LayerAttention::Gqa(p) => (p.gqa.forward(p.embed.forward(x)), None),
+            LayerAttention::Gqa(p) => (p.gqa.forward(linear_rows(&p.embed, x)), None),
         }
     }
 

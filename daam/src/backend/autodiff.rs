@@ -9,8 +9,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 
 use super::{
-    ConvGrads, ConvSettings, DaamBackend, DensityGrads, DensityOutput, GroupNormGrads,
-    GroupNormSettings,
+    AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend, DensityGrads,
+    DensityOutput, GroupNormGrads, GroupNormSettings,
 };
 use crate::GaussianForm;
 
@@ -167,13 +167,14 @@ impl<B: DaamBackend> Backward<B, 3> for GroupNormBackward {
     }
 }
 
-/// Saved for the convolution's backward pass.
+/// Saved for the convolution's backward pass; the output only under a fused ReLU (its mask).
 #[derive(Debug, Clone)]
 struct SavedConv<B: DaamBackend> {
     settings: ConvSettings,
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: FloatTensor<B>,
+    output: Option<FloatTensor<B>>,
 }
 
 #[derive(Debug)]
@@ -190,9 +191,10 @@ impl<B: DaamBackend> Backward<B, 3> for ConvBackward {
             x,
             weight,
             bias,
+            output,
         } = ops.state;
         let ConvGrads { x, weight, bias } =
-            B::fused_conv2d_backward(x, weight, bias, settings, grad_out);
+            B::fused_conv2d_backward(x, weight, bias, output, settings, grad_out);
         for (node, grad) in [(node_x, x), (node_weight, weight), (node_bias, bias)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -201,7 +203,66 @@ impl<B: DaamBackend> Backward<B, 3> for ConvBackward {
     }
 }
 
+/// Saved for the attention's backward pass (the probabilities are recomputed).
+#[derive(Debug, Clone)]
+struct SavedAttention<B: DaamBackend> {
+    settings: AttentionSettings,
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: DaamBackend> Backward<B, 3> for AttentionBackward {
+    type State = SavedAttention<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let grad_out = grads.consume::<B>(&ops.node);
+        let SavedAttention { settings, q, k, v } = ops.state;
+        let AttentionGrads { q, k, v } =
+            B::scaled_dot_product_attention_backward(q, k, v, settings, grad_out);
+        for (node, grad) in [(node_q, q), (node_k, k), (node_v, v)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
 impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
+    fn scaled_dot_product_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        settings: AttentionSettings,
+    ) -> FloatTensor<Self> {
+        let output = B::scaled_dot_product_attention(
+            q.primitive.clone(),
+            k.primitive.clone(),
+            v.primitive.clone(),
+            settings,
+        );
+        match AttentionBackward
+            .prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                SavedAttention {
+                    settings,
+                    q: q.primitive,
+                    k: k.primitive,
+                    v: v.primitive,
+                },
+                output,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
     fn fused_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -225,6 +286,7 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
                     x: x.primitive,
                     weight: weight.primitive,
                     bias: bias.primitive,
+                    output: settings.relu.then(|| output.clone()),
                 },
                 output,
             ),

@@ -5,9 +5,10 @@ use burn::backend::Flex;
 use burn::tensor::{DType, TensorData, TensorMetadata};
 
 use super::{
-    composed, ConvGrads, ConvSettings, DaamBackend, DensityGrads, DensityOutput, GroupNormGrads,
-    GroupNormSettings,
+    composed, AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend,
+    DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings,
 };
+use crate::kernel::attention::{self, AttentionDims};
 use crate::kernel::conv2d::{self, Conv2dDims};
 use crate::kernel::group_norm::{self, GroupNormDims};
 use crate::kernel::mixture::{self, MixtureParams};
@@ -203,6 +204,7 @@ impl DaamBackend for Flex {
                 &values(&x),
                 &values(&weight),
                 Some(&values(&bias)),
+                settings.relu,
                 &d,
                 &mut out,
             );
@@ -214,6 +216,7 @@ impl DaamBackend for Flex {
             &values(&x),
             &values(&weight),
             Some(&values(&bias)),
+            settings.relu,
             &d,
             &mut out,
         );
@@ -224,21 +227,31 @@ impl DaamBackend for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         bias: FlexTensor,
+        output: Option<FlexTensor>,
         settings: ConvSettings,
         grad_out: FlexTensor,
     ) -> ConvGrads<Self> {
-        if !all_f32(&[&x, &weight, &bias, &grad_out]) {
-            return composed::conv2d_backward::<Self>(x, weight, bias, settings, grad_out);
+        let output_f32 = output.as_ref().is_none_or(|o| all_f32(&[o]));
+        if !all_f32(&[&x, &weight, &bias, &grad_out]) || !output_f32 {
+            return composed::conv2d_backward::<Self>(x, weight, bias, output, settings, grad_out);
         }
         let d = conv_dims(&x, &weight, settings);
         let (x_values, w_values, g_values) = (values(&x), values(&weight), values(&grad_out));
+        let relu_output = settings.relu.then(|| {
+            values(
+                output
+                    .as_ref()
+                    .expect("a fused ReLU's backward needs the output"),
+            )
+        });
+        let relu_output = relu_output.as_deref();
         let (grads, bias_len) = match settings.transposed {
             None => (
-                conv2d::backward(&x_values, &w_values, &g_values, &d),
+                conv2d::backward(&x_values, &w_values, &g_values, relu_output, &d),
                 d.out_channels,
             ),
             Some(_) => (
-                conv2d::transpose_backward(&x_values, &w_values, &g_values, &d),
+                conv2d::transpose_backward(&x_values, &w_values, &g_values, relu_output, &d),
                 d.in_channels,
             ),
         };
@@ -246,6 +259,47 @@ impl DaamBackend for Flex {
             x: tensor(grads.x, &x.shape().to_vec()),
             weight: tensor(grads.weight, &weight.shape().to_vec()),
             bias: tensor(grads.bias, &[bias_len]),
+        }
+    }
+
+    fn scaled_dot_product_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        settings: AttentionSettings,
+    ) -> FlexTensor {
+        if !all_f32(&[&q, &k, &v]) {
+            return composed::attention_forward::<Self>(q, k, v, settings);
+        }
+        let (dims, shape) = attention_dims(&q, &k, settings);
+        let mut out = vec![0.0; dims.q_len()];
+        attention::forward(&values(&q), &values(&k), &values(&v), &dims, &mut out);
+        tensor(out, &shape)
+    }
+
+    fn scaled_dot_product_attention_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        settings: AttentionSettings,
+        grad_out: FlexTensor,
+    ) -> AttentionGrads<Self> {
+        if !all_f32(&[&q, &k, &v, &grad_out]) {
+            return composed::attention_backward::<Self>(q, k, v, settings, grad_out);
+        }
+        let (dims, shape) = attention_dims(&q, &k, settings);
+        let kv_shape = k.shape().to_vec();
+        let grads = attention::backward(
+            &values(&q),
+            &values(&k),
+            &values(&v),
+            &values(&grad_out),
+            &dims,
+        );
+        AttentionGrads {
+            q: tensor(grads.q, &shape),
+            k: tensor(grads.k, &kv_shape),
+            v: tensor(grads.v, &kv_shape),
         }
     }
 
@@ -297,6 +351,35 @@ impl DaamBackend for Flex {
             beta: tensor(grads.beta, &channels),
         }
     }
+}
+
+/// The attention a call computes, and the query's shape.
+fn attention_dims(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    s: AttentionSettings,
+) -> (AttentionDims, Vec<usize>) {
+    let (qs, ks) = (q.shape().to_vec(), k.shape().to_vec());
+    assert!(
+        qs.len() == 3 && ks.len() == 3 && qs[..2] == ks[..2],
+        "fused attention: query {qs:?} and key {ks:?} do not fit"
+    );
+    let head_dim = qs[2] / s.num_heads;
+    assert_eq!(
+        [qs[2], ks[2]],
+        [s.num_heads * head_dim, s.num_kv_heads * head_dim],
+        "fused attention: widths of {} query and {} key/value heads",
+        s.num_heads,
+        s.num_kv_heads
+    );
+    let dims = AttentionDims {
+        batch: qs[0],
+        seq_length: qs[1],
+        num_heads: s.num_heads,
+        num_kv_heads: s.num_kv_heads,
+        head_dim,
+    };
+    (dims, qs)
 }
 
 /// The convolution a call computes, or (transposed) whose input gradient it computes.

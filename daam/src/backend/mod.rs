@@ -79,6 +79,28 @@ pub struct ConvSettings {
     /// `Some(output_padding)` for a transposed convolution (weight
     /// `[in_channels, out_channels, kernel_h, kernel_w]`), `None` for a convolution.
     pub transposed: Option<[usize; 2]>,
+    /// Whether a ReLU follows (fused: no separate op over the output and its gradient).
+    pub relu: bool,
+}
+
+/// Settings of a fused attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionSettings {
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads (divide `num_heads`; equal for multi-head attention).
+    pub num_kv_heads: usize,
+}
+
+/// Gradients of a fused attention call.
+#[derive(Debug, Clone)]
+pub struct AttentionGrads<B: Backend> {
+    /// `∂L/∂q`, `[batch_size, seq_length, num_heads · head_dim]`.
+    pub q: FloatTensor<B>,
+    /// `∂L/∂k`, `[batch_size, seq_length, num_kv_heads · head_dim]`.
+    pub k: FloatTensor<B>,
+    /// `∂L/∂v`, `[batch_size, seq_length, num_kv_heads · head_dim]`.
+    pub v: FloatTensor<B>,
 }
 
 /// A burn backend that can run the DAAM modules. Implemented for Flex, `Autodiff<B>` and (with
@@ -161,8 +183,8 @@ pub trait DaamBackend: Backend {
         composed::group_norm_forward::<Self>(x, gamma, beta, settings)
     }
 
-    /// 2-D convolution, or transposed convolution, with bias ([`crate::kernel::conv2d`] on
-    /// Flex; burn's own `conv2d` / `conv_transpose2d` elsewhere).
+    /// 2-D convolution, or transposed convolution, with bias and an optional ReLU
+    /// ([`crate::kernel::conv2d`] on Flex; burn's own `conv2d` / `conv_transpose2d` elsewhere).
     ///
     /// # Shapes
     /// - `x`: `[batch_size, in_channels, height, width]`
@@ -176,15 +198,48 @@ pub trait DaamBackend: Backend {
         composed::conv2d_forward::<Self>(x, weight, bias, settings)
     }
 
-    /// Convolution backward for `grad_out = ∂L/∂output`.
+    /// Convolution backward for `grad_out = ∂L/∂output`; `output` is the forward's output,
+    /// given when `settings.relu` (the ReLU's gradient is zero where it is not positive).
+    ///
+    /// # Panics
+    /// If `settings.relu` and `output` is `None`.
     fn fused_conv2d_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        output: Option<FloatTensor<Self>>,
         settings: ConvSettings,
         grad_out: FloatTensor<Self>,
     ) -> ConvGrads<Self> {
-        composed::conv2d_backward::<Self>(x, weight, bias, settings, grad_out)
+        composed::conv2d_backward::<Self>(x, weight, bias, output, settings, grad_out)
+    }
+
+    /// Scaled dot-product attention with grouped key/value heads
+    /// ([`crate::kernel::attention`] on Flex; [`reference::scaled_dot_product_attention`]
+    /// elsewhere).
+    ///
+    /// # Shapes
+    /// - `q`: `[batch_size, seq_length, num_heads · head_dim]`
+    /// - `k`, `v`: `[batch_size, seq_length, num_kv_heads · head_dim]`
+    /// - output: `[batch_size, seq_length, num_heads · head_dim]`
+    fn scaled_dot_product_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        settings: AttentionSettings,
+    ) -> FloatTensor<Self> {
+        composed::attention_forward::<Self>(q, k, v, settings)
+    }
+
+    /// Attention backward for `grad_out = ∂L/∂output`.
+    fn scaled_dot_product_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        settings: AttentionSettings,
+        grad_out: FloatTensor<Self>,
+    ) -> AttentionGrads<Self> {
+        composed::attention_backward::<Self>(q, k, v, settings, grad_out)
     }
 
     /// GroupNorm (+ ReLU) backward for `grad_out = ∂L/∂output`.
@@ -208,6 +263,7 @@ pub(crate) fn float<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Te
 /// for dtypes their kernels do not cover.
 pub(crate) mod composed {
     use super::*;
+    use burn::tensor::activation::relu;
 
     pub(crate) fn per_feature_forward<B: Backend>(
         x: FloatTensor<B>,
@@ -275,6 +331,7 @@ pub(crate) mod composed {
         })
     }
 
+    /// The convolution without its ReLU.
     fn apply_conv<B: Backend>(
         x: Tensor<B, 4>,
         weight: Tensor<B, 4>,
@@ -309,25 +366,29 @@ pub(crate) mod composed {
         bias: FloatTensor<B>,
         s: ConvSettings,
     ) -> FloatTensor<B> {
-        apply_conv(float::<B, 4>(x), float(weight), float(bias), s)
-            .into_primitive()
-            .tensor()
+        let y = apply_conv(float::<B, 4>(x), float(weight), float(bias), s);
+        let y = if s.relu { relu(y) } else { y };
+        y.into_primitive().tensor()
     }
 
     pub(crate) fn conv2d_backward<B: Backend>(
         x: FloatTensor<B>,
         weight: FloatTensor<B>,
         bias: FloatTensor<B>,
+        output: Option<FloatTensor<B>>,
         s: ConvSettings,
         grad_out: FloatTensor<B>,
     ) -> ConvGrads<B> {
+        let mut grad_out = float::<B, 4>(grad_out);
+        if s.relu {
+            let output = float::<B, 4>(output.expect("a fused ReLU's backward needs the output"));
+            grad_out = grad_out.mask_fill(output.lower_equal_elem(0.0), 0.0);
+        }
         let x = Tensor::<Autodiff<B>, 4>::from_inner(float(x)).require_grad();
         let weight = Tensor::<Autodiff<B>, 4>::from_inner(float(weight)).require_grad();
         let bias = Tensor::<Autodiff<B>, 1>::from_inner(float(bias)).require_grad();
         let output = apply_conv(x.clone(), weight.clone(), bias.clone(), s);
-        let grads = (output * Tensor::from_inner(float::<B, 4>(grad_out)))
-            .sum()
-            .backward();
+        let grads = (output * Tensor::from_inner(grad_out)).sum().backward();
         ConvGrads {
             x: x.grad(&grads)
                 .expect("x is tracked")
@@ -343,6 +404,56 @@ pub(crate) mod composed {
                 .expect("bias is tracked")
                 .into_primitive()
                 .tensor(),
+        }
+    }
+
+    pub(crate) fn attention_forward<B: Backend>(
+        q: FloatTensor<B>,
+        k: FloatTensor<B>,
+        v: FloatTensor<B>,
+        s: AttentionSettings,
+    ) -> FloatTensor<B> {
+        reference::scaled_dot_product_attention(
+            float::<B, 3>(q),
+            float(k),
+            float(v),
+            s.num_heads,
+            s.num_kv_heads,
+        )
+        .into_primitive()
+        .tensor()
+    }
+
+    pub(crate) fn attention_backward<B: Backend>(
+        q: FloatTensor<B>,
+        k: FloatTensor<B>,
+        v: FloatTensor<B>,
+        s: AttentionSettings,
+        grad_out: FloatTensor<B>,
+    ) -> AttentionGrads<B> {
+        let tracked =
+            |t: FloatTensor<B>| Tensor::<Autodiff<B>, 3>::from_inner(float(t)).require_grad();
+        let (q, k, v) = (tracked(q), tracked(k), tracked(v));
+        let output = reference::scaled_dot_product_attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            s.num_heads,
+            s.num_kv_heads,
+        );
+        let grads = (output * Tensor::from_inner(float::<B, 3>(grad_out)))
+            .sum()
+            .backward();
+        let grad = |t: &Tensor<Autodiff<B>, 3>| {
+            t.grad(&grads)
+                .expect("attention inputs are tracked")
+                .into_primitive()
+                .tensor()
+        };
+        AttentionGrads {
+            q: grad(&q),
+            k: grad(&k),
+            v: grad(&v),
         }
     }
 

@@ -10,9 +10,16 @@
 //! - backward: `∂W += ∂out_b · cols_bᵀ`, `∂bias += Σ_N ∂out_b`, `∂x_b = col2im(Wᵀ · ∂out_b)`.
 //!
 //! Images run in parallel (rayon), each multiply single-threaded; a batch of one multiplies
-//! on every thread instead.
+//! on every thread instead. Stride-1 convolutions with many input and few output channels go
+//! to [`super::conv2d_shifted`] instead, which needs no im2col matrix.
+//!
+//! A ReLU can follow: the forward writes `max(y, 0)` and the backward takes the forward's
+//! output to zero `∂out` where it is not positive (`relu_output`), which saves burn's separate
+//! ReLU op and its backward over the (for the DAT head 32 × 512 × 32 × 32) hidden map.
 
 use rayon::prelude::*;
+
+use super::conv2d_shifted;
 
 /// Sizes of a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +148,7 @@ pub fn matmul(
 }
 
 /// Output columns `ox` whose input column `ox·stride + k − pad` lies inside `0..len`.
-fn valid_range(
+pub(crate) fn valid_range(
     out_len: usize,
     len: usize,
     k: usize,
@@ -249,6 +256,45 @@ fn add_partials(
     (weight, bias)
 }
 
+/// Adds `bias[o]` to output plane `o` and applies the ReLU if asked.
+pub(crate) fn epilogue(out: &mut [f32], plane: usize, bias: Option<&[f32]>, relu: bool) {
+    for (o, row) in out.chunks_exact_mut(plane).enumerate() {
+        let b = bias.map_or(0.0, |bias| bias[o]);
+        if relu {
+            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+        } else if b != 0.0 {
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    }
+}
+
+/// `dst = grad` where the ReLU's `output` is positive, else 0 (the ReLU's backward).
+pub(crate) fn relu_masked(grad: &[f32], output: &[f32], dst: &mut [f32]) {
+    for ((d, &g), &o) in dst.iter_mut().zip(grad).zip(output) {
+        *d = if o > 0.0 { g } else { 0.0 };
+    }
+}
+
+/// `grad` with the ReLU's backward applied when `relu_output` is given, for the whole batch.
+pub(crate) fn masked_gradient<'a>(
+    grad: &'a [f32],
+    relu_output: Option<&[f32]>,
+) -> std::borrow::Cow<'a, [f32]> {
+    match relu_output {
+        None => std::borrow::Cow::Borrowed(grad),
+        Some(output) => {
+            assert_eq!(output.len(), grad.len(), "conv2d: ReLU output length");
+            let mut masked = vec![0.0; grad.len()];
+            const CHUNK: usize = 1 << 16;
+            masked
+                .par_chunks_mut(CHUNK)
+                .zip(grad.par_chunks(CHUNK).zip(output.par_chunks(CHUNK)))
+                .for_each(|(dst, (g, o))| relu_masked(g, o, dst));
+            std::borrow::Cow::Owned(masked)
+        }
+    }
+}
+
 fn check(d: &Conv2dDims, x: usize, weight: usize) {
     assert_eq!(
         x,
@@ -302,26 +348,29 @@ fn forward_image(
 }
 
 /// Convolution forward: `x` `[batch, in, h, w]`, `weight` `[out, in, kh, kw]`, optional
-/// `bias` `[out]`; writes `out` `[batch, out, out_h, out_w]`.
+/// `bias` `[out]`, then a ReLU if `relu`; writes `out` `[batch, out, out_h, out_w]`.
 ///
 /// # Panics
 /// If a slice length does not fit `d`.
-pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, d: &Conv2dDims, out: &mut [f32]) {
+pub fn forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    d: &Conv2dDims,
+    out: &mut [f32],
+) {
     check(d, x.len(), weight.len());
+    if conv2d_shifted::preferred(d) {
+        return conv2d_shifted::forward(x, weight, bias, relu, d, out);
+    }
     let (k, n, co) = (d.patch_len(), d.positions(), d.out_channels);
     assert_eq!(out.len(), d.batch * co * n, "conv2d: output of {d:?}");
     let image = d.in_channels * d.input[0] * d.input[1];
-    let add_bias = |out_b: &mut [f32]| {
-        if let Some(bias) = bias {
-            for (row, &b) in out_b.chunks_exact_mut(n).zip(bias) {
-                row.iter_mut().for_each(|v| *v += b);
-            }
-        }
-    };
     if d.batch == 1 {
         let mut cols = vec![0.0; k * n];
         forward_image(x, weight, d, &mut cols, out, true);
-        add_bias(out);
+        epilogue(out, n, bias, relu);
         return;
     }
     out.par_chunks_mut(co * n)
@@ -330,7 +379,7 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, d: &Conv2dDims, 
             || vec![0.0; k * n],
             |cols, (out_b, x_b)| {
                 forward_image(x_b, weight, d, cols, out_b, false);
-                add_bias(out_b);
+                epilogue(out_b, n, bias, relu);
             },
         );
 }
@@ -346,12 +395,23 @@ pub struct Conv2dGradients {
     pub bias: Vec<f32>,
 }
 
-/// Convolution backward for `grad_out` `[batch, out, out_h, out_w]`.
+/// Convolution backward for `grad_out` `[batch, out, out_h, out_w]`; `relu_output` is the
+/// forward's output when a ReLU followed (its gradient is zero where the output is not
+/// positive).
 ///
 /// # Panics
 /// If a slice length does not fit `d`.
-pub fn backward(x: &[f32], weight: &[f32], grad_out: &[f32], d: &Conv2dDims) -> Conv2dGradients {
+pub fn backward(
+    x: &[f32],
+    weight: &[f32],
+    grad_out: &[f32],
+    relu_output: Option<&[f32]>,
+    d: &Conv2dDims,
+) -> Conv2dGradients {
     check(d, x.len(), weight.len());
+    if conv2d_shifted::preferred(d) {
+        return conv2d_shifted::backward(x, weight, grad_out, relu_output, d);
+    }
     let (k, n, co) = (d.patch_len(), d.positions(), d.out_channels);
     assert_eq!(
         grad_out.len(),
@@ -361,11 +421,14 @@ pub fn backward(x: &[f32], weight: &[f32], grad_out: &[f32], d: &Conv2dDims) -> 
     let image = d.in_channels * d.input[0] * d.input[1];
     let mut grad_x = vec![0.0; x.len()];
     let parallel = d.batch == 1;
-    // Per worker: im2col buffer, ∂cols buffer, ∂W and ∂bias partial sums.
+    if let Some(output) = relu_output {
+        assert_eq!(output.len(), grad_out.len(), "conv2d: ReLU output of {d:?}");
+    }
+    // Per worker: im2col buffer, ∂cols buffer, ∂W and ∂bias partial sums, masked ∂out.
     let (grad_w, grad_b) = grad_x
         .par_chunks_mut(image)
         .zip(x.par_chunks(image))
-        .zip(grad_out.par_chunks(co * n))
+        .zip(grad_out.par_chunks(co * n).enumerate())
         .fold(
             || {
                 (
@@ -373,9 +436,17 @@ pub fn backward(x: &[f32], weight: &[f32], grad_out: &[f32], d: &Conv2dDims) -> 
                     vec![0.0; k * n],
                     vec![0.0; co * k],
                     vec![0.0; co],
+                    vec![0.0; if relu_output.is_some() { co * n } else { 0 }],
                 )
             },
-            |(mut cols, mut dcols, mut gw, mut gb), ((dx_b, x_b), go_b)| {
+            |(mut cols, mut dcols, mut gw, mut gb, mut masked), ((dx_b, x_b), (b, go_b))| {
+                let go_b = match relu_output {
+                    Some(output) => {
+                        relu_masked(go_b, &output[b * co * n..][..co * n], &mut masked);
+                        &masked[..]
+                    }
+                    None => go_b,
+                };
                 im2col(x_b, d, &mut cols);
                 // ∂W [co, K] += ∂out_b [co, N] · cols_bᵀ [N, K]
                 matmul(
@@ -405,10 +476,10 @@ pub fn backward(x: &[f32], weight: &[f32], grad_out: &[f32], d: &Conv2dDims) -> 
                     parallel,
                 );
                 col2im(&dcols, d, dx_b);
-                (cols, dcols, gw, gb)
+                (cols, dcols, gw, gb, masked)
             },
         )
-        .map(|(_, _, gw, gb)| (gw, gb))
+        .map(|(_, _, gw, gb, _)| (gw, gb))
         .reduce(|| (vec![0.0; co * k], vec![0.0; co]), add_partials);
     Conv2dGradients {
         x: grad_x,
@@ -420,7 +491,7 @@ pub fn backward(x: &[f32], weight: &[f32], grad_out: &[f32], d: &Conv2dDims) -> 
 /// Transposed convolution forward, as the input gradient of the convolution `d` describes:
 /// `x` `[batch, d.out_channels, out_h, out_w]` (`d.output()`), `weight`
 /// `[d.out_channels, d.in_channels, kh, kw]` (burn's transposed-conv layout), `bias`
-/// `[d.in_channels]`; writes `out` `[batch, d.in_channels, d.input]`.
+/// `[d.in_channels]`, then a ReLU if `relu`; writes `out` `[batch, d.in_channels, d.input]`.
 ///
 /// # Panics
 /// If a slice length does not fit `d`.
@@ -428,6 +499,7 @@ pub fn transpose_forward(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
+    relu: bool,
     d: &Conv2dDims,
     out: &mut [f32],
 ) {
@@ -464,21 +536,14 @@ pub fn transpose_forward(
                 );
                 out_b.fill(0.0);
                 col2im(dcols, d, out_b);
-                if let Some(bias) = bias {
-                    let plane = d.input[0] * d.input[1];
-                    for (c, &b) in bias.iter().enumerate() {
-                        out_b[c * plane..(c + 1) * plane]
-                            .iter_mut()
-                            .for_each(|v| *v += b);
-                    }
-                }
+                epilogue(out_b, d.input[0] * d.input[1], bias, relu);
             },
         );
 }
 
 /// Transposed convolution backward for `grad_out` `[batch, d.in_channels, d.input]`; the
 /// gradients are of `x` `[batch, d.out_channels, out_h, out_w]`, `weight` and `bias`
-/// `[d.in_channels]`.
+/// `[d.in_channels]`. `relu_output` as in [`backward`].
 ///
 /// # Panics
 /// If a slice length does not fit `d`.
@@ -486,6 +551,7 @@ pub fn transpose_backward(
     x: &[f32],
     weight: &[f32],
     grad_out: &[f32],
+    relu_output: Option<&[f32]>,
     d: &Conv2dDims,
 ) -> Conv2dGradients {
     let (k, n, co, ci) = (d.patch_len(), d.positions(), d.out_channels, d.in_channels);
@@ -501,6 +567,7 @@ pub fn transpose_backward(
         d.batch * image,
         "conv_transpose2d: grad_out of {d:?}"
     );
+    let grad_out = masked_gradient(grad_out, relu_output);
     let mut grad_x = vec![0.0; x.len()];
     let parallel = d.batch == 1;
     let (grad_w, grad_b) = grad_x
@@ -551,11 +618,11 @@ pub fn transpose_backward(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Direct definition: out[b, o, y, x] = bias[o] + Σ w[o, c, i, j] · x[b, c, y·s + i − p, x·s + j − p].
-    fn naive(x: &[f32], w: &[f32], bias: &[f32], d: &Conv2dDims) -> Vec<f32> {
+    pub(crate) fn naive(x: &[f32], w: &[f32], bias: &[f32], d: &Conv2dDims) -> Vec<f32> {
         let [h, wd] = d.input;
         let [oh, ow] = d.output();
         let [kh, kw] = d.kernel;
@@ -591,7 +658,7 @@ mod tests {
         out.into_iter().map(|v| v as f32).collect()
     }
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    pub(crate) fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
             .map(|i| {
                 (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32
@@ -649,7 +716,7 @@ mod tests {
             let b = values(d.out_channels, 3);
             let [oh, ow] = d.output();
             let mut out = vec![0.0; d.batch * d.out_channels * oh * ow];
-            forward(&x, &w, Some(&b), &d, &mut out);
+            forward(&x, &w, Some(&b), false, &d, &mut out);
             let expected = naive(&x, &w, &b, &d);
             for (i, (a, e)) in out.iter().zip(&expected).enumerate() {
                 assert!(
@@ -668,7 +735,7 @@ mod tests {
             let b = values(d.out_channels, 6);
             let [oh, ow] = d.output();
             let g = values(d.batch * d.out_channels * oh * ow, 7);
-            let grads = backward(&x, &w, &g, &d);
+            let grads = backward(&x, &w, &g, None, &d);
             // L = Σ g ⊙ conv(x, w, b) is linear in each argument, so a unit step gives the
             // exact derivative; check a spread of coordinates.
             let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
@@ -705,6 +772,68 @@ mod tests {
                     "{d:?} db[{i}]"
                 );
             }
+        }
+    }
+
+    /// With a ReLU the forward is `max(conv, 0)` and the backward equals the plain backward of
+    /// `∂out` zeroed where that output is not positive.
+    #[test]
+    fn relu_forward_and_backward_match_the_masked_convolution() {
+        for d in cases() {
+            let x = values(d.batch * d.in_channels * d.input[0] * d.input[1], 11);
+            let w = values(d.out_channels * d.patch_len(), 12);
+            let b = values(d.out_channels, 13);
+            let [oh, ow] = d.output();
+            let g = values(d.batch * d.out_channels * oh * ow, 14);
+            let (mut plain, mut fused) = (vec![0.0; g.len()], vec![0.0; g.len()]);
+            forward(&x, &w, Some(&b), false, &d, &mut plain);
+            forward(&x, &w, Some(&b), true, &d, &mut fused);
+            assert!(
+                plain.iter().any(|&v| v < 0.0),
+                "{d:?}: no negative output to mask"
+            );
+            for (f, p) in fused.iter().zip(&plain) {
+                assert_eq!(*f, p.max(0.0), "{d:?}");
+            }
+            let masked: Vec<f32> = g
+                .iter()
+                .zip(&plain)
+                .map(|(&g, &p)| if p > 0.0 { g } else { 0.0 })
+                .collect();
+            assert_eq!(
+                backward(&x, &w, &g, Some(&fused), &d),
+                backward(&x, &w, &masked, None, &d),
+                "{d:?}"
+            );
+        }
+    }
+
+    /// The transposed convolution's fused ReLU, the same way.
+    #[test]
+    fn transposed_relu_matches_the_masked_transposed_convolution() {
+        for d in cases() {
+            let [oh, ow] = d.output();
+            let x = values(d.batch * d.out_channels * oh * ow, 15);
+            let w = values(d.out_channels * d.patch_len(), 16);
+            let b = values(d.in_channels, 17);
+            let len = d.batch * d.in_channels * d.input[0] * d.input[1];
+            let g = values(len, 18);
+            let (mut plain, mut fused) = (vec![0.0; len], vec![0.0; len]);
+            transpose_forward(&x, &w, Some(&b), false, &d, &mut plain);
+            transpose_forward(&x, &w, Some(&b), true, &d, &mut fused);
+            for (f, p) in fused.iter().zip(&plain) {
+                assert_eq!(*f, p.max(0.0), "{d:?}");
+            }
+            let masked: Vec<f32> = g
+                .iter()
+                .zip(&plain)
+                .map(|(&g, &p)| if p > 0.0 { g } else { 0.0 })
+                .collect();
+            assert_eq!(
+                transpose_backward(&x, &w, &g, Some(&fused), &d),
+                transpose_backward(&x, &w, &masked, None, &d),
+                "{d:?}"
+            );
         }
     }
 }

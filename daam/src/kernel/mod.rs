@@ -6,7 +6,9 @@
 //! finite-difference tests). The composed tensor-op versions in [`crate::reference`] are the
 //! readable specification these kernels are tested against.
 
+pub mod attention;
 pub mod conv2d;
+pub mod conv2d_shifted;
 #[cfg(test)]
 mod gradcheck;
 pub mod group_norm;

@@ -13,8 +13,8 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatMut, MatRef};
-use super::simd::{dispatch, exp};
-use super::{flex_tensor, from_flex, into_flex, is_flex, values};
+use super::simd::{self, dispatch, exp};
+use super::{flex_tensor, from_flex, into_flex, into_flex_optional, is_flex, values};
 use crate::attention::{attention, merge_heads, split_heads, MASKED};
 
 /// The additive attention bias.
@@ -29,13 +29,11 @@ pub struct AttentionBias<B: Backend> {
 #[inline(always)]
 fn softmax_rows_body(scores: &mut [f32], row_len: usize) {
     for row in scores.chunks_exact_mut(row_len) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
+        let max = simd::max(row);
         for v in row.iter_mut() {
             *v = exp(*v - max);
-            sum += *v;
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / simd::sum_map(row, |v| v);
         for v in row.iter_mut() {
             *v *= inv;
         }
@@ -221,17 +219,12 @@ pub fn fused_attention<B: Backend>(
     else {
         return composed(query, key, value, num_heads, scale, bias, key_valid);
     };
-    let bias_flex = bias.as_ref().map(|b| into_flex(b.bias.clone()));
-    let row_flex = bias
-        .as_ref()
-        .and_then(|b| b.row_scale.clone())
-        .map(into_flex);
-    let valid_flex = key_valid.clone().map(into_flex);
-    let (Ok(bias_flex), Ok(row_flex), Ok(valid_flex)) = (
-        bias_flex.transpose(),
-        row_flex.transpose(),
-        valid_flex.transpose(),
-    ) else {
+    let flex_inputs = (
+        into_flex_optional(bias.as_ref().map(|b| b.bias.clone())),
+        into_flex_optional(bias.as_ref().and_then(|b| b.row_scale.clone())),
+        into_flex_optional(key_valid.clone()),
+    );
+    let (Some(bias_flex), Some(row_flex), Some(valid_flex)) = flex_inputs else {
         return composed(query, key, value, num_heads, scale, bias, key_valid);
     };
     let bias_values = bias_flex.as_ref().map(values);
@@ -281,22 +274,23 @@ fn composed<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_tensor;
     use burn::backend::Flex;
-    use burn::tensor::{Distribution, Tolerance};
+    use burn::tensor::Tolerance;
 
-    fn random<const D: usize>(shape: [usize; D]) -> Tensor<Flex, D> {
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    fn random<const D: usize>(seed: u64, shape: [usize; D]) -> Tensor<Flex, D> {
+        test_tensor(shape, seed)
     }
 
     #[test]
     fn flex_kernel_matches_the_composed_ops_with_gate_and_padding() {
         let (batch, t_query, t_key, heads, d_model) = (3, 5, 7, 2, 6);
-        let q = random([batch, t_query, d_model]);
-        let k = random([batch, t_key, d_model]);
-        let v = random([batch, t_key, d_model]);
+        let q = random(1, [batch, t_query, d_model]);
+        let k = random(2, [batch, t_key, d_model]);
+        let v = random(3, [batch, t_key, d_model]);
         let bias = AttentionBias {
-            bias: random([heads, t_query, t_key]),
-            row_scale: Some(random([batch, heads, t_query])),
+            bias: random(4, [heads, t_query, t_key]),
+            row_scale: Some(random(5, [batch, heads, t_query])),
         };
         let valid = Tensor::<Flex, 2>::from_floats(
             [
@@ -337,7 +331,7 @@ mod tests {
     #[test]
     #[should_panic = "not a multiple of num_heads"]
     fn heads_must_divide_d_model() {
-        let x = random([1, 2, 6]);
+        let x = random(6, [1, 2, 6]);
         let _ = fused_attention(x.clone(), x.clone(), x, 4, 1.0, None, None);
     }
 }

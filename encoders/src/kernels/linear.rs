@@ -3,12 +3,13 @@
 //! multiply per batch entry against a broadcast weight, then a separate bias pass).
 
 use burn::backend::flex::FlexTensor;
+use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::gemm::{matmul, worth_parallel, MatMut, MatRef};
-use super::{flex_tensor, from_flex, into_flex, is_flex, values};
+use super::{flex_tensor, from_flex, into_flex, into_flex_optional, values};
 
 /// The weight `[d_input, d_output]` as a strided matrix view, or `None` for negative strides.
 fn weight_view(weight: &FlexTensor) -> Option<MatRef<'_>> {
@@ -65,19 +66,14 @@ pub fn linear_rows(x: &[f32], rows: usize, weight: MatRef<'_>, bias: Option<&[f3
 /// - `x`: `[..., d_input]`
 /// - output: `[..., d_output]`
 pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
-    if !is_flex::<B>() {
-        return layer.forward(x);
-    }
-    let (flex_x, weight, bias) = match (
-        into_flex(x),
-        into_flex(layer.weight.val()),
-        layer.bias.as_ref().map(|b| into_flex(b.val())).transpose(),
-    ) {
-        (Ok(x), Ok(w), Ok(b)) => (x, w, b),
-        (x, _, _) => {
-            let x = x.map_or_else(|x| x, from_flex);
-            return layer.forward(x);
-        }
+    let flex_x = match into_flex(x) {
+        Ok(flex_x) => flex_x,
+        Err(x) => return layer.forward(x),
+    };
+    let weight = into_flex(layer.weight.val());
+    let bias = into_flex_optional(layer.bias.as_ref().map(Param::val));
+    let (Ok(weight), Some(bias)) = (weight, bias) else {
+        return layer.forward(from_flex(flex_x));
     };
     let Some(w) = weight_view(&weight) else {
         return layer.forward(from_flex(flex_x));
@@ -102,12 +98,12 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::nn::LinearConfig;
-    use burn::tensor::{Distribution, Tolerance};
+    use burn::tensor::Tolerance;
 
     #[test]
     fn matches_burns_linear_with_and_without_bias_and_with_a_transposed_weight() {
         let device = Default::default();
-        let x = Tensor::<Flex, 3>::random([3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let x = crate::kernels::test_tensor([3, 5, 7], 3);
         for bias in [true, false] {
             let mut layer = LinearConfig::new(7, 4)
                 .with_bias(bias)

@@ -20,6 +20,7 @@ pub mod attention;
 pub mod conv;
 pub mod gelu;
 pub mod gemm;
+pub mod grouped_conv;
 pub mod linear;
 pub(crate) mod simd;
 
@@ -80,21 +81,39 @@ pub(crate) fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
-/// The values of a Flex `f32` tensor as an owned row-major vector, moved out without a copy when
-/// the tensor is the only owner of a contiguous buffer.
-pub(crate) fn into_values(tensor: FlexTensor) -> Vec<f32> {
-    let n = tensor.shape().num_elements();
-    let data = tensor.into_data();
-    match data.into_vec::<f32>() {
-        Ok(mut v) => {
-            v.truncate(n);
-            v
-        }
-        Err(e) => panic!("a Flex f32 tensor holds f32 values: {e:?}"),
+/// [`into_flex`] of an optional tensor: `Some(None)` for `None`, `None` when the tensor cannot
+/// take the Flex path.
+pub(crate) fn into_flex_optional<B: Backend, const D: usize>(
+    tensor: Option<Tensor<B, D>>,
+) -> Option<Option<FlexTensor>> {
+    match tensor {
+        None => Some(None),
+        Some(tensor) => into_flex(tensor).ok().map(Some),
     }
 }
 
 /// A contiguous Flex `f32` tensor over `values`.
 pub(crate) fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// Deterministic pseudo-random test tensors (the kernels' tests must not depend on the global
+/// RNG, which parallel tests share).
+#[cfg(test)]
+pub(crate) fn test_tensor<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<Flex, D> {
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            // xorshift64*, then the sum of two uniforms minus one: mean 0, spread about ±1.
+            let mut next = || {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
+            };
+            (next() + next() - 1.0) * 2.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }

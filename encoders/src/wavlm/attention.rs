@@ -14,9 +14,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::attention::split_heads;
+use crate::error::Result;
 use crate::kernels::attention::{fused_attention, AttentionBias};
 use crate::kernels::linear;
-use crate::error::Result;
 use crate::lora::LoraLinear;
 use crate::weights::Weights;
 
@@ -112,7 +112,9 @@ impl<B: Backend> GatedRelativeAttention<B> {
         let head_dim = d_model / self.num_heads;
         // The gate scales each (query, head) row of the shared bias; the kernel applies it
         // while writing the bias, so the gated `[batch, heads, seq, seq]` bias is never built.
-        let gate = self.gate(x.clone()).reshape([batch_size, self.num_heads, seq_length]);
+        let gate = self
+            .gate(x.clone())
+            .reshape([batch_size, self.num_heads, seq_length]);
         let bias = AttentionBias {
             bias: position_bias.reshape([self.num_heads, seq_length, seq_length]),
             row_scale: Some(gate),

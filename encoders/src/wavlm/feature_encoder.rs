@@ -12,6 +12,7 @@ use burn::tensor::Tensor;
 
 use super::config::{FeatureNorm, WavLMConfig};
 use crate::error::Result;
+use crate::kernels::conv::{strided_conv_stack, FrameNorm, StridedConv};
 use crate::kernels::linear;
 use crate::weights::Weights;
 
@@ -141,10 +142,44 @@ impl<B: Backend> FeatureEncoder<B> {
     /// - `waveform`: `[batch_size, samples]`
     /// - output: `[batch_size, seq_length, channels]` (frames first, ready for the projection)
     pub fn forward(&self, waveform: Tensor<B, 2>) -> Tensor<B, 3> {
+        let waveform = match self.frames_first_layers() {
+            Some(layers) => match strided_conv_stack(waveform, &layers) {
+                Ok(features) => return features,
+                Err(waveform) => waveform,
+            },
+            None => waveform,
+        };
         let [batch_size, samples] = waveform.dims();
         let x = waveform.reshape([batch_size, 1, samples]);
         let x = self.layers.iter().fold(x, |x, layer| layer.forward(x));
         x.swap_dims(1, 2)
+    }
+}
+
+impl<B: Backend> FeatureEncoder<B> {
+    /// The layers as the frames-first kernel takes them ([`strided_conv_stack`]), or `None` when
+    /// a layer has a group norm (`feat_extract_norm: "group"`), which normalises over time.
+    fn frames_first_layers(&self) -> Option<Vec<StridedConv<B>>> {
+        self.layers
+            .iter()
+            .map(|layer| {
+                let norm = match &layer.norm {
+                    None => None,
+                    Some(ConvNorm::Layer(norm)) => Some(FrameNorm {
+                        gamma: norm.gamma.val(),
+                        beta: norm.beta.as_ref().map(Param::val),
+                        epsilon: CONV_NORM_EPS,
+                    }),
+                    Some(ConvNorm::Group(_)) => return None,
+                };
+                Some(StridedConv {
+                    weight: layer.weight.val(),
+                    bias: layer.bias.as_ref().map(Param::val),
+                    norm,
+                    stride: layer.stride,
+                })
+            })
+            .collect()
     }
 }
 

@@ -11,6 +11,7 @@ use burn::tensor::Tensor;
 
 use super::config::WavLMConfig;
 use crate::error::Result;
+use crate::kernels::grouped_conv::same_grouped_conv_gelu;
 use crate::weights::Weights;
 
 /// Where the positional convolution lives.
@@ -87,6 +88,11 @@ impl<B: Backend> PositionalConvEmbedding<B> {
     /// - `x`: `[batch_size, seq_length, d_model]`
     /// - output: `[batch_size, seq_length, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = match same_grouped_conv_gelu(x, self.weight.val(), self.bias.val(), self.num_groups)
+        {
+            Ok(embedding) => return embedding,
+            Err(x) => x,
+        };
         let [batch_size, seq_length, d_model] = x.dims();
         let [_, _, kernel] = self.weight.dims();
         let options = ConvOptions::new([1], [kernel / 2], [1], self.num_groups);
