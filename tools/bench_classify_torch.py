@@ -117,13 +117,17 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--heads", default=",".join(KINDS))
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: eager float32 on the GPU, each step synchronised")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = torch.randn(args.batch, args.layers, args.d_model)
-    y = torch.randint(0, args.classes, (args.batch,))
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    x = torch.randn(args.batch, args.layers, args.d_model, device=device)
+    y = torch.randint(0, args.classes, (args.batch,), device=device)
     for kind in args.heads.split(","):
-        model = Dat(kind, args.layers, args.d_model, args.classes)
+        model = Dat(kind, args.layers, args.d_model, args.classes).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-8, weight_decay=0.01)
         times = []
         for i in range(args.warmup + args.iters):
@@ -132,10 +136,11 @@ def main() -> None:
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
+            sync()
             if i >= args.warmup:
                 times.append(time.perf_counter() - start)
         ms = 1e3 * statistics.median(times)
-        print(json.dumps({"head": kind, "ms": ms, "samples_per_second": args.batch / (ms / 1e3)}), flush=True)
+        print(json.dumps({"head": kind, "device": args.device, "ms": ms, "samples_per_second": args.batch / (ms / 1e3)}), flush=True)
 
 
 if __name__ == "__main__":

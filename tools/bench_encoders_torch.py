@@ -15,10 +15,16 @@ Times the extraction forward that `classify extract` runs: eval mode, `torch.no_
 Peak RSS is the process's high-water mark (`ru_maxrss`) after the timed runs, so it includes
 the weights and torch's own libraries; run one model per process for a per-model figure.
 
+With `--reference FILE` it also writes the input and the pooled features to
+`FILE-stem-<model>.safetensors`; `extract --reference` then checks the Rust forward against
+them on the real-size model (max |burn − torch| / max |torch|).
+
 Usage (repo root):
     python tools/bench_encoders_torch.py --save /tmp/encoders-bench --no-bench
     python tools/bench_encoders_torch.py --model beit --load /tmp/encoders-bench --threads 2 --batch 8
     python tools/bench_encoders_torch.py --model wavlm --load /tmp/encoders-bench --threads 2 --batch 2
+    # on a GPU: random Llama-2-13B built on the card in f16, saved, timed
+    python tools/bench_encoders_torch.py --model llama --device cuda --dtype f16 --save DIR
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from transformers import BeitConfig, BeitModel, WavLMConfig, WavLMModel  # noqa: E402
+from transformers import (  # noqa: E402
+    BeitConfig,
+    BeitModel,
+    LlamaConfig,
+    LlamaModel,
+    WavLMConfig,
+    WavLMModel,
+)
 
 SAMPLE_RATE = 16_000
 CLIP_SECONDS = 5
@@ -87,9 +100,42 @@ def wavlm_large_config() -> WavLMConfig:
     )
 
 
-def build(model: str, seed: int) -> torch.nn.Module:
-    """A seeded random-weight model of the real size."""
+def llama2_13b_config() -> LlamaConfig:
+    """meta-llama/Llama-2-13b-hf's architecture (40 layers of 5120, 40 heads, SwiGLU 13824)."""
+    return LlamaConfig(
+        vocab_size=32_000,
+        hidden_size=5120,
+        intermediate_size=13_824,
+        num_hidden_layers=40,
+        num_attention_heads=40,
+        num_key_value_heads=40,
+        hidden_act="silu",
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        rope_theta=10_000.0,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+    )
+
+
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def build(model: str, seed: int, device: str = "cpu", dtype: str = "f32") -> torch.nn.Module:
+    """A seeded random-weight model of the real size, on `device` in `dtype`."""
     torch.manual_seed(seed)
+    if model == "llama":
+        # 13 B parameters: initialised where they will run, in their final dtype (26 GB in f16).
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(DTYPES[dtype])
+        try:
+            with torch.device(device):
+                net = LlamaModel(llama2_13b_config())
+        finally:
+            torch.set_default_dtype(previous)
+        return net.eval()
     if model == "beit":
         net = BeitModel(beit_large_config(), add_pooling_layer=False)
         # LayerScale is initialised to the constant 0.1; give it per-channel values so that a
@@ -102,12 +148,16 @@ def build(model: str, seed: int) -> torch.nn.Module:
                 table.normal_(0.0, 0.02)
     else:
         net = WavLMModel(wavlm_large_config())
-    return net.eval()
+    return net.to(device=device, dtype=DTYPES[dtype]).eval()
 
 
-def inputs(model: str, batch: int, seed: int) -> torch.Tensor:
-    """Random pixels `[batch, 3, 224, 224]` or 5-s clips `[batch, 80000]`."""
+def inputs(model: str, batch: int, seed: int, tokens: int = 128) -> torch.Tensor:
+    """Random pixels `[batch, 3, 224, 224]`, 5-s clips `[batch, 80000]` or token ids
+    `[batch, tokens]` (the same ids as the Rust bench: `3 + (7919 i) mod 31997`)."""
     g = torch.Generator().manual_seed(seed)
+    if model == "llama":
+        i = torch.arange(batch * tokens, dtype=torch.int64)
+        return (3 + (i * 7919) % 31_997).reshape(batch, tokens)
     if model == "beit":
         return torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=g)
     return torch.randn(batch, SAMPLE_RATE * CLIP_SECONDS, generator=g)
@@ -117,7 +167,8 @@ def inputs(model: str, batch: int, seed: int) -> torch.Tensor:
 def extract(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """All hidden states, then the per-layer mean pooling: `[batch, layers, d_model]`."""
     hidden = net(x, output_hidden_states=True).hidden_states
-    return torch.stack([h.mean(dim=1) for h in hidden[1:]], dim=1)
+    # Read back to the host, as the Rust bench does, so that the GPU's work is inside the timing.
+    return torch.stack([h.mean(dim=1) for h in hidden[1:]], dim=1).float().cpu()
 
 
 def peak_rss_mib() -> float:
@@ -126,7 +177,12 @@ def peak_rss_mib() -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--model", choices=["beit", "wavlm", "both"], default="both")
+    p.add_argument("--model", choices=["beit", "wavlm", "llama", "both"], default="both",
+                   help="both: beit and wavlm; llama (Llama-2-13B, 26 GB in f16) only when named")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="f32",
+                   help="weights and compute (f16/bf16 on CUDA)")
+    p.add_argument("--tokens", type=int, default=128, help="tokens per Llama sequence")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=None, help="default: 8 images / 2 clips")
     p.add_argument("--warmup", type=int, default=1)
@@ -135,28 +191,38 @@ def main() -> None:
     p.add_argument("--save", type=Path, help="write <DIR>/beit-large and <DIR>/wavlm-large")
     p.add_argument("--load", type=Path, help="time the models saved under DIR")
     p.add_argument("--no-bench", action="store_true", help="only --save")
+    p.add_argument("--reference", type=Path,
+                   help="also write the input and the pooled output of the first timed forward "
+                        "to this safetensors file (per model: <stem>-<model>.safetensors), for "
+                        "`extract --reference`")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     models = ["beit", "wavlm"] if args.model == "both" else [args.model]
-    folder = {"beit": "beit-large", "wavlm": "wavlm-large"}
-
-    if args.save is not None:
-        for model in models:
-            out = args.save / folder[model]
-            build(model, args.seed).save_pretrained(out, safe_serialization=True)
-            print(f"saved {out}", flush=True)
-    if args.no_bench:
-        return
+    folder = {"beit": "beit-large", "wavlm": "wavlm-large", "llama": "llama-2-13b"}
 
     for model in models:
         if args.load is not None:
-            cls = BeitModel if model == "beit" else WavLMModel
+            cls = {"beit": BeitModel, "wavlm": WavLMModel, "llama": LlamaModel}[model]
             kwargs = {"add_pooling_layer": False} if model == "beit" else {}
             net = cls.from_pretrained(args.load / folder[model], **kwargs).eval()
         else:
-            net = build(model, args.seed)
-        batch = args.batch or (8 if model == "beit" else 2)
-        x = inputs(model, batch, args.seed + 1)
+            net = build(model, args.seed, args.device, args.dtype)
+        if args.save is not None:
+            out = args.save / folder[model]
+            try:
+                net.save_pretrained(out, safe_serialization=True)
+            except TypeError:  # transformers 5 always writes safetensors
+                net.save_pretrained(out)
+            print(f"saved {out}", flush=True)
+        if args.no_bench:
+            del net
+            continue
+        net = net.to(device=args.device, dtype=DTYPES[args.dtype])
+        batch = args.batch or {"beit": 8, "wavlm": 2, "llama": 4}[model]
+        x = inputs(model, batch, args.seed + 1, args.tokens)
+        if model != "llama":
+            x = x.to(dtype=DTYPES[args.dtype])
+        x = x.to(args.device)
         for _ in range(args.warmup):
             extract(net, x)
         times = []
@@ -165,8 +231,14 @@ def main() -> None:
             pooled = extract(net, x)
             times.append(time.perf_counter() - start)
         seconds = statistics.median(times)
+        if args.reference is not None and model != "llama":
+            from safetensors.torch import save_file
+            out = args.reference.with_name(f"{args.reference.stem}-{model}.safetensors")
+            save_file({"input": x.float().cpu().contiguous(), "pooled": pooled.contiguous()}, str(out))
         print(json.dumps({
             "model": model,
+            "device": args.device,
+            "precision": args.dtype,
             "batch": batch,
             "threads": args.threads,
             "shape": list(pooled.shape),
@@ -174,6 +246,8 @@ def main() -> None:
             "min_seconds": min(times),
             "items_per_second": batch / seconds,
             "peak_rss_mib": peak_rss_mib(),
+            "peak_gpu_mib": (torch.cuda.max_memory_allocated() / 2**20
+                             if args.device == "cuda" else None),
         }), flush=True)
         del net
 

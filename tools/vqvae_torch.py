@@ -116,13 +116,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--attention", choices=["daam", "none"], default="daam")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: eager float32 on the GPU, each step synchronised")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     hidden, code_dim, num_codes, groups, size, batch, lr = PRESETS[args.preset]
-    model = VqVae(hidden, code_dim, num_codes, groups, args.attention == "daam")
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    model = VqVae(hidden, code_dim, num_codes, groups, args.attention == "daam").to(device)
     optim = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8)
-    images = torch.rand(batch, 3, size, size) * 2 - 1
+    images = torch.rand(batch, 3, size, size, device=device) * 2 - 1
     times = []
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
@@ -130,10 +134,14 @@ def main() -> None:
         loss = model(images)
         loss.backward()
         optim.step()
+        sync()
         if step >= args.warmup:
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
-    print(f"torch preset={args.preset} images_per_s={batch / step_s:.3f} step_ms={1e3 * step_s:.1f}", flush=True)
+    gpu = (f" peak_gpu_mib={torch.cuda.max_memory_allocated() / 2**20:.0f}"
+           if args.device == "cuda" else "")
+    print(f"torch preset={args.preset} images_per_s={batch / step_s:.3f} step_ms={1e3 * step_s:.1f}{gpu}",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,24 @@ fn mmap_readonly(file: &File) -> std::io::Result<Mmap> {
     unsafe { Mmap::map(file) }
 }
 
+/// Drops the mapped pages of a copied tensor from this process's resident set (they stay in the
+/// page cache). Without it, loading holds every weight twice, mapped and copied: WavLM-Large's
+/// 1.2 GB checkpoint peaked at 2.5 GB resident. Best effort: an error leaves the pages mapped.
+#[allow(unsafe_code)]
+fn release_pages(map: &Mmap, offset: usize, len: usize) {
+    #[cfg(unix)]
+    {
+        // SAFETY: the mapping is private and read-only, so its pages are never dirty:
+        // MADV_DONTNEED only unmaps them, and a later read (of a neighbouring tensor sharing a
+        // page) faults the same bytes back in from the file. No reference into the range
+        // outlives this call: the tensor was copied out above.
+        let _ =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+    }
+    #[cfg(not(unix))]
+    let _ = (map, offset, len);
+}
+
 impl Weights {
     /// Opens the weights in `dir` and picks the parameter-name prefix: the first of `prefixes`
     /// (e.g. `["", "beit."]`) under which `probe` exists.
@@ -243,7 +261,9 @@ impl Weights {
                 path: file.path.clone(),
                 message: format!("tensor `{full}` lies past the end of the file"),
             })?;
-        Ok(TensorData::from_bytes_vec(bytes.to_vec(), found, dtype))
+        let data = TensorData::from_bytes_vec(bytes.to_vec(), found, dtype);
+        release_pages(&file.map, file.data_start + start, end - start);
+        Ok(data)
     }
 
     /// Parameter `name` as a float tensor of the backend's float type.

@@ -52,9 +52,14 @@ pub struct LlamaConfig {
     /// The MLP gate activation; only `"silu"` (SwiGLU) is implemented.
     #[serde(default = "default_hidden_act")]
     pub hidden_act: String,
-    /// RoPE scaling (`linear`, `dynamic`, `llama3`, `yarn`, ...); must be `null` (Llama-2).
+    /// RoPE scaling (`linear`, `dynamic`, `llama3`, `yarn`, ...); must be `null` (Llama-2) or
+    /// of `rope_type` `"default"`.
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
+    /// transformers ≥ 5 writes RoPE settings here (`{"rope_type": "default", "rope_theta":
+    /// 10000.0}`) instead of `rope_theta` / `rope_scaling`; its `rope_theta` wins when present.
+    #[serde(default)]
+    pub rope_parameters: Option<serde_json::Value>,
     /// Whether the q/k/v/o projections have biases (default false).
     #[serde(default)]
     pub attention_bias: bool,
@@ -92,11 +97,17 @@ impl LlamaConfig {
                 message,
             })
         };
-        if let Some(scaling) = &self.rope_scaling {
-            if !scaling.is_null() {
-                return unsupported(format!(
-                    "rope_scaling = {scaling}: only unscaled RoPE (null, Llama-2) is implemented"
-                ));
+        for (name, value) in [
+            ("rope_scaling", &self.rope_scaling),
+            ("rope_parameters", &self.rope_parameters),
+        ] {
+            if let Some(value) = value {
+                if !is_plain_rope(value) {
+                    return unsupported(format!(
+                        "{name} = {value}: only unscaled RoPE (null or rope_type \"default\", \
+                         Llama-2) is implemented"
+                    ));
+                }
             }
         }
         if self.hidden_act != "silu" {
@@ -140,11 +151,30 @@ impl LlamaConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
+    /// The RoPE base θ: `rope_parameters.rope_theta` (transformers ≥ 5) or `rope_theta`.
+    pub fn theta(&self) -> f64 {
+        self.rope_parameters
+            .as_ref()
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(self.rope_theta)
+    }
+
     /// The width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
+}
+
+/// `null`, or an object whose `rope_type` (older: `type`) is `"default"`: plain RoPE.
+fn is_plain_rope(value: &serde_json::Value) -> bool {
+    value.is_null()
+        || value
+            .get("rope_type")
+            .or_else(|| value.get("type"))
+            .and_then(serde_json::Value::as_str)
+            == Some("default")
 }
 
 #[cfg(test)]
@@ -182,6 +212,17 @@ mod tests {
         parse(r#", "rope_scaling": null"#)
             .validate(Path::new("config.json"))
             .expect("null scaling is plain RoPE");
+    }
+
+    #[test]
+    fn reads_transformers_5_rope_parameters() {
+        let config = parse(r#", "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}"#);
+        config.validate(Path::new("config.json")).expect("plain");
+        assert_eq!(config.theta(), 5e5);
+        assert_eq!(parse("").theta(), 10_000.0);
+        let scaled = parse(r#", "rope_parameters": {"rope_type": "llama3", "factor": 8.0}"#);
+        let err = scaled.validate(Path::new("config.json")).unwrap_err();
+        assert!(err.to_string().contains("rope_parameters"), "{err}");
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl<B: Backend> Llama<B> {
             embedding,
             layers,
             norm: rms_norm(weights, "norm", d_model, config.rms_norm_eps, device)?,
-            rope_theta: config.rope_theta,
+            rope_theta: config.theta(),
             head_dim: config.head_dim(),
             vocab_size: config.vocab_size,
             max_seq_length: config.max_position_embeddings,

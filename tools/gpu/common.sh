@@ -1,0 +1,40 @@
+# Helpers for the GPU scripts in tools/gpu/ (sourced). They run on a lent GPU machine from the
+# repo root, with the `--features cuda` binaries in .gpudata/bin and results written to $OUT.
+
+BIN=${BIN:-.gpudata/bin}
+
+# `peak_gpu LOG CMD...`: runs CMD with stdout+stderr to LOG and polls nvidia-smi every 0.2 s;
+# appends `peak_gpu_mib=N` (the card's used memory at its highest, the CUDA context included)
+# to LOG and returns CMD's status.
+peak_gpu() {
+    local log=$1
+    shift
+    "$@" >"$log" 2>&1 &
+    local pid=$! peak=0 used
+    while kill -0 "$pid" 2>/dev/null; do
+        used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+        [ "${used:-0}" -gt "$peak" ] && peak=$used
+        sleep 0.2
+    done
+    wait "$pid"
+    local rc=$?
+    echo "peak_gpu_mib=$peak" >>"$log"
+    return $rc
+}
+
+# `median_column CSV COLUMN SKIP`: median of a metrics.csv column after SKIP data rows.
+median_column() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))[int(sys.argv[3]):]
+print(f"{statistics.median(float(r[sys.argv[2]]) for r in rows):.2f}")
+PY
+}
+
+# The binaries travel xz-compressed (.gpudata/NAME.xz: the carry limit is 64 MiB in all).
+mkdir -p "$BIN"
+for packed in .gpudata/*.xz; do
+    [ -e "$packed" ] || continue
+    name=$(basename "$packed" .xz)
+    [ -x "$BIN/$name" ] || { python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())" "$packed" >"$BIN/$name" && chmod +x "$BIN/$name"; }
+done
