@@ -54,6 +54,12 @@ pub fn cuda_device(index: usize) -> Result<burn::backend::cuda::CudaDevice, Stri
     })
 }
 
+/// What the binaries print when they open a CUDA device: burn's CUDA backend compiles (NVRTC)
+/// and autotunes every new kernel shape on first use, which on a fresh H100 took minutes before
+/// the first training step (BENCHMARKS.md, GPU section).
+pub const CUDA_WARMUP_NOTICE: &str = "CUDA: kernels are compiled and autotuned on first use; on \
+     a fresh machine the first steps can take minutes before the progress moves";
+
 /// Runs `$body` with `$B` an autodiff backend for `$device` and `$dev` its device.
 #[macro_export]
 macro_rules! dispatch_autodiff {
@@ -86,6 +92,7 @@ macro_rules! __dispatch {
                 {
                     type $B = $($open)* burn::backend::Cuda $($close)*;
                     let $dev = $crate::device::cuda_device(index).map_err(anyhow::Error::msg)?;
+                    eprintln!("{}", $crate::device::CUDA_WARMUP_NOTICE);
                     $body
                 }
                 #[cfg(not(feature = "cuda"))]
