@@ -103,6 +103,24 @@ fn resuming_continues_the_same_trajectory() {
     ]
     .concat());
     assert_eq!(trajectory(&straight), trajectory(&resumed));
+    // `--resume` without `--data` continues on the run's images (sources.json), not on the
+    // procedural set: the same trajectory again.
+    let no_data = dir.path().join("no-data");
+    ok(&[&common[..], &["--max-steps", "8", "--out", s(&no_data)]].concat());
+    let out = vqvae(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "16",
+        "--resume",
+        "--out",
+        s(&no_data),
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("--data of the run"), "{text}");
+    assert_eq!(trajectory(&straight), trajectory(&no_data));
     // Resuming with another network is refused, naming the difference.
     let err = fails(
         &[

@@ -126,8 +126,9 @@ struct TrainArgs {
     /// Run folder for checkpoints, logs and samples.
     #[arg(long, default_value = "checkpoints/run")]
     out: PathBuf,
-    /// Continue the run in --out from its latest checkpoint (its stored configuration is used;
-    /// only --epochs, --max-steps and --lr may change).
+    /// Continue the run in --out from its latest checkpoint: its stored configuration is used
+    /// (only --epochs, --max-steps and --lr may change), and its --data/--val folders unless
+    /// given again.
     #[arg(long)]
     resume: bool,
     /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).

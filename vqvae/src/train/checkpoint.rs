@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! RUN/config.json             the RunConfig
+//! RUN/sources.json            the training and validation image folders (`--data`, `--val`)
 //! RUN/latest                  "step-00000500"
 //! RUN/step-00000500/model.bin        weights (burn BinFileRecorder, full precision)
 //! RUN/step-00000500/optimizer.bin    Adam moments
@@ -65,6 +66,46 @@ pub fn read_config(run: &Path) -> Result<RunConfig> {
         path,
         message: format!("config.json is not a valid run configuration: {e}"),
     })
+}
+
+/// The image folders a run trains and validates on, kept beside its `config.json` so that
+/// `--resume` without `--data` continues on the same images (not on the procedural set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSources {
+    /// Training images (`--data`), absolute; `None`: the embedded procedural set.
+    pub data: Option<PathBuf>,
+    /// Validation images (`--val`), absolute; `None`: held out of the training images.
+    pub val: Option<PathBuf>,
+}
+
+/// Writes the run's `sources.json`, with the folders made absolute.
+pub fn write_sources(run: &Path, sources: &RunSources) -> Result<()> {
+    let absolute = |p: &Option<PathBuf>| -> Result<Option<PathBuf>> {
+        p.as_ref()
+            .map(|p| std::path::absolute(p).map_err(io(p)))
+            .transpose()
+    };
+    let sources = RunSources {
+        data: absolute(&sources.data)?,
+        val: absolute(&sources.val)?,
+    };
+    let json = serde_json::to_string_pretty(&sources).expect("sources serialise");
+    write_atomic(&run.join("sources.json"), json.as_bytes())
+}
+
+/// Reads a run's `sources.json`; `None` for a run written before it existed.
+pub fn read_sources(run: &Path) -> Result<Option<RunSources>> {
+    let path = run.join("sources.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Checkpoint {
+                path,
+                message: format!("sources.json is not a valid list of image folders: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io { path, source: e }),
+    }
 }
 
 /// The newest complete checkpoint of a run, if any.

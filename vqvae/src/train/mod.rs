@@ -26,7 +26,7 @@ use crate::data::{load_all, to_tensor, ImageSource, Prefetcher};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, reconstruct_all, Evaluation};
 use crate::grid::save_grid;
-use checkpoint::TrainState;
+use checkpoint::{RunSources, TrainState};
 
 /// Validation images scored at the end of a run.
 pub const FINAL_EVAL_IMAGES: usize = 64;
@@ -34,9 +34,11 @@ pub const FINAL_EVAL_IMAGES: usize = 64;
 /// Where a run reads and writes, and how it may be stopped.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Training images (recursively); `None` trains on the embedded procedural set.
+    /// Training images (recursively); `None` trains on the embedded procedural set, or, when
+    /// resuming, on the run's own (`sources.json`).
     pub data: Option<PathBuf>,
-    /// Validation images; `None` holds `data.holdout` images out of the training set.
+    /// Validation images; `None` holds `data.holdout` images out of the training set, or, when
+    /// resuming, uses the run's own.
     pub val: Option<PathBuf>,
     /// The run folder (checkpoints, logs, samples).
     pub out: PathBuf,
@@ -148,8 +150,26 @@ where
     })?;
     let run = &options.out;
     let seed = config.train.seed;
-    let source = ImageSource::open(options.data.as_deref(), seed, config.data.procedural_images)?;
-    let (train_source, val_source) = match &options.val {
+    // A resumed run continues on the folders it was started with unless told otherwise.
+    let stored = if options.resume && checkpoint::latest(run)?.is_some() {
+        checkpoint::read_sources(run)?.unwrap_or_default()
+    } else {
+        RunSources::default()
+    };
+    let sources = RunSources {
+        data: options.data.clone().or(stored.data),
+        val: options.val.clone().or(stored.val),
+    };
+    for (flag, given, used) in [
+        ("--data", &options.data, &sources.data),
+        ("--val", &options.val, &sources.val),
+    ] {
+        if let (None, Some(path)) = (given, used) {
+            observer.on_event(&format!("{flag} of the run: {}", path.display()));
+        }
+    }
+    let source = ImageSource::open(sources.data.as_deref(), seed, config.data.procedural_images)?;
+    let (train_source, val_source) = match &sources.val {
         Some(val) => (source, ImageSource::open(Some(val), seed, 0)?),
         None => source.split(config.data.holdout, seed),
     };
@@ -223,6 +243,7 @@ where
         }
     };
     checkpoint::write_config(run, config)?;
+    checkpoint::write_sources(run, &sources)?;
     let mut log = MetricsLog::open(&run.join("metrics.csv"), state.step)?;
 
     let total_steps = total_steps(config, train_source.len());
