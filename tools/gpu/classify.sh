@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 
 echo "== DAT heads: one training step, batch 32 x 24 layers x 1024"
-"$BIN/train_step" --device cuda --warmup 5 --iters 50 | tee "$OUT/heads-rust.jsonl"
+deadline 200 "$BIN/train_step" --device cuda --warmup 5 --iters 50 | tee "$OUT/heads-rust.jsonl"
 python3 tools/bench_classify_torch.py --device cuda --warmup 5 --iters 50 | tee "$OUT/heads-torch.jsonl"
 
 echo "== encoders: random real-size checkpoints"
@@ -29,7 +29,7 @@ for model in beit wavlm; do
             --load /tmp/enc --device cuda --dtype $p --batch ${BATCH[$model]} --warmup 2 --iters 10 \
             --threads 16 "${ref[@]}"
         echo "torch $(grep '^{' "$OUT/torch-$model-$p.log") $(tail -1 "$OUT/torch-$model-$p.log")"
-        peak_gpu "$OUT/rust-$model-$p.log" "$BIN/extract" --model $model --dir /tmp/enc/${DIR[$model]} \
+        peak_gpu "$OUT/rust-$model-$p.log" deadline 150 "$BIN/extract" --model $model --dir /tmp/enc/${DIR[$model]} \
             --device cuda --precision $p --batch ${BATCH[$model]} --warmup 2 --iters 10 \
             --reference /tmp/ref-$model.safetensors
         echo "rust  $(grep '^{' "$OUT/rust-$model-$p.log") $(tail -1 "$OUT/rust-$model-$p.log")"
@@ -53,7 +53,7 @@ E=(--encoder beit --weights /tmp/enc/beit-large --task cifar100 --data /tmp/cifa
 "$BIN/classify" extract "${E[@]}" --out /tmp/s-cpu --limit 32 --device cpu --dtype f32 >"$OUT/extract-cpu.log" 2>&1 || tail "$OUT/extract-cpu.log"
 for p in f32 f16; do
     start=$(date +%s.%N)
-    peak_gpu "$OUT/extract-cuda-$p.log" "$BIN/classify" extract "${E[@]}" --out /tmp/s-cuda-$p \
+    peak_gpu "$OUT/extract-cuda-$p.log" deadline 200 "$BIN/classify" extract "${E[@]}" --out /tmp/s-cuda-$p \
         --device cuda --precision $p --dtype f32 --batch-size 64 || tail "$OUT/extract-cuda-$p.log"
     end=$(date +%s.%N)
     echo "classify extract cuda $p: 512 images in $(python3 -c "print(f'{$end-$start:.1f}')") s (process wall, load included) $(tail -1 "$OUT/extract-cuda-$p.log")"

@@ -38,3 +38,26 @@ for packed in .gpudata/*.xz; do
     name=$(basename "$packed" .xz)
     [ -x "$BIN/$name" ] || { python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())" "$packed" >"$BIN/$name" && chmod +x "$BIN/$name"; }
 done
+
+# KERNEL_CACHE=DIR: turn on cubecl's persistent PTX and autotune caches in DIR through a
+# cubecl.toml in the working directory (not yet verified to take effect: see NOTES.md). Bring
+# DIR back through $OUT and carry it into the next call to start warm.
+if [ -n "${KERNEL_CACHE:-}" ]; then
+    mkdir -p "$KERNEL_CACHE"
+    cat >cubecl.toml <<TOML
+[compilation]
+cache = { file = "$KERNEL_CACHE" }
+
+[autotune]
+cache = { file = "$KERNEL_CACHE" }
+TOML
+fi
+
+# `deadline SECONDS CMD...`: Ctrl-C (SIGINT) at SECONDS so a training run saves a checkpoint,
+# SIGKILL 30 s later if it is still in its first step (a burn CUDA program compiles kernels
+# there for minutes on a fresh machine).
+deadline() {
+    local seconds=$1
+    shift
+    timeout -s INT -k 30 "$seconds" "$@"
+}

@@ -18,7 +18,7 @@ stamp() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
 stamp "DAT heads, torch"
 python3 tools/bench_classify_torch.py --device cuda --warmup 5 --iters 30 | tee "$OUT/heads-torch.jsonl"
 stamp "DAT heads, burn (deadline 150 s)"
-timeout 150 "$BIN/train_step" --device cuda --warmup 5 --iters 30 | tee "$OUT/heads-rust.jsonl"
+deadline 150 "$BIN/train_step" --device cuda --warmup 5 --iters 30 | tee "$OUT/heads-rust.jsonl"
 
 stamp "vqvae, torch"
 for preset in small paper; do
@@ -26,7 +26,7 @@ for preset in small paper; do
     echo "$(head -1 "$OUT/vqvae-torch-$preset.log") $(tail -1 "$OUT/vqvae-torch-$preset.log")"
 done
 stamp "vqvae small, burn (Ctrl-C at 170 s)"
-peak_gpu "$OUT/vqvae-rust-small.log" timeout -s INT 170 "$BIN/vqvae" train --preset small --device cuda \
+peak_gpu "$OUT/vqvae-rust-small.log" deadline 170 "$BIN/vqvae" train --preset small --device cuda \
     --max-steps 100000 --out /tmp/vq-small
 cp /tmp/vq-small/metrics.csv "$OUT/vqvae-rust-small-metrics.csv"
 python3 - /tmp/vq-small/metrics.csv <<'PY'
@@ -47,7 +47,7 @@ peak_gpu "$OUT/beit-torch.log" python3 tools/bench_encoders_torch.py --model bei
 echo "torch $(grep '^{' "$OUT/beit-torch.log") $(tail -1 "$OUT/beit-torch.log")"
 grep -q '^{' "$OUT/beit-torch.log" || tail -5 "$OUT/beit-torch.log"
 stamp "BEiT burn (deadline 100 s)"
-peak_gpu "$OUT/beit-rust.log" timeout 100 "$BIN/extract" --model beit --dir /tmp/enc/beit-large \
+peak_gpu "$OUT/beit-rust.log" deadline 100 "$BIN/extract" --model beit --dir /tmp/enc/beit-large \
     --device cuda --precision f32 --batch 32 --warmup 2 --iters 10 --reference /tmp/ref-beit.safetensors
 echo "burn $(grep '^{' "$OUT/beit-rust.log") $(tail -1 "$OUT/beit-rust.log")"
 grep -q '^{' "$OUT/beit-rust.log" || tail -5 "$OUT/beit-rust.log"

@@ -19,8 +19,10 @@ for preset in paper small; do
     steps=40; [ $preset = small ] && steps=150
     run=/tmp/speed-$preset
     rm -rf $run
-    peak_gpu "$OUT/speed-rust-$preset.log" "$BIN/vqvae" train --preset $preset --device cuda \
-        --max-steps $steps --out $run || { tail -20 "$OUT/speed-rust-$preset.log"; continue; }
+    peak_gpu "$OUT/speed-rust-$preset.log" deadline ${SPEED_SECONDS:-240} "$BIN/vqvae" train \
+        --preset $preset --device cuda --max-steps $steps --out $run \
+        || { tail -5 "$OUT/speed-rust-$preset.log"; }
+    [ "$(wc -l <$run/metrics.csv)" -gt 12 ] || { echo "rust $preset: too few steps in time"; continue; }
     rate=$(median_column $run/metrics.csv images_per_second 10)
     echo "rust  $preset images_per_s=$rate $(tail -1 "$OUT/speed-rust-$preset.log")"
     peak_gpu "$OUT/speed-torch-$preset.log" python3 tools/vqvae_torch.py --preset $preset \
@@ -38,7 +40,7 @@ TOML
 pids=()
 for seed in 0 1; do
     for att in daam none; do
-        timeout -s INT $QUALITY_SECONDS "$BIN/vqvae" train --preset small --device cuda \
+        deadline $QUALITY_SECONDS "$BIN/vqvae" train --preset small --device cuda \
             --config /tmp/quality.toml --data .gpudata/photos/train --val .gpudata/photos/val \
             --resize 256 --attention $att --seed $seed --max-steps 100000 \
             --out /tmp/runs/photos-$att-s$seed >"$OUT/train-$att-s$seed.log" 2>&1 &
