@@ -121,6 +121,24 @@ fn resuming_continues_the_same_trajectory() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("--data of the run"), "{text}");
     assert_eq!(trajectory(&straight), trajectory(&no_data));
+    // A resume whose limits are already reached says so instead of finishing silently.
+    let out = vqvae(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "16",
+        "--resume",
+        "--out",
+        s(&no_data),
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("nothing to train: the run is at step 16"),
+        "{text}"
+    );
+    assert_eq!(trajectory(&straight), trajectory(&no_data));
     // Resuming with another network is refused, naming the difference.
     let err = fails(
         &[

@@ -247,6 +247,16 @@ where
     let mut log = MetricsLog::open(&run.join("metrics.csv"), state.step)?;
 
     let total_steps = total_steps(config, train_source.len());
+    if state.step > 0 && total_steps <= state.step {
+        observer.on_event(&format!(
+            "nothing to train: the run is at step {} and this configuration stops at step \
+             {total_steps} ({} epochs of {} steps, max_steps {}); raise --epochs or --max-steps",
+            state.step,
+            config.train.epochs,
+            train_source.len().div_ceil(config.train.batch_size),
+            config.train.max_steps,
+        ));
+    }
     let preprocess = Preprocess {
         size,
         resize,
