@@ -95,6 +95,10 @@ fn parse_args() -> Args {
         args.precision
     );
     assert!(args.iters > 0, "--iters must be at least 1");
+    assert!(
+        args.reference.is_none() || args.model != "llama",
+        "--reference holds float inputs: beit or wavlm only"
+    );
     if args.batch == 0 {
         args.batch = match args.model.as_str() {
             "beit" => 8,

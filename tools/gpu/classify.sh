@@ -8,11 +8,6 @@
 # Usage (device machine, repo root): bash tools/gpu/classify.sh   (results under $OUT)
 set -u
 source tools/gpu/common.sh
-FINAL=${OUT:-/tmp/out}
-OUT=/tmp/results
-mkdir -p "$OUT" "$FINAL"
-export HF_HUB_OFFLINE=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 
 echo "== DAT heads: one training step, batch 32 x 24 layers x 1024"

@@ -3,6 +3,14 @@
 
 BIN=${BIN:-.gpudata/bin}
 
+# Results: the device tool returns at most 8 files from $OUT, so the scripts gather their logs
+# in /tmp/results ($OUT from here on) and pack them into one file in $FINAL at the end.
+FINAL=${OUT:-/tmp/out}
+OUT=/tmp/results
+mkdir -p "$OUT" "$FINAL"
+export HF_HUB_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
 # `peak_gpu LOG CMD...`: runs CMD with stdout+stderr to LOG and polls nvidia-smi every 0.2 s;
 # appends `peak_gpu_mib=N` (the card's used memory at its highest, the CUDA context included)
 # to LOG and returns CMD's status.

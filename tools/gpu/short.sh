@@ -7,11 +7,6 @@
 # bench_encoders_torch.py), each Rust program beside PyTorch on the same card.
 set -u
 source tools/gpu/common.sh
-FINAL=${OUT:-/tmp/out}
-OUT=/tmp/results
-mkdir -p "$OUT" "$FINAL"
-export HF_HUB_OFFLINE=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 t0=$(date +%s)
 stamp() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
 

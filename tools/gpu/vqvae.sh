@@ -8,11 +8,7 @@
 # Usage (device machine, repo root): bash tools/gpu/vqvae.sh   (results under $OUT)
 set -u
 source tools/gpu/common.sh
-FINAL=${OUT:-/tmp/out}
 QUALITY_SECONDS=${QUALITY_SECONDS:-300}
-OUT=/tmp/results   # logs gathered here, packed into one file at the end ($FINAL allows 8 files)
-mkdir -p "$OUT" "$FINAL"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 echo "== speed"
 for preset in paper small; do

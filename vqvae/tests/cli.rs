@@ -17,6 +17,14 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Like [`ok`], returning stderr (progress messages) followed by stdout.
+fn ok_logged(args: &[&str]) -> String {
+    let out = vqvae(args);
+    let text = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "vqvae {args:?} failed:\n{text}");
+    text.into_owned()
+}
+
 fn fails(args: &[&str]) -> String {
     let out = vqvae(args);
     assert!(!out.status.success(), "vqvae {args:?} should fail");
@@ -107,33 +115,23 @@ fn resuming_continues_the_same_trajectory() {
     // procedural set: the same trajectory again.
     let no_data = dir.path().join("no-data");
     ok(&[&common[..], &["--max-steps", "8", "--out", s(&no_data)]].concat());
-    let out = vqvae(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--max-steps",
-        "16",
-        "--resume",
-        "--out",
-        s(&no_data),
-    ]);
-    let text = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let resume_without_data = || {
+        ok_logged(&[
+            "train",
+            "--preset",
+            "tiny",
+            "--max-steps",
+            "16",
+            "--resume",
+            "--out",
+            s(&no_data),
+        ])
+    };
+    let text = resume_without_data();
     assert!(text.contains("--data of the run"), "{text}");
     assert_eq!(trajectory(&straight), trajectory(&no_data));
     // A resume whose limits are already reached says so instead of finishing silently.
-    let out = vqvae(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--max-steps",
-        "16",
-        "--resume",
-        "--out",
-        s(&no_data),
-    ]);
-    let text = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = resume_without_data();
     assert!(
         text.contains("nothing to train: the run is at step 16"),
         "{text}"

@@ -151,7 +151,8 @@ where
     let run = &options.out;
     let seed = config.train.seed;
     // A resumed run continues on the folders it was started with unless told otherwise.
-    let stored = if options.resume && checkpoint::latest(run)?.is_some() {
+    let existing = checkpoint::latest(run)?;
+    let stored = if options.resume && existing.is_some() {
         checkpoint::read_sources(run)?.unwrap_or_default()
     } else {
         RunSources::default()
@@ -194,7 +195,6 @@ where
     let preview: Vec<RgbImage> = val_images.iter().take(8).map(|(_, i)| i.clone()).collect();
 
     // Start fresh or resume.
-    let existing = checkpoint::latest(run)?;
     let (mut model, mut optimizer, mut state) = {
         let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
         match (existing, options.resume) {
