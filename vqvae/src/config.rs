@@ -10,6 +10,7 @@ use crate::model::{
     ChannelAttention, CodeNorm, CodebookUpdate, DecoderConfig, EncoderConfig,
     VectorQuantizerConfig, VqVaeConfig,
 };
+use crate::train::LrSchedule;
 
 /// Named starting points for a run; every field can be overridden from TOML or the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,9 @@ pub struct TrainSettings {
     pub keep_checkpoints: usize,
     /// Window, in steps, of the codebook usage and perplexity statistics.
     pub usage_window: u64,
+    /// Warm-up and decay of the learning rate (`[train.schedule]`); absent: constant.
+    #[serde(default)]
+    pub schedule: LrSchedule,
 }
 
 /// Where images come from and how they become samples.
@@ -163,6 +167,7 @@ impl Preset {
                     sample_every: 500,
                     keep_checkpoints: 3,
                     usage_window: 100,
+                    schedule: LrSchedule::default(),
                 },
                 data: data(256, 500, 2048),
             },
@@ -189,6 +194,7 @@ impl Preset {
                     sample_every: 100,
                     keep_checkpoints: 2,
                     usage_window: 50,
+                    schedule: LrSchedule::default(),
                 },
                 data: data(64, 2, 256),
             },
@@ -219,6 +225,7 @@ impl Preset {
                     sample_every: 20,
                     keep_checkpoints: 2,
                     usage_window: 10,
+                    schedule: LrSchedule::default(),
                 },
                 data: data(16, 1, 8),
             },
@@ -333,6 +340,7 @@ impl RunConfig {
                 self.train.batch_size, self.train.learning_rate
             ));
         }
+        self.train.schedule.validate()?;
         if !(0.0..1.0).contains(&m.ema_decay) {
             return Err(format!(
                 "model.ema_decay ({}) must be in [0, 1)",

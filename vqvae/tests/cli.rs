@@ -148,6 +148,66 @@ fn resuming_continues_the_same_trajectory() {
     assert!(err.contains("different configuration"), "{err}");
 }
 
+/// The values of the metrics.csv column named `name`, one per step.
+fn column(run: &Path, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let at = header
+        .iter()
+        .position(|h| *h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header:?}"));
+    lines
+        .map(|line| line.split(',').nth(at).expect("a full row").to_string())
+        .collect()
+}
+
+#[test]
+fn a_finished_run_continues_with_a_decay_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 6);
+    let common = ["train", "--preset", "tiny", "--data", s(&data)];
+    let decay = ["--lr-decay", "linear", "--decay-start", "6"];
+    // Straight through: 10 steps, constant for 6, then a linear decay to 0 at the last step.
+    let straight = dir.path().join("straight");
+    ok(&[
+        &common[..],
+        &decay[..],
+        &["--max-steps", "10", "--out", s(&straight)],
+    ]
+    .concat());
+    let rates: Vec<f64> = column(&straight, "learning_rate")
+        .iter()
+        .map(|r| r.parse().unwrap())
+        .collect();
+    let expected = [3e-3, 3e-3, 3e-3, 3e-3, 3e-3, 3e-3, 3e-3, 2e-3, 1e-3, 0.0];
+    assert_eq!(rates.len(), expected.len());
+    for (got, want) in rates.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-9, "{rates:?}");
+    }
+    // A constant 6-step run continued with the decay phase follows the same trajectory.
+    let continued = dir.path().join("continued");
+    ok(&[&common[..], &["--max-steps", "6", "--out", s(&continued)]].concat());
+    ok(&[
+        &common[..],
+        &decay[..],
+        &["--max-steps", "10", "--resume", "--out", s(&continued)],
+    ]
+    .concat());
+    assert_eq!(trajectory(&straight), trajectory(&continued));
+    assert_eq!(
+        column(&straight, "learning_rate"),
+        column(&continued, "learning_rate")
+    );
+    let config = std::fs::read_to_string(continued.join("config.json")).unwrap();
+    assert!(config.contains("\"decay\": \"linear\""), "{config}");
+    // A final fraction outside [0, 1] is refused before anything is written.
+    let bad = dir.path().join("bad");
+    let err = fails(&[&common[..], &["--final-lr-fraction", "2", "--out", s(&bad)]].concat());
+    assert!(err.contains("final_fraction"), "{err}");
+    assert!(!bad.exists());
+}
+
 #[test]
 fn decode_of_exported_codes_equals_reconstruct() {
     let dir = tempfile::tempdir().unwrap();
@@ -347,13 +407,8 @@ fn unreadable_images_are_skipped_and_counted() {
     );
     let rows = trajectory(&run);
     assert_eq!(rows.len(), 6);
-    let last = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    let skipped: u64 = last
-        .lines()
+    let skipped: u64 = column(&run, "skipped_images")
         .last()
-        .unwrap()
-        .rsplit(',')
-        .next()
         .unwrap()
         .parse()
         .unwrap();

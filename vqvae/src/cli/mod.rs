@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use daam::DaamBackend;
 use vqvae::config::{Preset, QuantizerKind, RunConfig};
 use vqvae::model::ChannelAttention;
-use vqvae::train::{checkpoint, TrainOptions};
+use vqvae::train::{checkpoint, LrDecay, TrainOptions};
 
 use device::Device;
 
@@ -69,6 +69,17 @@ enum QuantizerArg {
     L2,
 }
 
+/// Learning-rate decay on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LrDecayArg {
+    /// Constant after the warm-up.
+    None,
+    /// Half a cosine down to --final-lr-fraction × --lr at the last step.
+    Cosine,
+    /// A straight line down to --final-lr-fraction × --lr at the last step.
+    Linear,
+}
+
 #[derive(Args, Debug)]
 struct TrainArgs {
     /// Folder of training images, searched recursively (COCO train2017/ works as is). Without
@@ -102,6 +113,20 @@ struct TrainArgs {
     /// Adam learning rate.
     #[arg(long)]
     lr: Option<f64>,
+    /// Steps of linear learning-rate warm-up (0: none).
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    /// Learning-rate decay over the end of the run; it ends at the run's last step (set by
+    /// --epochs / --max-steps). Default: none (constant).
+    #[arg(long, value_enum)]
+    lr_decay: Option<LrDecayArg>,
+    /// Step at which the decay begins (default: right after the warm-up). With --resume and a
+    /// larger --max-steps, this continues a finished run with a decay phase.
+    #[arg(long)]
+    decay_start: Option<u64>,
+    /// Learning rate at the last step, as a fraction of --lr (default 0).
+    #[arg(long)]
+    final_lr_fraction: Option<f64>,
     /// Passes over the training images.
     #[arg(long)]
     epochs: Option<u64>,
@@ -127,8 +152,8 @@ struct TrainArgs {
     #[arg(long, default_value = "checkpoints/run")]
     out: PathBuf,
     /// Continue the run in --out from its latest checkpoint: its stored configuration is used
-    /// (only --epochs, --max-steps and --lr may change), and its --data/--val folders unless
-    /// given again.
+    /// (only --epochs, --max-steps, --lr and the learning-rate schedule may change), and its
+    /// --data/--val folders unless given again.
     #[arg(long)]
     resume: bool,
     /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
@@ -269,6 +294,16 @@ fn run_config(args: &TrainArgs) -> Result<RunConfig> {
     set(&mut c.train.batch_size, args.batch_size);
     set(&mut c.train.learning_rate, args.lr);
     set(&mut c.train.epochs, args.epochs);
+    set(&mut c.train.schedule.warmup_steps, args.warmup_steps);
+    set(&mut c.train.schedule.decay_start, args.decay_start);
+    set(&mut c.train.schedule.final_fraction, args.final_lr_fraction);
+    if let Some(decay) = args.lr_decay {
+        c.train.schedule.decay = match decay {
+            LrDecayArg::None => LrDecay::None,
+            LrDecayArg::Cosine => LrDecay::Cosine,
+            LrDecayArg::Linear => LrDecay::Linear,
+        };
+    }
     set(&mut c.train.max_steps, args.max_steps);
     set(&mut c.data.image_size, args.image_size);
     if args.resize.is_some() {

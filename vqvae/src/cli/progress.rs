@@ -30,13 +30,14 @@ impl Bars {
 
 fn summary(r: &StepReport) -> String {
     format!(
-        "loss {:.4} (rec {:.4} cb {:.4} com {:.4}) usage {:.0}% ppl {:.0} {:.1} img/s{}",
+        "loss {:.4} (rec {:.4} cb {:.4} com {:.4}) usage {:.0}% ppl {:.0} lr {:.1e} {:.1} img/s{}",
         r.loss,
         r.reconstruction,
         r.codebook,
         r.commitment,
         100.0 * r.usage,
         r.perplexity,
+        r.learning_rate,
         r.images_per_second,
         if r.skipped_images > 0 {
             format!(" skipped {}", r.skipped_images)

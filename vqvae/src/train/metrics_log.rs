@@ -7,7 +7,10 @@ use super::StepReport;
 use crate::error::{Error, Result};
 
 const HEADER: &str = "step,epoch,loss,reconstruction,codebook,commitment,usage,perplexity,\
-                      images_per_second,skipped_images";
+                      images_per_second,skipped_images,learning_rate";
+/// Columns of the header; rows of logs written before `learning_rate` existed have one fewer
+/// and get an empty last field when the log is reopened.
+const COLUMNS: usize = 11;
 
 /// Appends one row per step to `metrics.csv`.
 #[derive(Debug)]
@@ -42,6 +45,9 @@ impl MetricsLog {
         let mut contents = format!("{HEADER}\n");
         for line in kept {
             contents.push_str(&line);
+            if line.split(',').count() == COLUMNS - 1 {
+                contents.push(',');
+            }
             contents.push('\n');
         }
         super::checkpoint::write_atomic(path, contents.as_bytes())?;
@@ -59,7 +65,7 @@ impl MetricsLog {
     pub fn append(&mut self, r: &StepReport) -> Result<()> {
         writeln!(
             self.file,
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.2},{:.2},{}",
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.2},{:.2},{},{:.3e}",
             r.step,
             r.epoch,
             r.loss,
@@ -69,11 +75,69 @@ impl MetricsLog {
             r.usage,
             r.perplexity,
             r.images_per_second,
-            r.skipped_images
+            r.skipped_images,
+            r.learning_rate
         )
         .map_err(|source| Error::Io {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(step: u64) -> StepReport {
+        StepReport {
+            step,
+            total_steps: 10,
+            epoch: 0,
+            loss: 0.5,
+            reconstruction: 0.25,
+            codebook: 0.125,
+            commitment: 0.125,
+            usage: 1.0,
+            perplexity: 3.0,
+            images_per_second: 10.0,
+            skipped_images: 0,
+            learning_rate: 1e-3,
+        }
+    }
+
+    #[test]
+    fn reopening_drops_later_rows_and_pads_rows_of_older_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.csv");
+        // A log written before the learning_rate column existed.
+        std::fs::write(
+            &path,
+            "step,epoch,loss,reconstruction,codebook,commitment,usage,perplexity,\
+             images_per_second,skipped_images\n\
+             1,0,0.5,0.25,0.125,0.125,1.0,3.0,10.0,0\n\
+             2,0,0.5,0.25,0.125,0.125,1.0,3.0,10.0,0\n\
+             3,0,0.5,0.25,0.125,0.125,1.0,3.0,10.0,0\n",
+        )
+        .unwrap();
+        let mut log = MetricsLog::open(&path, 2).unwrap();
+        log.append(&report(3)).unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], HEADER);
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[1].starts_with("1,") && lines[1].ends_with(",0,"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("3,") && lines[3].ends_with(",0,1.000e-3"),
+            "{text}"
+        );
+        assert!(
+            lines.iter().all(|l| l.split(',').count() == COLUMNS),
+            "{text}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 mod codebook_stats;
 mod metrics_log;
+mod schedule;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,7 @@ use rand::{rngs::StdRng, RngExt, SeedableRng};
 
 pub use codebook_stats::{code_counts, CodebookStats};
 pub use metrics_log::MetricsLog;
+pub use schedule::{LrDecay, LrSchedule};
 
 use crate::config::RunConfig;
 use crate::data::{load_all, to_tensor, ImageSource, Prefetcher};
@@ -73,6 +75,8 @@ pub struct StepReport {
     pub images_per_second: f64,
     /// Unreadable images skipped so far.
     pub skipped_images: u64,
+    /// Learning rate of the step.
+    pub learning_rate: f64,
 }
 
 /// Receives progress; the binary draws progress bars, tests stay silent.
@@ -108,6 +112,7 @@ pub struct TrainOutcome {
 fn resumable_view(config: &RunConfig) -> RunConfig {
     let mut c = config.clone();
     c.train.learning_rate = 0.0;
+    c.train.schedule = LrSchedule::default();
     c.train.epochs = 0;
     c.train.max_steps = 0;
     c.train.checkpoint_every = 0;
@@ -308,7 +313,12 @@ where
             });
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(config.train.learning_rate, model, grads);
+        let learning_rate =
+            config
+                .train
+                .schedule
+                .rate(config.train.learning_rate, batch.step, total_steps);
+        model = optimizer.step(learning_rate, model, grads);
 
         // Codebook: EMA update, statistics, dead-code restarts.
         let indices = out.quantizer.indices.clone().flatten::<1>(0, 2);
@@ -346,6 +356,7 @@ where
             perplexity: state.codebook.perplexity(),
             images_per_second: batch.images.len() as f64 / started.elapsed().as_secs_f64(),
             skipped_images: state.skipped_images,
+            learning_rate,
         };
         log.append(&report)?;
         observer.on_step(&report);
