@@ -116,12 +116,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--attention", choices=["daam", "none"], default="daam")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default: the preset's)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: eager float32 on the GPU, each step synchronised")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     hidden, code_dim, num_codes, groups, size, batch, lr = PRESETS[args.preset]
+    batch = args.batch_size or batch
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     model = VqVae(hidden, code_dim, num_codes, groups, args.attention == "daam").to(device)

@@ -9,7 +9,7 @@ use datasets::RgbImage;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::eval::{reconstruct_all, score, Evaluation};
+use crate::eval::{reconstruct_all, reconstruct_all_unquantized, score, Evaluation};
 use crate::grid::grid;
 use crate::reconstruct::{load_inputs, write_json, LoadedModel};
 
@@ -61,9 +61,21 @@ pub fn bicubic_floor(image: &RgbImage, factor: u32) -> RgbImage {
     RgbImage::from_rgb8(&resize(&small, w, h, FilterType::CatmullRom))
 }
 
+/// What a comparison adds to the models' rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompareOptions {
+    /// Square size inputs are resized and centre-cropped to; `None`: the first model's view.
+    pub size: Option<u32>,
+    /// A last row/column with the bicubic floor at the first model's down-sampling factor.
+    pub bicubic_floor: bool,
+    /// A row/column per model decoded from its unquantized latents
+    /// ([`crate::model::VqVae::reconstruct_unquantized`]): how much the codebook costs.
+    pub unquantized: bool,
+}
+
 /// Runs every model on the inputs and writes `comparison.{md,csv,json}`, `grids/NAME.png`
-/// (original | model 1 | model 2 | … | bicubic floor) and `report.html` into `out`. With
-/// `floor`, a last row/column is the bicubic floor at the first model's down-sampling factor.
+/// (original | model 1 | model 2 | … | unquantized 1 | … | bicubic floor) and `report.html`
+/// into `out`.
 ///
 /// # Errors
 /// When `size` is not a multiple of a model's down-sampling factor, inputs are unreadable, or
@@ -72,11 +84,12 @@ pub fn compare<B: DaamBackend>(
     models: &[(String, LoadedModel<B>)],
     input: &Path,
     out: &Path,
-    size: Option<u32>,
-    floor: bool,
+    options: CompareOptions,
     device: &B::Device,
 ) -> Result<Vec<ModelResult>> {
-    let size = size.unwrap_or(models[0].1.config.data.resize_side());
+    let size = options
+        .size
+        .unwrap_or(models[0].1.config.data.resize_side());
     for (label, m) in models {
         let f = m.config.downsampling();
         if size % f != 0 {
@@ -101,7 +114,19 @@ pub fn compare<B: DaamBackend>(
         });
         columns.push(recons);
     }
-    if floor {
+    if options.unquantized {
+        for (label, m) in models {
+            let tile = crate::tiles::eval_tile(&m.config, size);
+            let recons = reconstruct_all_unquantized(&m.model, &originals, tile, device);
+            results.push(ModelResult {
+                label: format!("{label}, unquantized"),
+                checkpoint: m.checkpoint.display().to_string(),
+                evaluation: score(&images, &recons, &[], 1),
+            });
+            columns.push(recons);
+        }
+    }
+    if options.bicubic_floor {
         let f = models[0].1.config.downsampling();
         let recons: Vec<RgbImage> = originals.iter().map(|i| bicubic_floor(i, f)).collect();
         results.push(ModelResult {

@@ -98,6 +98,37 @@ fn reconstruct_whole<B: DaamBackend>(
     (recons, codes)
 }
 
+/// Reconstructions of images from their unquantized latents
+/// ([`VqVae::reconstruct_unquantized`]), tiled as [`reconstruct_all`] says.
+///
+/// # Panics
+/// If `tile` does not divide the images.
+pub fn reconstruct_all_unquantized<B: DaamBackend>(
+    model: &VqVae<B>,
+    images: &[RgbImage],
+    tile: Option<usize>,
+    device: &B::Device,
+) -> Vec<RgbImage> {
+    let whole = |images: &[RgbImage]| -> Vec<RgbImage> {
+        images
+            .chunks(BATCH)
+            .flat_map(|chunk| {
+                from_tensor(model.reconstruct_unquantized(to_tensor::<B>(chunk, device)))
+            })
+            .collect()
+    };
+    match tile {
+        None => whole(images),
+        Some(tile) => images
+            .iter()
+            .map(|image| {
+                let tiles = whole(&crate::tiles::split_image(image, tile));
+                crate::tiles::join_image(&tiles, image.height, image.width, tile)
+            })
+            .collect(),
+    }
+}
+
 /// Evaluates a model on named images (tiled as [`reconstruct_all`] says).
 pub fn evaluate<B: DaamBackend>(
     model: &VqVae<B>,

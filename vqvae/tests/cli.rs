@@ -332,9 +332,15 @@ fn compare_writes_table_grids_and_report() {
         "--out",
         s(&out_dir),
         "--bicubic-floor",
+        "--unquantized",
     ]);
     assert!(
         out.contains("with (DAAM)") && out.contains("without (no attention)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| with (DAAM), unquantized | 4 |")
+            && out.contains("| without (no attention), unquantized | 4 |"),
         "{out}"
     );
     assert!(out.contains("bicubic ↓4↑ (floor)"), "{out}");

@@ -220,6 +220,10 @@ struct CompareArgs {
     /// Add the bicubic floor: each image downscaled by the first model's factor and back up.
     #[arg(long)]
     bicubic_floor: bool,
+    /// Add each model decoded from its unquantized latents (no rounding to codes): how much
+    /// of the error the codebook causes.
+    #[arg(long)]
+    unquantized: bool,
     /// `cpu`, or `cuda` / `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -425,8 +429,11 @@ fn compare<B: DaamBackend>(args: &CompareArgs, device: &B::Device) -> Result<()>
         &models,
         &args.input,
         &args.out,
-        args.size,
-        args.bicubic_floor,
+        vqvae::compare::CompareOptions {
+            size: args.size,
+            bicubic_floor: args.bicubic_floor,
+            unquantized: args.unquantized,
+        },
         device,
     )
     .with_context(|| format!("comparing on {}", args.input.display()))?;

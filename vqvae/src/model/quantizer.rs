@@ -121,6 +121,26 @@ fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 }
 
 impl<B: Backend> VectorQuantizer<B> {
+    /// The latent as the decoder would see it without the rounding to a code (l2-normalised
+    /// along the channels under [`CodeNorm::L2`], as the codes are).
+    ///
+    /// # Shapes
+    /// - `latent`, output: `[batch_size, code_dim, height, width]`
+    pub fn unquantized(&self, latent: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self.norm {
+            CodeNorm::Euclidean => latent,
+            CodeNorm::L2 => {
+                let norm = latent
+                    .clone()
+                    .powi_scalar(2)
+                    .sum_dim(1)
+                    .sqrt()
+                    .clamp_min(1e-12);
+                latent / norm
+            }
+        }
+    }
+
     /// The codes the lookup compares against (normalised under [`CodeNorm::L2`]).
     ///
     /// # Shapes
@@ -410,6 +430,24 @@ mod tests {
             .to_vec::<i64>()
             .unwrap();
         assert_eq!(&indices[..2], [1, 2]);
+    }
+
+    #[test]
+    fn unquantized_keeps_the_latent_and_normalises_it_under_l2() {
+        let x = || latent([[3.0, 4.0], [0.0, -2.0], [1.0, 0.0]]);
+        let plain = quantizer(CodebookUpdate::Gradient, CodeNorm::Euclidean).unquantized(x());
+        assert_eq!(
+            plain.into_data().to_vec::<f32>().unwrap(),
+            x().into_data().to_vec::<f32>().unwrap()
+        );
+        let l2 = quantizer(CodebookUpdate::Gradient, CodeNorm::L2).unquantized(x());
+        let got = l2.permute([0, 2, 3, 1]).reshape([3, 2]);
+        let got = got.into_data().to_vec::<f32>().unwrap();
+        let want = [0.6, 0.8, 0.0, -1.0, 1.0, 0.0];
+        assert!(
+            got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{got:?}"
+        );
     }
 
     #[test]

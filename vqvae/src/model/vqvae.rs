@@ -94,6 +94,18 @@ impl<B: DaamBackend> VqVae<B> {
         self.quantizer.forward(self.encoder.forward(images)).indices
     }
 
+    /// Decodes the encoder's latents without rounding them to codes: what the network would
+    /// give with an unlimited codebook. A diagnostic of how much quantization costs (the
+    /// decoder was trained on codes, so this is an estimate, not a bound).
+    ///
+    /// # Shapes
+    /// - `images`: `[batch_size, 3, height, width]`
+    /// - output: `[batch_size, 3, height, width]`
+    pub fn reconstruct_unquantized(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.decoder
+            .forward(self.quantizer.unquantized(self.encoder.forward(images)))
+    }
+
     /// Images from codes (what `vqvae decode` runs).
     ///
     /// # Shapes
