@@ -8,9 +8,6 @@ use crate::error::{Error, Result};
 
 const HEADER: &str = "step,epoch,loss,reconstruction,codebook,commitment,usage,perplexity,\
                       images_per_second,skipped_images,learning_rate";
-/// Columns of the header; rows of logs written before `learning_rate` existed have one fewer
-/// and get an empty last field when the log is reopened.
-const COLUMNS: usize = 11;
 
 /// Appends one row per step to `metrics.csv`.
 #[derive(Debug)]
@@ -43,9 +40,12 @@ impl MetricsLog {
             Err(e) => return Err(io(e)),
         };
         let mut contents = format!("{HEADER}\n");
+        // Rows of logs written before `learning_rate` existed have one field fewer: they get
+        // an empty last field.
+        let columns = HEADER.split(',').count();
         for line in kept {
             contents.push_str(&line);
-            if line.split(',').count() == COLUMNS - 1 {
+            if line.split(',').count() == columns - 1 {
                 contents.push(',');
             }
             contents.push('\n');
@@ -135,9 +135,6 @@ mod tests {
             lines[3].starts_with("3,") && lines[3].ends_with(",0,1.000e-3"),
             "{text}"
         );
-        assert!(
-            lines.iter().all(|l| l.split(',').count() == COLUMNS),
-            "{text}"
-        );
+        assert!(lines.iter().all(|l| l.split(',').count() == 11), "{text}");
     }
 }
