@@ -20,6 +20,9 @@ pub struct ModelResult {
     pub label: String,
     /// Checkpoint folder.
     pub checkpoint: String,
+    /// How the inputs went through the model: `64² tiles`, `whole images`, or `–` for the
+    /// bicubic floor.
+    pub reconstructed_in: String,
     /// Its metrics on the inputs.
     pub evaluation: Evaluation,
 }
@@ -66,6 +69,9 @@ pub fn bicubic_floor(image: &RgbImage, factor: u32) -> RgbImage {
 pub struct CompareOptions {
     /// Square size inputs are resized and centre-cropped to; `None`: the first model's view.
     pub size: Option<u32>,
+    /// Side of the tiles every model reconstructs the inputs in; `None`: each model's default
+    /// ([`crate::tiles::choose_tile`]).
+    pub tile: Option<u32>,
     /// A last row/column with the bicubic floor at the first model's down-sampling factor.
     pub bicubic_floor: bool,
     /// A row/column per model decoded from its unquantized latents
@@ -99,28 +105,38 @@ pub fn compare<B: DaamBackend>(
             });
         }
     }
+    let mut tiles = Vec::new();
+    for (label, m) in models {
+        let tile = crate::tiles::choose_tile(&m.config, size, options.tile).map_err(|message| {
+            Error::Config {
+                path: m.checkpoint.clone(),
+                message: format!("{label}: {message}"),
+            }
+        })?;
+        tiles.push(tile);
+    }
     let images = load_inputs(input, size)?;
     let originals: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
     let mut results = Vec::new();
     let mut columns: Vec<Vec<RgbImage>> = Vec::new();
-    for (label, m) in models {
-        let tile = crate::tiles::eval_tile(&m.config, size);
+    for ((label, m), &tile) in models.iter().zip(&tiles) {
         let factor = m.config.downsampling() as usize;
         let (recons, codes) = reconstruct_all(&m.model, &originals, tile, factor, device);
         results.push(ModelResult {
             label: label.clone(),
             checkpoint: m.checkpoint.display().to_string(),
+            reconstructed_in: view(tile),
             evaluation: score(&images, &recons, &codes, m.config.model.num_codes),
         });
         columns.push(recons);
     }
     if options.unquantized {
-        for (label, m) in models {
-            let tile = crate::tiles::eval_tile(&m.config, size);
+        for ((label, m), &tile) in models.iter().zip(&tiles) {
             let recons = reconstruct_all_unquantized(&m.model, &originals, tile, device);
             results.push(ModelResult {
                 label: format!("{label}, unquantized"),
                 checkpoint: m.checkpoint.display().to_string(),
+                reconstructed_in: view(tile),
                 evaluation: score(&images, &recons, &[], 1),
             });
             columns.push(recons);
@@ -132,6 +148,7 @@ pub fn compare<B: DaamBackend>(
         results.push(ModelResult {
             label: format!("bicubic ↓{f}↑ (floor)"),
             checkpoint: "-".into(),
+            reconstructed_in: "–".into(),
             evaluation: score(&images, &recons, &[], 1),
         });
         columns.push(recons);
@@ -161,18 +178,25 @@ pub fn compare<B: DaamBackend>(
     Ok(results)
 }
 
+/// `64² tiles` or `whole images`.
+fn view(tile: Option<usize>) -> String {
+    tile.map_or_else(|| "whole images".into(), |t| format!("{t}² tiles"))
+}
+
 /// The summary table in markdown.
 pub fn markdown_table(results: &[ModelResult]) -> String {
     let mut s = String::from(
-        "| model | images | PSNR (dB) | SSIM | codebook usage |\n|---|---|---|---|---|\n",
+        "| model | images | reconstructed in | PSNR (dB) | SSIM | codebook usage |\n\
+         |---|---|---|---|---|---|\n",
     );
     for r in results {
         let e = &r.evaluation;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.2} | {:.4} | {:.1}% |",
+            "| {} | {} | {} | {:.2} | {:.4} | {:.1}% |",
             r.label,
             e.images,
+            r.reconstructed_in,
             e.psnr,
             e.ssim,
             100.0 * e.usage
@@ -245,14 +269,15 @@ fn html_report(results: &[ModelResult], grids: &[(String, std::path::PathBuf)]) 
          7×7 uniform window per channel). Grids: original, then {}.</p>",
         labels.join(", ")
     );
-    s.push_str("<table><tr><th>model</th><th>images</th><th>PSNR (dB)</th><th>SSIM</th><th>codebook usage</th></tr>");
+    s.push_str("<table><tr><th>model</th><th>images</th><th>reconstructed in</th><th>PSNR (dB)</th><th>SSIM</th><th>codebook usage</th></tr>");
     for r in results {
         let e = &r.evaluation;
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.4}</td><td>{:.1}%</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.4}</td><td>{:.1}%</td></tr>",
             escape(&r.label),
             e.images,
+            r.reconstructed_in,
             e.psnr,
             e.ssim,
             100.0 * e.usage

@@ -38,6 +38,10 @@ pub enum QuantizerKind {
     L2,
 }
 
+fn default_true() -> bool {
+    true
+}
+
 /// The network and its quantizer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +54,11 @@ pub struct ModelSettings {
     pub num_codes: usize,
     /// GroupNorm groups (must divide every width).
     pub norm_groups: usize,
+    /// GroupNorm after each down-/up-sampling convolution, as the authors' write-up (default
+    /// true). `false` keeps only a per-channel affine map and the ReLU there, so a tile's mean
+    /// colour is not normalised away on the main path; the residual blocks keep their GroupNorms.
+    #[serde(default = "default_true")]
+    pub sampling_norm: bool,
     /// Channel attention in the residual blocks (`{ kind = "none" }` for the ablation).
     pub attention: ChannelAttention,
     /// Commitment weight β.
@@ -151,6 +160,7 @@ impl Preset {
                     code_dim: 256,
                     num_codes: 1024,
                     norm_groups: 32,
+                    sampling_norm: true,
                     attention: ChannelAttention::PAPER,
                     commitment: 0.25,
                     quantizer: QuantizerKind::Vq,
@@ -178,6 +188,7 @@ impl Preset {
                     code_dim: 64,
                     num_codes: 512,
                     norm_groups: 16,
+                    sampling_norm: true,
                     attention: ChannelAttention::PAPER,
                     commitment: 0.25,
                     quantizer: QuantizerKind::Vq,
@@ -205,6 +216,7 @@ impl Preset {
                     code_dim: 8,
                     num_codes: 32,
                     norm_groups: 4,
+                    sampling_norm: true,
                     attention: ChannelAttention::Daam {
                         num_heads: 2,
                         num_gaussians: 2,
@@ -365,6 +377,7 @@ impl RunConfig {
         VqVaeConfig::new(
             EncoderConfig::new(m.hidden.clone(), m.code_dim)
                 .with_norm_groups(m.norm_groups)
+                .with_sampling_norm(m.sampling_norm)
                 .with_attention(m.attention)
                 .with_seed(seed),
             VectorQuantizerConfig::new(m.num_codes, m.code_dim)
@@ -373,6 +386,7 @@ impl RunConfig {
                 .with_norm(norm),
             DecoderConfig::new(m.hidden.clone(), m.code_dim)
                 .with_norm_groups(m.norm_groups)
+                .with_sampling_norm(m.sampling_norm)
                 .with_attention(m.attention)
                 .with_seed(seed + 100),
         )
@@ -396,6 +410,17 @@ mod tests {
             let json = serde_json::to_string(&config).unwrap();
             assert_eq!(serde_json::from_str::<RunConfig>(&json).unwrap(), config);
         }
+    }
+
+    #[test]
+    fn configs_written_before_sampling_norm_existed_keep_the_authors_layout() {
+        let mut json = serde_json::to_value(Preset::Small.config()).unwrap();
+        json["model"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sampling_norm");
+        let config: RunConfig = serde_json::from_value(json).unwrap();
+        assert!(config.model.sampling_norm);
     }
 
     #[test]

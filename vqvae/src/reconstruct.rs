@@ -144,12 +144,14 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Reconstructs every input: writes `NAME.png` (the reconstruction), `NAME.side_by_side.png`
 /// (original | reconstruction), `metrics.csv` and `metrics.json`, and `codes.json` when
-/// `export_codes` is set. `size` overrides the training image size.
+/// `export_codes` is set. `size` overrides the training image size, `tile` the side of the
+/// tiles the images are reconstructed in ([`crate::tiles::choose_tile`]).
 pub fn reconstruct<B: DaamBackend>(
     loaded: &LoadedModel<B>,
     input: &Path,
     out: &Path,
     size: Option<u32>,
+    tile: Option<u32>,
     export_codes: bool,
     device: &B::Device,
 ) -> Result<Evaluation> {
@@ -163,10 +165,14 @@ pub fn reconstruct<B: DaamBackend>(
             ),
         });
     }
+    let tile =
+        crate::tiles::choose_tile(&loaded.config, size, tile).map_err(|message| Error::Config {
+            path: loaded.checkpoint.clone(),
+            message,
+        })?;
     let images = load_inputs(input, size)?;
     create_dir(out)?;
     let originals: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
-    let tile = crate::tiles::eval_tile(&loaded.config, size);
     let (recons, codes) = reconstruct_all(&loaded.model, &originals, tile, f as usize, device);
     let num_codes = loaded.config.model.num_codes;
     let evaluation = score(&images, &recons, &codes, num_codes);

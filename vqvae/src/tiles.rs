@@ -14,6 +14,35 @@ pub fn eval_tile(config: &RunConfig, size: u32) -> Option<usize> {
     (size > tile && size % tile == 0).then_some(tile as usize)
 }
 
+/// The tile side for `size`² images when the user asks for `requested` (`--tile`): `None`
+/// (the whole image at once) when it equals `size`, `requested` when it is a smaller divisor of
+/// `size` and a multiple of the model's down-sampling factor, and [`eval_tile`] when nothing was
+/// asked for.
+///
+/// # Errors
+/// A message saying which condition `requested` breaks.
+pub fn choose_tile(
+    config: &RunConfig,
+    size: u32,
+    requested: Option<u32>,
+) -> Result<Option<usize>, String> {
+    let Some(tile) = requested else {
+        return Ok(eval_tile(config, size));
+    };
+    let factor = config.downsampling();
+    if tile == 0 || tile > size || size % tile != 0 {
+        return Err(format!(
+            "--tile {tile} must divide the image size {size} (use --tile {size} for whole images)"
+        ));
+    }
+    if tile % factor != 0 {
+        return Err(format!(
+            "--tile {tile} must be a multiple of the down-sampling factor {factor}"
+        ));
+    }
+    Ok((tile < size).then_some(tile as usize))
+}
+
 /// Cuts `[channels, height, width]` row-major `data` into `tile`×`tile` blocks, in row-major
 /// block order, each `[channels, tile, tile]`.
 ///
@@ -111,6 +140,25 @@ mod tests {
         // Block 3 (row 1, column 0), channel 1, first row: row 3 of channel 1.
         assert_eq!(&blocks[3][9..12], &[54 + 27, 54 + 28, 54 + 29]);
         assert_eq!(join(&blocks, 2, 6, 9, 3), data);
+    }
+
+    #[test]
+    fn the_tile_is_the_training_size_unless_asked_otherwise() {
+        // `small`: 64² crops, factor 8.
+        let config = crate::config::Preset::Small.config();
+        assert_eq!(choose_tile(&config, 256, None), Ok(Some(64)));
+        assert_eq!(choose_tile(&config, 64, None), Ok(None));
+        assert_eq!(choose_tile(&config, 256, Some(128)), Ok(Some(128)));
+        assert_eq!(choose_tile(&config, 256, Some(256)), Ok(None));
+        let err = choose_tile(&config, 256, Some(96)).unwrap_err();
+        assert!(err.contains("must divide the image size 256"), "{err}");
+        let err = choose_tile(&config, 256, Some(512)).unwrap_err();
+        assert!(err.contains("must divide"), "{err}");
+        let err = choose_tile(&config, 256, Some(4)).unwrap_err();
+        assert!(
+            err.contains("multiple of the down-sampling factor 8"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -146,6 +146,17 @@ fn resuming_continues_the_same_trajectory() {
         .concat(),
     );
     assert!(err.contains("different configuration"), "{err}");
+    let err = fails(
+        &[
+            &common[..],
+            &["--sampling-norm", "false", "--resume", "--out", s(&resumed)],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("different configuration") && err.contains("\"sampling_norm\":false"),
+        "{err}"
+    );
 }
 
 /// The values of the metrics.csv column named `name`, one per step.
@@ -289,6 +300,45 @@ fn tiled_reconstruction_of_a_larger_view_decodes_identically() {
         let b = std::fs::read(dec.join(&name)).unwrap();
         assert_eq!(a, b, "{name} differs between reconstruct and decode");
     }
+
+    // `--tile 32` reconstructs the 32² images whole: no tile in the codes, other pixels, and
+    // decode still reproduces them.
+    let whole = dir.path().join("whole");
+    #[rustfmt::skip]
+    ok(&["reconstruct", "--checkpoint", s(&run), "--input", s(&data), "--out", s(&whole),
+         "--export-codes", "--tile", "32"]);
+    let codes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("codes.json")).unwrap()).unwrap();
+    assert!(codes["tile"].is_null(), "{codes}");
+    let tiled = std::fs::read(rec.join("proc_00000.png")).unwrap();
+    assert_ne!(std::fs::read(whole.join("proc_00000.png")).unwrap(), tiled);
+    let dec_whole = dir.path().join("dec_whole");
+    #[rustfmt::skip]
+    ok(&["decode", "--checkpoint", s(&run), "--codes", s(&whole.join("codes.json")), "--out",
+         s(&dec_whole)]);
+    assert_eq!(
+        std::fs::read(whole.join("proc_00000.png")).unwrap(),
+        std::fs::read(dec_whole.join("proc_00000.png")).unwrap()
+    );
+
+    // A tile that does not divide the view, or is finer than the factor, is refused before
+    // anything is written.
+    let bad = dir.path().join("bad");
+    #[rustfmt::skip]
+    let err = fails(&["reconstruct", "--checkpoint", s(&run), "--input", s(&data), "--out",
+                      s(&bad), "--tile", "12"]);
+    assert!(
+        err.contains("--tile 12 must divide the image size 32"),
+        "{err}"
+    );
+    #[rustfmt::skip]
+    let err = fails(&["compare", "--checkpoint", s(&run), "--input", s(&data), "--out",
+                      s(&bad), "--tile", "2"]);
+    assert!(
+        err.contains("multiple of the down-sampling factor 4"),
+        "{err}"
+    );
+    assert!(!bad.exists(), "nothing written for a bad --tile");
 }
 
 #[test]
@@ -344,6 +394,7 @@ fn compare_writes_table_grids_and_report() {
         "{out}"
     );
     assert!(out.contains("bicubic ↓4↑ (floor)"), "{out}");
+    assert!(out.contains("| with (DAAM) | 4 | whole images |"), "{out}");
     for file in [
         "comparison.md",
         "comparison.csv",

@@ -107,6 +107,11 @@ struct TrainArgs {
     /// Codebook size.
     #[arg(long)]
     num_codes: Option<usize>,
+    /// GroupNorm after each down-/up-sampling convolution, as the authors' layout (`true`,
+    /// every preset's default); `false` keeps only an affine map and the ReLU there, so each
+    /// tile's mean colour survives the main path.
+    #[arg(long)]
+    sampling_norm: Option<bool>,
     /// Images per step.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -176,6 +181,11 @@ struct ReconstructArgs {
     /// size, its `data.resize` or else its training image size).
     #[arg(long)]
     size: Option<u32>,
+    /// Side of the square tiles inputs are reconstructed in, each tile on its own (default:
+    /// the training image size when it divides --size; --tile equal to --size: whole images).
+    /// Must divide --size and be a multiple of the down-sampling factor.
+    #[arg(long)]
+    tile: Option<u32>,
     /// Also write the code indices to codes.json (for `vqvae decode`).
     #[arg(long)]
     export_codes: bool,
@@ -217,6 +227,11 @@ struct CompareArgs {
     /// Square size inputs are resized and centre-cropped to (default: the first model's).
     #[arg(long)]
     size: Option<u32>,
+    /// Side of the square tiles inputs are reconstructed in, each tile on its own (default:
+    /// the training image size when it divides --size; --tile equal to --size: whole images).
+    /// Must divide --size and be a multiple of the down-sampling factor.
+    #[arg(long)]
+    tile: Option<u32>,
     /// Add the bicubic floor: each image downscaled by the first model's factor and back up.
     #[arg(long)]
     bicubic_floor: bool,
@@ -295,6 +310,7 @@ fn run_config(args: &TrainArgs) -> Result<RunConfig> {
     let mut c = config;
     set(&mut c.model.code_dim, args.code_dim);
     set(&mut c.model.num_codes, args.num_codes);
+    set(&mut c.model.sampling_norm, args.sampling_norm);
     set(&mut c.train.batch_size, args.batch_size);
     set(&mut c.train.learning_rate, args.lr);
     set(&mut c.train.epochs, args.epochs);
@@ -377,6 +393,7 @@ fn reconstruct<B: DaamBackend>(args: &ReconstructArgs, device: &B::Device) -> Re
         &args.input,
         &args.out,
         args.size,
+        args.tile,
         args.export_codes,
         device,
     )
@@ -431,6 +448,7 @@ fn compare<B: DaamBackend>(args: &CompareArgs, device: &B::Device) -> Result<()>
         &args.out,
         vqvae::compare::CompareOptions {
             size: args.size,
+            tile: args.tile,
             bicubic_floor: args.bicubic_floor,
             unquantized: args.unquantized,
         },

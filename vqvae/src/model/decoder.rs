@@ -17,7 +17,7 @@ use super::ChannelAttention;
 pub struct UpSampleBlock<B: Backend> {
     /// The transposed convolution.
     pub conv: ConvTranspose2d<B>,
-    /// GroupNorm + ReLU after it.
+    /// GroupNorm + ReLU after it (an affine map + ReLU when `sampling_norm` is off).
     pub norm: GroupNormRelu<B>,
     /// The residual block.
     pub residual: DaamResidualBlock<B>,
@@ -48,6 +48,11 @@ pub struct DecoderConfig {
     /// GroupNorm groups. Default 32.
     #[config(default = 32)]
     pub norm_groups: usize,
+    /// GroupNorm after each transposed convolution (the authors' layout). Off: only a per-channel
+    /// affine map and the ReLU there, so each input's mean colour is not normalised away on
+    /// the main path (the residual blocks keep their GroupNorms). Default true.
+    #[config(default = true)]
+    pub sampling_norm: bool,
     /// Channel attention of the residual blocks.
     #[config(default = "ChannelAttention::PAPER")]
     pub attention: ChannelAttention,
@@ -94,7 +99,11 @@ impl DecoderConfig {
                         .with_stride([2, 2])
                         .with_padding([1, 1])
                         .init(device),
-                    norm: group_norm(self.norm_groups, c_out, device),
+                    norm: if self.sampling_norm {
+                        group_norm(self.norm_groups, c_out, device)
+                    } else {
+                        GroupNormRelu::affine(c_out, device)
+                    },
                     residual: DaamResidualBlockConfig::new(c_out)
                         .with_norm_groups(self.norm_groups)
                         .with_attention(self.attention)

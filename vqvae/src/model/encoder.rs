@@ -19,7 +19,7 @@ use super::ChannelAttention;
 pub struct DownSampleBlock<B: Backend> {
     /// The strided convolution.
     pub conv: Conv2d<B>,
-    /// GroupNorm + ReLU after it.
+    /// GroupNorm + ReLU after it (an affine map + ReLU when `sampling_norm` is off).
     pub norm: GroupNormRelu<B>,
     /// The residual block.
     pub residual: DaamResidualBlock<B>,
@@ -48,6 +48,11 @@ pub struct EncoderConfig {
     /// GroupNorm groups. Default 32.
     #[config(default = 32)]
     pub norm_groups: usize,
+    /// GroupNorm after each strided convolution (the authors' layout). Off: only a per-channel
+    /// affine map and the ReLU there, so each input's mean colour is not normalised away on
+    /// the main path (the residual blocks keep their GroupNorms). Default true.
+    #[config(default = true)]
+    pub sampling_norm: bool,
     /// Channel attention of the residual blocks.
     #[config(default = "ChannelAttention::PAPER")]
     pub attention: ChannelAttention,
@@ -89,7 +94,11 @@ impl EncoderConfig {
                         .with_stride([2, 2])
                         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                         .init(device),
-                    norm: group_norm(self.norm_groups, c_out, device),
+                    norm: if self.sampling_norm {
+                        group_norm(self.norm_groups, c_out, device)
+                    } else {
+                        GroupNormRelu::affine(c_out, device)
+                    },
                     residual: DaamResidualBlockConfig::new(c_out)
                         .with_norm_groups(self.norm_groups)
                         .with_attention(self.attention)

@@ -15,7 +15,8 @@ pub struct GroupNormRelu<B: Backend> {
     pub gamma: Param<Tensor<B, 1>>,
     /// β, `[channels]`.
     pub beta: Param<Tensor<B, 1>>,
-    /// Groups (divide the channels).
+    /// Groups (divide the channels); 0: no normalisation, only the affine map and the ReLU
+    /// ([`GroupNormRelu::affine`]).
     pub groups: usize,
 }
 
@@ -40,12 +41,30 @@ impl<B: Backend> GroupNormRelu<B> {
     }
 }
 
+impl<B: Backend> GroupNormRelu<B> {
+    /// `ReLU(γ ⊙ x + β)` without the normalisation: what a down- or up-sampling block applies
+    /// when its GroupNorm is switched off, so each input's mean level passes through. Same
+    /// parameters as [`GroupNormRelu::new`], so checkpoints keep one layout.
+    pub fn affine(channels: usize, device: &B::Device) -> Self {
+        Self {
+            gamma: Param::from_tensor(Tensor::ones([channels], device)),
+            beta: Param::from_tensor(Tensor::zeros([channels], device)),
+            groups: 0,
+        }
+    }
+}
+
 impl<B: DaamBackend> GroupNormRelu<B> {
     /// # Shapes
     /// - `x`: `[batch_size, channels, height, width]`
     /// - output: `[batch_size, channels, height, width]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [batch_size, channels, height, width] = x.dims();
+        if self.groups == 0 {
+            let gamma = self.gamma.val().reshape([1, channels, 1, 1]);
+            let beta = self.beta.val().reshape([1, channels, 1, 1]);
+            return burn::tensor::activation::relu(x * gamma + beta);
+        }
         let x = x.reshape([batch_size, channels, height * width]);
         let out = B::group_norm(
             x.into_primitive().tensor(),
@@ -68,6 +87,18 @@ mod tests {
     use crate::tests::TestBackend;
     use burn::nn::GroupNormConfig;
     use burn::tensor::activation::relu;
+
+    #[test]
+    fn the_affine_variant_keeps_the_mean_level() {
+        let device = Default::default();
+        let mut layer = GroupNormRelu::<TestBackend>::affine(2, &device);
+        layer.gamma = Param::from_tensor(Tensor::from_floats([2.0, -1.0], &device));
+        layer.beta = Param::from_tensor(Tensor::from_floats([0.5, 0.25], &device));
+        // A flat input: GroupNorm would map it to β; the affine variant keeps its level.
+        let x = Tensor::<TestBackend, 4>::from_floats([[[[3.0, 3.0]], [[-1.0, 2.0]]]], &device);
+        let y = layer.forward(x).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(y, vec![6.5, 6.5, 1.25, 0.0]);
+    }
 
     #[test]
     fn matches_burns_group_norm_then_relu() {
