@@ -2,7 +2,8 @@
 measurements (dev-time only; `tools/bench_vqvae_compare.py` runs it).
 
 Same architecture as `vqvae/src/model/` (DESIGN.md "vqvae"): stem conv3x3, per width a strided
-conv4x4 (stride 2, padding 1) -> GroupNorm -> ReLU -> residual block
+conv4x4 (stride 2, padding 1) -> GroupNorm (a per-channel affine in the `small` preset, as
+`model.sampling_norm = false`) -> ReLU -> residual block
 `x + conv3x3(ReLU(GN(conv3x3(ReLU(GN(x))))))` -> DensityBlock on the channel axis (softmax form,
 4 heads x 3 Gaussians, residual), then conv1x1 to the code dimension; the decoder mirrors it with
 transposed convs; nearest-code VQ with straight-through, codebook loss + 0.25 commitment; Adam
@@ -23,11 +24,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PRESETS = {
-    # hidden widths, code_dim, num_codes, norm_groups, image_size, batch_size, learning rate
-    "small": ([32, 64, 128], 64, 512, 16, 64, 16, 1e-3),
-    "paper": ([128, 256, 512], 256, 1024, 32, 256, 32, 3e-4),
-    "tiny": ([8, 16], 8, 32, 4, 16, 4, 3e-3),
+    # hidden widths, code_dim, num_codes, norm_groups, image_size, batch_size, learning rate,
+    # sampling_norm (GroupNorm after the strided / transposed convs; else a per-channel affine)
+    "small": ([32, 64, 128], 64, 512, 16, 64, 16, 1e-3, False),
+    "paper": ([128, 256, 512], 256, 1024, 32, 256, 32, 3e-4, True),
+    "tiny": ([8, 16], 8, 32, 4, 16, 4, 3e-3, True),
 }
+
+
+class Affine(nn.Module):
+    """Per-channel `weight * x + bias` (weight 1, bias 0 at init): vqvae's `GroupNormRelu::affine`
+    without its ReLU, which follows as a separate module."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        return x * self.weight[None, :, None, None] + self.bias[None, :, None, None]
 
 
 class MixtureDensityAttention(nn.Module):
@@ -74,12 +89,16 @@ class ResidualBlock(nn.Module):
 
 
 class VqVae(nn.Module):
-    def __init__(self, hidden, code_dim, num_codes, groups, daam=True):
+    def __init__(self, hidden, code_dim, num_codes, groups, daam=True, sampling_norm=True):
         super().__init__()
+
+        def norm(c):
+            return nn.GroupNorm(groups, c) if sampling_norm else Affine(c)
+
         self.stem = nn.Conv2d(3, hidden[0], 3, padding=1)
         downs, c_in = [], hidden[0]
         for c_out in hidden:
-            downs += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.GroupNorm(groups, c_out), nn.ReLU(),
+            downs += [nn.Conv2d(c_in, c_out, 4, 2, 1), norm(c_out), nn.ReLU(),
                       ResidualBlock(c_out, groups, daam)]
             c_in = c_out
         self.down = nn.Sequential(*downs)
@@ -89,7 +108,7 @@ class VqVae(nn.Module):
         ups, c_in, n = [], hidden[-1], len(hidden)
         for i in range(n):
             c_out = hidden[n - 2 - i] if i + 1 < n else hidden[0]
-            ups += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.GroupNorm(groups, c_out), nn.ReLU(),
+            ups += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), norm(c_out), nn.ReLU(),
                     ResidualBlock(c_out, groups, daam)]
             c_in = c_out
         self.up = nn.Sequential(*ups)
@@ -122,11 +141,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    hidden, code_dim, num_codes, groups, size, batch, lr = PRESETS[args.preset]
+    hidden, code_dim, num_codes, groups, size, batch, lr, sampling_norm = PRESETS[args.preset]
     batch = args.batch_size or batch
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    model = VqVae(hidden, code_dim, num_codes, groups, args.attention == "daam").to(device)
+    model = VqVae(hidden, code_dim, num_codes, groups, args.attention == "daam", sampling_norm).to(device)
     optim = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8)
     images = torch.rand(batch, 3, size, size, device=device) * 2 - 1
     times = []

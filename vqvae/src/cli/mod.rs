@@ -43,7 +43,8 @@ enum Command {
 enum PresetArg {
     /// The authors' setting (256², widths 128/256/512, 1024 codes × 256, batch 32, 176 epochs).
     Paper,
-    /// CPU-sized: widths 32/64/128, 512 codes × 64, 64² crops.
+    /// CPU-sized: widths 32/64/128, 512 codes × 64, 64² crops, no GroupNorm after the
+    /// sampling convolutions (--sampling-norm false).
     Small,
     /// Test-sized: a few dozen steps on 16² images.
     Tiny,
@@ -107,9 +108,9 @@ struct TrainArgs {
     /// Codebook size.
     #[arg(long)]
     num_codes: Option<usize>,
-    /// GroupNorm after each down-/up-sampling convolution, as the authors' layout (`true`,
-    /// every preset's default); `false` keeps only an affine map and the ReLU there, so each
-    /// tile's mean colour survives the main path.
+    /// GroupNorm after each down-/up-sampling convolution, as the authors' layout (`true`: the
+    /// `paper` and `tiny` default); `false` (the `small` default) keeps only an affine map and
+    /// the ReLU there, so each tile's mean colour survives the main path.
     #[arg(long)]
     sampling_norm: Option<bool>,
     /// Images per step.
