@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use daam::DaamBackend;
 
 use super::group_norm::GroupNormRelu;
-use super::residual_block::{conv3x3, group_norm, DaamResidualBlock, DaamResidualBlockConfig};
+use super::residual_block::{conv3x3, sampling_norm, DaamResidualBlock, DaamResidualBlockConfig};
 use super::ChannelAttention;
 
 /// Strided 4×4 convolution (stride 2, padding 1: exact halving) → GroupNorm → ReLU → DAAM
@@ -94,11 +94,7 @@ impl EncoderConfig {
                         .with_stride([2, 2])
                         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                         .init(device),
-                    norm: if self.sampling_norm {
-                        group_norm(self.norm_groups, c_out, device)
-                    } else {
-                        GroupNormRelu::affine(c_out, device)
-                    },
+                    norm: sampling_norm(self.sampling_norm, self.norm_groups, c_out, device),
                     residual: DaamResidualBlockConfig::new(c_out)
                         .with_norm_groups(self.norm_groups)
                         .with_attention(self.attention)

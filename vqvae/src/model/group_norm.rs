@@ -39,17 +39,14 @@ impl<B: Backend> GroupNormRelu<B> {
             groups,
         }
     }
-}
 
-impl<B: Backend> GroupNormRelu<B> {
     /// `ReLU(γ ⊙ x + β)` without the normalisation: what a down- or up-sampling block applies
     /// when its GroupNorm is switched off, so each input's mean level passes through. Same
     /// parameters as [`GroupNormRelu::new`], so checkpoints keep one layout.
     pub fn affine(channels: usize, device: &B::Device) -> Self {
         Self {
-            gamma: Param::from_tensor(Tensor::ones([channels], device)),
-            beta: Param::from_tensor(Tensor::zeros([channels], device)),
             groups: 0,
+            ..Self::new(1, channels, device)
         }
     }
 }

@@ -55,6 +55,21 @@ pub(crate) fn group_norm<B: Backend>(
     GroupNormRelu::new(groups, channels, device)
 }
 
+/// The layer after a down- or up-sampling convolution: GroupNorm + ReLU with `sampling_norm`,
+/// else the affine map + ReLU ([`GroupNormRelu::affine`]).
+pub(crate) fn sampling_norm<B: Backend>(
+    sampling_norm: bool,
+    groups: usize,
+    channels: usize,
+    device: &B::Device,
+) -> GroupNormRelu<B> {
+    if sampling_norm {
+        group_norm(groups, channels, device)
+    } else {
+        GroupNormRelu::affine(channels, device)
+    }
+}
+
 /// A 3×3 convolution with padding 1.
 pub(crate) fn conv3x3<B: Backend>(c_in: usize, c_out: usize, device: &B::Device) -> Conv2d<B> {
     Conv2dConfig::new([c_in, c_out], [3, 3])
