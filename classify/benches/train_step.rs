@@ -82,8 +82,8 @@ fn main() {
         "cpu" => run::<Autodiff<Flex>>(&args, &Default::default()),
         #[cfg(feature = "cuda")]
         "cuda" => {
-            let device = burn::backend::cuda::CudaDevice::new(0);
-            run::<Autodiff<burn::backend::Cuda>>(&args, &device);
+            let device = daam::device::CudaDevice::new(0);
+            run::<Autodiff<daam::device::Cuda>>(&args, &device);
         }
         other => panic!("--device must be cpu or cuda (with --features cuda), got `{other}`"),
     }

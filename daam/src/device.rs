@@ -31,15 +31,22 @@ impl FromStr for Device {
     }
 }
 
+/// burn's CUDA backend (fusion on; cubecl's autotune with the `autotune` feature).
+#[cfg(feature = "cuda")]
+pub type Cuda<F = f32> = burn_cuda::Cuda<F, i32>;
+
+/// A device of [`Cuda`].
+#[cfg(feature = "cuda")]
+pub use burn_cuda::CudaDevice;
+
 /// A CUDA device, checked to work: without a driver cudarc panics, which becomes an error here.
 #[cfg(feature = "cuda")]
-pub fn cuda_device(index: usize) -> Result<burn::backend::cuda::CudaDevice, String> {
-    use burn::backend::Cuda;
+pub fn cuda_device(index: usize) -> Result<CudaDevice, String> {
     use burn::tensor::Tensor;
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let probe = std::panic::catch_unwind(|| {
-        let device = burn::backend::cuda::CudaDevice::new(index);
+        let device = CudaDevice::new(index);
         let _ = Tensor::<Cuda, 1>::zeros([1], &device).into_data();
         device
     });
@@ -55,10 +62,11 @@ pub fn cuda_device(index: usize) -> Result<burn::backend::cuda::CudaDevice, Stri
 }
 
 /// What the binaries print when they open a CUDA device: burn's CUDA backend compiles (NVRTC)
-/// and autotunes every new kernel shape on first use, which on a fresh H100 took minutes before
-/// the first training step (BENCHMARKS.md, GPU section).
-pub const CUDA_WARMUP_NOTICE: &str = "CUDA: kernels are compiled and autotuned on first use; on \
-     a fresh machine the first steps can take minutes before the progress moves";
+/// every new kernel on first use, and with the `autotune` feature times candidates per shape
+/// (139 kernels in 80 s for the `tiny` VQ-VAE on an H100: BENCHMARKS.md, GPU section).
+pub const CUDA_WARMUP_NOTICE: &str = "CUDA: kernels are compiled (and autotuned) on first use, \
+     so the first steps are slow on a fresh machine; a cubecl.toml with \
+     `[compilation] cache = \"global\"` caches them on disk";
 
 /// Runs `$body` with `$B` an autodiff backend for `$device` and `$dev` its device.
 #[macro_export]
@@ -90,7 +98,7 @@ macro_rules! __dispatch {
             $crate::device::Device::Cuda(index) => {
                 #[cfg(feature = "cuda")]
                 {
-                    type $B = $($open)* burn::backend::Cuda $($close)*;
+                    type $B = $($open)* $crate::device::Cuda $($close)*;
                     let $dev = $crate::device::cuda_device(index).map_err(anyhow::Error::msg)?;
                     eprintln!("{}", $crate::device::CUDA_WARMUP_NOTICE);
                     $body

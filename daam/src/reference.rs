@@ -171,3 +171,25 @@ pub fn group_norm<B: Backend>(
         y
     }
 }
+
+/// The per-channel affine map `γ_c x + β_c` with an optional ReLU: [`group_norm`] without the
+/// normalisation (the composed form of [`crate::kernel::group_norm`] with `normalize = false`).
+///
+/// # Shapes
+/// - `x`: `[batch_size, channels, spatial]`
+/// - `gamma`, `beta`: `[channels]`
+/// - output: `[batch_size, channels, spatial]`
+pub fn affine<B: Backend>(
+    x: Tensor<B, 3>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    apply_relu: bool,
+) -> Tensor<B, 3> {
+    let channels = gamma.dims()[0];
+    let y = x * gamma.reshape([1, channels, 1]) + beta.reshape([1, channels, 1]);
+    if apply_relu {
+        relu(y)
+    } else {
+        y
+    }
+}

@@ -167,7 +167,7 @@ fn main() {
         ("cpu", _) => run::<Flex>(&args, &Default::default()),
         #[cfg(feature = "cuda")]
         (_, precision) => {
-            use burn::backend::cuda::{Cuda, CudaDevice};
+            use burn_cuda::{Cuda, CudaDevice};
             let device = CudaDevice::new(0);
             match precision {
                 "f32" => run::<Cuda<f32>>(&args, &device),

@@ -240,8 +240,8 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
         let dev = daam::device::cuda_device(index).map_err(anyhow::Error::msg)?;
         eprintln!("{}", daam::device::CUDA_WARMUP_NOTICE);
         match args.precision {
-            PrecisionArg::F16 => extract_cmd::<burn::backend::Cuda<f16>>(args, &dev),
-            _ => extract_cmd::<burn::backend::Cuda<bf16>>(args, &dev),
+            PrecisionArg::F16 => extract_cmd::<daam::device::Cuda<f16>>(args, &dev),
+            _ => extract_cmd::<daam::device::Cuda<bf16>>(args, &dev),
         }
     }
     #[cfg(not(feature = "cuda"))]

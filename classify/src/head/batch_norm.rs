@@ -42,6 +42,7 @@ pub fn batch_norm<B: DaamBackend>(norm: &BatchNorm<B>, x: Tensor<B, 3>) -> Tenso
             groups: channels,
             eps: norm.epsilon,
             relu: false,
+            normalize: true,
         },
     );
     Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(out))

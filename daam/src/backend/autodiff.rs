@@ -1,4 +1,6 @@
-//! `Autodiff<B>`: one graph node per fused call, its backward delegating to `B`.
+//! `Autodiff<B>`: one graph node per fused call, its backward delegating to `B`; where `B` has
+//! no kernels for the inputs ([`DaamBackend::fused_kernels`]), the op composed from burn's
+//! tracked ops instead.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -9,8 +11,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 
 use super::{
-    AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend, DensityGrads,
-    DensityOutput, GroupNormGrads, GroupNormSettings,
+    composed, AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend,
+    DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings,
 };
 use crate::GaussianForm;
 
@@ -239,6 +241,9 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         v: FloatTensor<Self>,
         settings: AttentionSettings,
     ) -> FloatTensor<Self> {
+        if !B::fused_kernels(&[&q.primitive, &k.primitive, &v.primitive]) {
+            return composed::attention_forward::<Self>(q, k, v, settings);
+        }
         let output = B::scaled_dot_product_attention(
             q.primitive.clone(),
             k.primitive.clone(),
@@ -269,6 +274,9 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         bias: FloatTensor<Self>,
         settings: ConvSettings,
     ) -> FloatTensor<Self> {
+        if !B::fused_kernels(&[&x.primitive, &weight.primitive, &bias.primitive]) {
+            return composed::conv2d_forward::<Self>(x, weight, bias, settings);
+        }
         let output = B::fused_conv2d(
             x.primitive.clone(),
             weight.primitive.clone(),
@@ -300,6 +308,9 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         beta: FloatTensor<Self>,
         settings: GroupNormSettings,
     ) -> FloatTensor<Self> {
+        if !B::fused_kernels(&[&x.primitive, &gamma.primitive, &beta.primitive]) {
+            return composed::group_norm_forward::<Self>(x, gamma, beta, settings);
+        }
         let output = B::group_norm(
             x.primitive.clone(),
             gamma.primitive.clone(),
@@ -331,6 +342,19 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         num_heads: usize,
         form: GaussianForm,
     ) -> DensityOutput<Self> {
+        if !B::fused_kernels(&[
+            &x.primitive,
+            &mean_offset.primitive,
+            &scaled_variance.primitive,
+        ]) {
+            return composed::per_feature_forward::<Self>(
+                x,
+                mean_offset,
+                scaled_variance,
+                num_heads,
+                form,
+            );
+        }
         tracked::<B, C>(
             Kind::PerFeature { num_heads, form },
             x,
@@ -346,6 +370,9 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         num_heads: usize,
         eps: f64,
     ) -> DensityOutput<Self> {
+        if !B::fused_kernels(&[&x.primitive, &mean_offsets.primitive, &c.primitive]) {
+            return composed::mixture_forward::<Self>(x, mean_offsets, c, num_heads, eps);
+        }
         tracked::<B, C>(Kind::Mixture { num_heads, eps }, x, mean_offsets, c)
     }
 }

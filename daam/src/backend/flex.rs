@@ -45,6 +45,10 @@ fn view(x: &FlexTensor) -> (ViewDims, Vec<usize>) {
 }
 
 impl DaamBackend for Flex {
+    fn fused_kernels(inputs: &[&FlexTensor]) -> bool {
+        all_f32(inputs)
+    }
+
     fn density_adaptive_attention(
         x: FlexTensor,
         mean_offset: FlexTensor,
@@ -438,6 +442,7 @@ fn group_norm_dims(x: &FlexTensor, s: GroupNormSettings) -> (GroupNormDims, Vec<
         groups: s.groups,
         eps: s.eps,
         relu: s.relu,
+        normalize: s.normalize,
     };
     (dims, shape)
 }

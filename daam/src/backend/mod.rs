@@ -56,6 +56,10 @@ pub struct GroupNormSettings {
     pub eps: f64,
     /// Whether a ReLU follows.
     pub relu: bool,
+    /// Whether to normalise. `false`: only the per-channel affine map `γ_c x + β_c` (and the
+    /// ReLU), with `groups` and `eps` unused: the VQ-VAE's sampling blocks without their
+    /// GroupNorm (`sampling_norm = false`).
+    pub normalize: bool,
 }
 
 /// Gradients of a fused convolution.
@@ -113,6 +117,16 @@ pub struct AttentionGrads<B: Backend> {
 /// VQ-VAE's convolutional blocks spend most of their time in GroupNorm when it is composed from
 /// broadcasting ops on burn 0.21's Flex backend.
 pub trait DaamBackend: Backend {
+    /// Whether this backend runs the ops below with its own kernels for these inputs (their
+    /// dtypes). Where it does not, `Autodiff<Self>` composes each op from burn's tracked ops
+    /// instead of recording one graph node whose backward calls the `*_backward` method: that
+    /// method's composed default runs an autodiff pass of its own, and inside burn's backward
+    /// pass (which holds the autodiff graph's lock) a second pass waits on that lock forever.
+    fn fused_kernels(inputs: &[&FloatTensor<Self>]) -> bool {
+        let _ = inputs;
+        false
+    }
+
     /// Per-feature DAAM forward ([`crate::kernel::per_feature`]); δ and ξ are
     /// `[num_heads, inner]`.
     fn density_adaptive_attention(
@@ -457,22 +471,29 @@ pub(crate) mod composed {
         }
     }
 
+    /// [`reference::group_norm`], or [`reference::affine`] without normalisation.
+    fn composed_group_norm<B: Backend>(
+        x: Tensor<B, 3>,
+        gamma: Tensor<B, 1>,
+        beta: Tensor<B, 1>,
+        s: GroupNormSettings,
+    ) -> Tensor<B, 3> {
+        if s.normalize {
+            reference::group_norm(x, gamma, beta, s.groups, s.eps, s.relu)
+        } else {
+            reference::affine(x, gamma, beta, s.relu)
+        }
+    }
+
     pub(crate) fn group_norm_forward<B: Backend>(
         x: FloatTensor<B>,
         gamma: FloatTensor<B>,
         beta: FloatTensor<B>,
         s: GroupNormSettings,
     ) -> FloatTensor<B> {
-        reference::group_norm(
-            float::<B, 3>(x),
-            float(gamma),
-            float(beta),
-            s.groups,
-            s.eps,
-            s.relu,
-        )
-        .into_primitive()
-        .tensor()
+        composed_group_norm(float::<B, 3>(x), float(gamma), float(beta), s)
+            .into_primitive()
+            .tensor()
     }
 
     pub(crate) fn group_norm_backward<B: Backend>(
@@ -485,14 +506,7 @@ pub(crate) mod composed {
         let x = Tensor::<Autodiff<B>, 3>::from_inner(float(x)).require_grad();
         let gamma = Tensor::<Autodiff<B>, 1>::from_inner(float(gamma)).require_grad();
         let beta = Tensor::<Autodiff<B>, 1>::from_inner(float(beta)).require_grad();
-        let output = reference::group_norm(
-            x.clone(),
-            gamma.clone(),
-            beta.clone(),
-            s.groups,
-            s.eps,
-            s.relu,
-        );
+        let output = composed_group_norm(x.clone(), gamma.clone(), beta.clone(), s);
         let grads = (output * Tensor::from_inner(float::<B, 3>(grad_out)))
             .sum()
             .backward();
@@ -544,9 +558,10 @@ pub(crate) mod composed {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    //! CUDA runs the composed default until a cubecl kernel lands (see BENCHMARKS.md).
+    //! CUDA runs the composed default until a cubecl kernel lands (see BENCHMARKS.md); under
+    //! `Autodiff` each op is composed from burn's tracked ops ([`DaamBackend::fused_kernels`]).
     use super::DaamBackend;
-    use burn::backend::Cuda;
+    use crate::device::Cuda;
     use burn::tensor::{bf16, f16};
 
     impl DaamBackend for Cuda<f32> {}

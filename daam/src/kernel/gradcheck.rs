@@ -250,7 +250,7 @@ fn group_norm_case(dims: super::group_norm::GroupNormDims, seed: u64) {
 
 #[test]
 fn group_norm_with_and_without_relu() {
-    for relu in [false, true] {
+    for (relu, normalize) in [(false, true), (true, true), (false, false), (true, false)] {
         let dims = super::group_norm::GroupNormDims {
             batch: 2,
             channels: 6,
@@ -258,7 +258,8 @@ fn group_norm_with_and_without_relu() {
             groups: 3,
             eps: 1e-5,
             relu,
+            normalize,
         };
-        group_norm_case(dims, 5 + relu as u64);
+        group_norm_case(dims, 5 + relu as u64 + 2 * normalize as u64);
     }
 }

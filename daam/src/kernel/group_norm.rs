@@ -16,6 +16,9 @@
 //! ∂L/∂β_c = Σ g   ∂L/∂γ_c = Σ g x̂   ∂L/∂x = (d − mean(d) − x̂ · mean(d x̂)) / sqrt(σ² + ε)
 //! ```
 //!
+//! Without normalisation (`normalize = false`: the affine map alone) μ = 0 and
+//! 1/sqrt(σ² + ε) = 1 and the two means of the backward are dropped: `∂L/∂x = g γ_c`.
+//!
 //! Sums are accumulated in f64; element-wise arithmetic runs in the storage type's precision
 //! via f64 (GroupNorm has no cancellation comparable to DAAM's).
 
@@ -39,6 +42,8 @@ pub struct GroupNormDims {
     pub eps: f64,
     /// Whether a ReLU follows.
     pub relu: bool,
+    /// Whether to normalise (`false`: the affine map and the ReLU only).
+    pub normalize: bool,
 }
 
 impl GroupNormDims {
@@ -72,9 +77,12 @@ fn check<F>(x: &[F], gamma: &[F], beta: &[F], dims: &GroupNormDims) {
     assert_eq!(beta.len(), dims.channels, "beta length");
 }
 
-/// `(mean, 1 / sqrt(var + eps))` of one group's elements.
+/// `(mean, 1 / sqrt(var + eps))` of one group's elements; `(0, 1)` without normalisation.
 #[inline(always)]
-fn stats<F: Real>(x: &[F], eps: f64) -> (f64, f64) {
+fn stats<F: Real>(x: &[F], eps: f64, normalize: bool) -> (f64, f64) {
+    if !normalize {
+        return (0.0, 1.0);
+    }
     let n = x.len() as f64;
     let mean = x.iter().map(|v| v.to_f64_lossy()).sum::<f64>() / n;
     let var = x
@@ -105,6 +113,7 @@ pub fn forward<F: Real>(x: &[F], gamma: &[F], beta: &[F], dims: &GroupNormDims, 
                 dims.spatial,
                 dims.eps,
                 dims.relu,
+                dims.normalize,
             );
         });
 }
@@ -117,9 +126,11 @@ multiversion!(fn forward_group<F>(
     spatial: usize,
     eps: f64,
     relu: bool,
+    normalize: bool,
 ) => forward_group_body);
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn forward_group_body<F: Real>(
     x: &[F],
     out: &mut [F],
@@ -128,8 +139,9 @@ fn forward_group_body<F: Real>(
     spatial: usize,
     eps: f64,
     relu: bool,
+    normalize: bool,
 ) {
-    let (mean, inv_std) = stats(x, eps);
+    let (mean, inv_std) = stats(x, eps, normalize);
     for ((x, out), (&g, &b)) in x
         .chunks_exact(spatial)
         .zip(out.chunks_exact_mut(spatial))
@@ -171,6 +183,7 @@ pub fn backward<F: Real>(
                 dims.spatial,
                 dims.eps,
                 dims.relu,
+                dims.normalize,
             )
         })
         .collect();
@@ -198,6 +211,7 @@ multiversion!(fn backward_group<F>(
     spatial: usize,
     eps: f64,
     relu: bool,
+    normalize: bool,
 ) -> (Vec<f64>, Vec<f64>) => backward_group_body);
 
 /// One group: writes `grad_x`, returns this group's `(∂γ, ∂β)` per channel.
@@ -212,8 +226,9 @@ fn backward_group_body<F: Real>(
     spatial: usize,
     eps: f64,
     relu: bool,
+    normalize: bool,
 ) -> (Vec<f64>, Vec<f64>) {
-    let (mean, inv_std) = stats(x, eps);
+    let (mean, inv_std) = stats(x, eps, normalize);
     let per_group = gamma.len();
     let (mut d_gamma, mut d_beta) = (vec![0.0; per_group], vec![0.0; per_group]);
     // Pass 1: Σ d and Σ d x̂ over the group, and the per-channel affine gradients.
@@ -240,7 +255,11 @@ fn backward_group_body<F: Real>(
         sum_dx += gm * sgx;
     }
     let n = x.len() as f64;
-    let (mean_d, mean_dx) = (sum_d / n, sum_dx / n);
+    let (mean_d, mean_dx) = if normalize {
+        (sum_d / n, sum_dx / n)
+    } else {
+        (0.0, 0.0)
+    };
     // Pass 2: ∂L/∂x.
     for (c, ((x, g), gx)) in x
         .chunks_exact(spatial)

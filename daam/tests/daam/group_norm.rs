@@ -6,11 +6,12 @@ use daam::{reference, DaamBackend, GroupNormSettings};
 
 #[test]
 fn fused_group_norm_matches_composed() {
-    for (relu, seed) in [(false, 1), (true, 2)] {
+    for (relu, normalize, seed) in [(false, true, 1), (true, true, 2), (true, false, 3)] {
         let settings = GroupNormSettings {
             groups: 4,
             eps: 1e-5,
             relu,
+            normalize,
         };
         let x = seeded_normal([3, 8, 37], seed)
             .mul_scalar(2.0)
@@ -29,8 +30,12 @@ fn fused_group_norm_matches_composed() {
                 beta.clone().into_primitive().tensor(),
                 settings,
             )));
-        let composed = reference::group_norm(x.clone(), gamma.clone(), beta.clone(), 4, 1e-5, relu);
-        let what = format!("relu {relu}");
+        let composed = if normalize {
+            reference::group_norm(x.clone(), gamma.clone(), beta.clone(), 4, 1e-5, relu)
+        } else {
+            reference::affine(x.clone(), gamma.clone(), beta.clone(), relu)
+        };
+        let what = format!("relu {relu}, normalize {normalize}");
         assert_close(
             &what,
             "output",

@@ -7,3 +7,4 @@ mod extremes;
 mod fixtures;
 mod fused_vs_composed;
 mod group_norm;
+mod unfused;

@@ -57,20 +57,21 @@ impl<B: DaamBackend> GroupNormRelu<B> {
     /// - output: `[batch_size, channels, height, width]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [batch_size, channels, height, width] = x.dims();
-        if self.groups == 0 {
-            let gamma = self.gamma.val().reshape([1, channels, 1, 1]);
-            let beta = self.beta.val().reshape([1, channels, 1, 1]);
-            return burn::tensor::activation::relu(x * gamma + beta);
-        }
         let x = x.reshape([batch_size, channels, height * width]);
         let out = B::group_norm(
             x.into_primitive().tensor(),
             self.gamma.val().into_primitive().tensor(),
             self.beta.val().into_primitive().tensor(),
             GroupNormSettings {
-                groups: self.groups,
+                // The affine mode is per channel: one group each, for the kernel's parallelism.
+                groups: if self.groups == 0 {
+                    channels
+                } else {
+                    self.groups
+                },
                 eps: EPS,
                 relu: true,
+                normalize: self.groups != 0,
             },
         );
         Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(out))
