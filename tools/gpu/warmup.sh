@@ -8,6 +8,12 @@
 # and PyTorch on the same card. Time to the first step is read from step 1's images/s in
 # metrics.csv (batch / images_per_second: step 1 holds the compilation), the steady state from
 # the median of the later steps.
+#
+# The binaries, built here and packed before the call (carry `.gpudata`):
+#   cargo build --release -p vqvae --no-default-features --features cuda
+#   strip -o /tmp/vf target/release/vqvae && xz -6 -c /tmp/vf >.gpudata/vqvae-fixed.xz
+#   cargo build --release -p vqvae --features cuda
+#   strip -o /tmp/va target/release/vqvae && xz -6 -c /tmp/va >.gpudata/vqvae.xz
 set -u
 source tools/gpu/common.sh
 t0=$(date +%s)
