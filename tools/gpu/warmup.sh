@@ -53,6 +53,7 @@ PY
 # `train NAME BINARY PRESET SECONDS`: a training run Ctrl-C'd at SECONDS (killed 10 s later).
 train() {
     local name=$1 bin=$2 preset=$3 seconds=$4
+    [ -x "$BIN/$bin" ] || { stamp "$name: skipped, no .gpudata/$bin.xz"; return; }
     stamp "$name: $bin --preset $preset, deadline $seconds s"
     rm -rf "/tmp/$name"
     peak_gpu "$OUT/$name.log" timeout -s INT -k 10 "$seconds" "$BIN/$bin" train --preset "$preset" \
