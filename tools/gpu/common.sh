@@ -50,22 +50,19 @@ done
 # KERNEL_CACHE=DIR: turn on cubecl's persistent PTX and autotune caches in DIR through a
 # cubecl.toml in the working directory (not yet verified to take effect: see NOTES.md). Bring
 # DIR back through $OUT and carry it into the next call to start warm.
-if [ -n "${KERNEL_CACHE:-}" ]; then
-    mkdir -p "$KERNEL_CACHE"
-    cat >cubecl.toml <<TOML
-[compilation]
-cache = { file = "$KERNEL_CACHE" }
-
-[autotune]
-cache = { file = "$KERNEL_CACHE" }
-TOML
-fi
+# `kernel_cache DIR` writes that cubecl.toml (the PTX cache takes effect: session 7).
+kernel_cache() {
+    mkdir -p "$1"
+    printf '[compilation]\ncache = { file = "%s" }\n\n[autotune]\ncache = { file = "%s" }\n' "$1" "$1" >cubecl.toml
+}
+if [ -n "${KERNEL_CACHE:-}" ]; then kernel_cache "$KERNEL_CACHE"; fi
 
 # `deadline SECONDS CMD...`: Ctrl-C (SIGINT) at SECONDS so a training run saves a checkpoint,
 # SIGKILL 30 s later if it is still in its first step (a burn CUDA program compiles kernels
 # there for minutes on a fresh machine).
+# DEADLINE_GRACE sets those 30 s.
 deadline() {
     local seconds=$1
     shift
-    timeout -s INT -k 30 "$seconds" "$@"
+    timeout -s INT -k "${DEADLINE_GRACE:-30}" "$seconds" "$@"
 }

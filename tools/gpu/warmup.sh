@@ -19,12 +19,6 @@ source tools/gpu/common.sh
 t0=$(date +%s)
 stamp() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
 
-# `caches DIR`: cubecl.toml in the working directory, PTX and autotune caches in DIR.
-caches() {
-    mkdir -p "$1"
-    printf '[compilation]\ncache = { file = "%s" }\n\n[autotune]\ncache = { file = "%s" }\n' "$1" "$1" >cubecl.toml
-}
-
 # `summary NAME RUNDIR`: steps, time of step 1, median images/s after the first third.
 summary() {
     cp "$2/metrics.csv" "$OUT/$1-metrics.csv" 2>/dev/null
@@ -56,7 +50,7 @@ train() {
     [ -x "$BIN/$bin" ] || { stamp "$name: skipped, no .gpudata/$bin.xz"; return; }
     stamp "$name: $bin --preset $preset, deadline $seconds s"
     rm -rf "/tmp/$name"
-    peak_gpu "$OUT/$name.log" timeout -s INT -k 10 "$seconds" "$BIN/$bin" train --preset "$preset" \
+    DEADLINE_GRACE=10 peak_gpu "$OUT/$name.log" deadline "$seconds" "$BIN/$bin" train --preset "$preset" \
         --device cuda --max-steps 100000 --out "/tmp/$name"
     summary "$name" "/tmp/$name"
     tail -1 "$OUT/$name.log"
@@ -73,13 +67,13 @@ for preset in small paper; do
 done
 pack
 
-caches /tmp/kc-fixed
+kernel_cache /tmp/kc-fixed
 train fixed-small-cold vqvae-fixed small 150
 train fixed-small-warm vqvae-fixed small 45
 ls -la /tmp/kc-fixed | head; du -sh /tmp/kc-fixed
 train fixed-paper vqvae-fixed paper 150
 
-caches /tmp/kc-autotune
+kernel_cache /tmp/kc-autotune
 train autotune-small-cold vqvae small 90
 
 stamp done
