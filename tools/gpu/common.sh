@@ -66,3 +66,48 @@ deadline() {
     shift
     timeout -s INT -k "${DEADLINE_GRACE:-30}" "$seconds" "$@"
 }
+
+# Timed steps of a pass: `stamp MESSAGE` prints the seconds since common.sh was sourced.
+t0=$(date +%s)
+stamp() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
+
+# `summary NAME RUNDIR`: steps, time of step 1, median images/s after the first third.
+summary() {
+    cp "$2/metrics.csv" "$OUT/$1-metrics.csv" 2>/dev/null
+    python3 - "$2/metrics.csv" "$1" "$(grep -o '"batch_size": *[0-9]*' "$2/config.json" 2>/dev/null | grep -o '[0-9]*$')" <<'PY'
+import csv, statistics, sys
+try:
+    rows = list(csv.DictReader(open(sys.argv[1])))
+except OSError:
+    rows = []
+name, batch = sys.argv[2], sys.argv[3]
+if not rows:
+    print(f"{name}: no step finished")
+    sys.exit()
+first = f"{float(batch) / float(rows[0]['images_per_second']):.1f} s" if batch else "?"
+line = f"{name}: {len(rows)} steps; step 1 took {first}"
+if len(rows) >= 6:
+    tail = rows[len(rows) // 3:]
+    ips = statistics.median(float(r['images_per_second']) for r in tail)
+    line += f"; median images/s of steps {len(rows) - len(tail) + 1}-{len(rows)} = {ips:.1f}"
+    if batch:
+        line += f" ({1000 * float(batch) / ips:.1f} ms/step)"
+print(line)
+PY
+}
+
+# `train NAME BINARY PRESET SECONDS`: a training run Ctrl-C'd at SECONDS (killed 10 s later).
+train() {
+    local name=$1 bin=$2 preset=$3 seconds=$4
+    [ -x "$BIN/$bin" ] || { stamp "$name: skipped, no .gpudata/$bin.xz"; return; }
+    stamp "$name: $bin --preset $preset, deadline $seconds s"
+    rm -rf "/tmp/$name"
+    DEADLINE_GRACE=10 peak_gpu "$OUT/$name.log" deadline "$seconds" "$BIN/$bin" train --preset "$preset" \
+        --device cuda --max-steps 100000 --out "/tmp/$name"
+    summary "$name" "/tmp/$name"
+    tail -1 "$OUT/$name.log"
+    pack
+}
+
+# `pack`: the results so far into $FINAL/$PACK.tgz (so a call cut off by its limit still brings them back).
+pack() { (cd /tmp && tar czf "$FINAL/${PACK:-results}.tgz" results); }

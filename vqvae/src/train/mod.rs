@@ -298,8 +298,11 @@ where
             state.step = batch.step + 1;
             continue;
         }
+        let mut phases = Phases::<B>::new(device);
         let images = to_tensor::<B>(&batch.images, device);
+        phases.mark("upload");
         let out = model.forward(images.clone());
+        phases.mark("forward");
         let reconstruction = (out.reconstruction - images).powi_scalar(2).mean();
         let loss = reconstruction.clone()
             + out.quantizer.codebook_loss.clone()
@@ -312,13 +315,16 @@ where
                 last_checkpoint,
             });
         }
+        phases.mark("loss read");
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        phases.mark("backward");
         let learning_rate =
             config
                 .train
                 .schedule
                 .rate(config.train.learning_rate, batch.step, total_steps);
         model = optimizer.step(learning_rate, model, grads);
+        phases.mark("optimizer");
 
         // Codebook: EMA update, statistics, dead-code restarts.
         let indices = out.quantizer.indices.clone().flatten::<1>(0, 2);
@@ -343,6 +349,8 @@ where
             }
         }
         state.step = batch.step + 1;
+        phases.mark("codebook");
+        phases.report(state.step);
 
         let report = StepReport {
             step: state.step,
@@ -425,6 +433,54 @@ where
 }
 
 /// A one-element tensor's value.
+/// Per-phase wall time of one training step, on only where `RUST_LOG` enables debug events for
+/// this module (`RUST_LOG=vqvae::train=debug`): each mark waits for the device ([`Backend::sync`])
+/// so that a phase's GPU work is counted in it, and a step that never finishes shows which phase
+/// it is stuck in (the mark is logged before the next phase starts).
+///
+/// [`Backend::sync`]: burn::tensor::backend::Backend::sync
+struct Phases<'a, B: burn::tensor::backend::Backend> {
+    device: &'a B::Device,
+    enabled: bool,
+    last: Instant,
+    marks: Vec<(&'static str, f64)>,
+}
+
+impl<'a, B: burn::tensor::backend::Backend> Phases<'a, B> {
+    fn new(device: &'a B::Device) -> Self {
+        Self {
+            device,
+            enabled: tracing::enabled!(tracing::Level::DEBUG),
+            last: Instant::now(),
+            marks: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        if !self.enabled {
+            return;
+        }
+        if let Err(error) = B::sync(self.device) {
+            tracing::warn!("device sync after {phase} failed: {error:?}");
+        }
+        let seconds = self.last.elapsed().as_secs_f64();
+        tracing::debug!("{phase} done in {seconds:.3} s");
+        self.marks.push((phase, seconds));
+        self.last = Instant::now();
+    }
+
+    fn report(&self, step: u64) {
+        if self.enabled {
+            let phases: Vec<String> = self
+                .marks
+                .iter()
+                .map(|(phase, s)| format!("{phase} {:.1} ms", s * 1e3))
+                .collect();
+            tracing::debug!("step {step} phases: {}", phases.join(", "));
+        }
+    }
+}
+
 fn scalar<B: burn::tensor::backend::Backend>(t: &Tensor<B, 1>) -> f64 {
     t.clone()
         .into_data()
