@@ -82,7 +82,8 @@ fn main() {
         "cpu" => run::<Autodiff<Flex>>(&args, &Default::default()),
         #[cfg(feature = "cuda")]
         "cuda" => {
-            let device = daam::device::CudaDevice::new(0);
+            let device = daam::device::cuda_device(0).unwrap_or_else(|e| panic!("{e}"));
+            eprintln!("{}", daam::device::cuda_notice());
             run::<Autodiff<daam::device::Cuda>>(&args, &device);
         }
         other => panic!("--device must be cpu or cuda (with --features cuda), got `{other}`"),

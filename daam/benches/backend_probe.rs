@@ -38,7 +38,10 @@ fn watchdog(limit: Duration) {
         std::thread::sleep(Duration::from_millis(500));
         if let Some((what, since)) = CURRENT.lock().expect("probe state").as_ref() {
             if since.elapsed() > limit {
-                println!("STUCK {what}: no end after {:.0} s", since.elapsed().as_secs_f64());
+                println!(
+                    "STUCK {what}: no end after {:.0} s",
+                    since.elapsed().as_secs_f64()
+                );
                 print_threads();
                 std::io::stdout().flush().ok();
                 std::process::exit(3);
@@ -105,7 +108,9 @@ type Case<B> = fn(&burn::tensor::Device<B>) -> Step<B>;
 
 /// Reads one leaf's gradient, summed (`None` where the leaf got none).
 type Read<B> = Box<
-    dyn Fn(&<B as AutodiffBackend>::Gradients) -> Option<Tensor<<B as AutodiffBackend>::InnerBackend, 1>>,
+    dyn Fn(
+        &<B as AutodiffBackend>::Gradients,
+    ) -> Option<Tensor<<B as AutodiffBackend>::InnerBackend, 1>>,
 >;
 
 /// A forward's output, flattened, and the reads of its leaves' gradients.
@@ -119,10 +124,7 @@ fn read<B: AutodiffBackend, const D: usize>(leaf: &Tensor<B, D>) -> Read<B> {
     Box::new(move |grads| leaf.grad(grads).map(|g| g.sum()))
 }
 
-fn leaf<B: AutodiffBackend, const D: usize>(
-    shape: [usize; D],
-    device: &B::Device,
-) -> Tensor<B, D> {
+fn leaf<B: AutodiffBackend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad()
 }
 
@@ -265,11 +267,8 @@ fn run<B: AutodiffBackend + DaamBackend>(device: B::Device, rounds: usize) {
             let Step { output, reads } = built.expect("forward ran");
             let mut grads = None;
             stage("backward", &mut || {
-                let target = Tensor::random(
-                    [output.dims()[0]],
-                    Distribution::Normal(0.0, 1.0),
-                    &device,
-                );
+                let target =
+                    Tensor::random([output.dims()[0]], Distribution::Normal(0.0, 1.0), &device);
                 grads = Some((output.clone() * target).sum().backward());
             });
             let grads = grads.expect("backward ran");
@@ -293,9 +292,7 @@ fn main() {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--device" => device = it.next().expect("--device needs a value"),
-            "--stage-timeout" => {
-                limit = it.next().and_then(|v| v.parse().ok()).expect("seconds")
-            }
+            "--stage-timeout" => limit = it.next().and_then(|v| v.parse().ok()).expect("seconds"),
             "--rounds" => rounds = it.next().and_then(|v| v.parse().ok()).expect("a count"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -305,7 +302,11 @@ fn main() {
     match device.as_str() {
         "cpu" => run::<Autodiff<Flex>>(Default::default(), rounds),
         #[cfg(feature = "cuda")]
-        "cuda" => run::<Autodiff<daam::device::Cuda>>(daam::device::CudaDevice::new(0), rounds),
+        "cuda" => {
+            let device = daam::device::cuda_device(0).unwrap_or_else(|e| panic!("{e}"));
+            println!("{}", daam::device::cuda_notice());
+            run::<Autodiff<daam::device::Cuda>>(device, rounds)
+        }
         other => panic!("--device must be cpu or cuda (with --features cuda), got {other}"),
     }
 }

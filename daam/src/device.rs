@@ -40,9 +40,11 @@ pub type Cuda<F = f32> = burn_cuda::Cuda<F, i32>;
 pub use burn_cuda::CudaDevice;
 
 /// A CUDA device, checked to work: without a driver cudarc panics, which becomes an error here.
+/// Turns cubecl's kernel caches on first ([`crate::kernel_cache::configure`]).
 #[cfg(feature = "cuda")]
 pub fn cuda_device(index: usize) -> Result<CudaDevice, String> {
     use burn::tensor::Tensor;
+    crate::kernel_cache::configure();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let probe = std::panic::catch_unwind(|| {
@@ -62,11 +64,17 @@ pub fn cuda_device(index: usize) -> Result<CudaDevice, String> {
 }
 
 /// What the binaries print when they open a CUDA device: burn's CUDA backend compiles (NVRTC)
-/// every new kernel on first use, and with the `autotune` feature times candidates per shape
-/// (139 kernels in 80 s for the `tiny` VQ-VAE on an H100: BENCHMARKS.md, GPU section).
-pub const CUDA_WARMUP_NOTICE: &str = "CUDA: kernels are compiled (and autotuned) on first use, \
-     so the first steps are slow on a fresh machine; a cubecl.toml with \
-     `[compilation] cache = \"global\"` caches them on disk";
+/// every new kernel on first use, and with the `autotune` feature compiles and times candidates
+/// per matmul shape — several hundred kernels for a VQ-VAE step at about 1.5 per second on an
+/// H200 (BENCHMARKS.md, GPU section) — and where the compiled kernels are kept.
+#[cfg(feature = "cuda")]
+pub fn cuda_notice() -> String {
+    format!(
+        "CUDA: the first steps compile every kernel they use (minutes on a fresh machine, \
+         several hundred kernels at ~1.5 per second); compiled kernels are {}",
+        crate::kernel_cache::configure()
+    )
+}
 
 /// Runs `$body` with `$B` an autodiff backend for `$device` and `$dev` its device.
 #[macro_export]
@@ -100,7 +108,7 @@ macro_rules! __dispatch {
                 {
                     type $B = $($open)* $crate::device::Cuda $($close)*;
                     let $dev = $crate::device::cuda_device(index).map_err(anyhow::Error::msg)?;
-                    eprintln!("{}", $crate::device::CUDA_WARMUP_NOTICE);
+                    eprintln!("{}", $crate::device::cuda_notice());
                     $body
                 }
                 #[cfg(not(feature = "cuda"))]

@@ -51,6 +51,7 @@ mod gq_daam;
 mod grouped_query_attention;
 mod importance_factor;
 pub mod kernel;
+pub mod kernel_cache;
 mod linear;
 mod mixture_density_attention;
 pub mod plot;

@@ -238,7 +238,7 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
     {
         use burn::tensor::{bf16, f16};
         let dev = daam::device::cuda_device(index).map_err(anyhow::Error::msg)?;
-        eprintln!("{}", daam::device::CUDA_WARMUP_NOTICE);
+        eprintln!("{}", daam::device::cuda_notice());
         match args.precision {
             PrecisionArg::F16 => extract_cmd::<daam::device::Cuda<f16>>(args, &dev),
             _ => extract_cmd::<daam::device::Cuda<bf16>>(args, &dev),

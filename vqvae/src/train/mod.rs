@@ -4,6 +4,7 @@
 pub mod checkpoint;
 mod codebook_stats;
 mod metrics_log;
+mod phases;
 mod schedule;
 
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::eval::{evaluate, reconstruct_all, Evaluation};
 use crate::grid::save_grid;
 use checkpoint::{RunSources, TrainState};
+use phases::Phases;
 
 /// Validation images scored at the end of a run.
 pub const FINAL_EVAL_IMAGES: usize = 64;
@@ -433,54 +435,6 @@ where
 }
 
 /// A one-element tensor's value.
-/// Per-phase wall time of one training step, on only where `RUST_LOG` enables debug events for
-/// this module (`RUST_LOG=vqvae::train=debug`): each mark waits for the device ([`Backend::sync`])
-/// so that a phase's GPU work is counted in it, and a step that never finishes shows which phase
-/// it is stuck in (the mark is logged before the next phase starts).
-///
-/// [`Backend::sync`]: burn::tensor::backend::Backend::sync
-struct Phases<'a, B: burn::tensor::backend::Backend> {
-    device: &'a B::Device,
-    enabled: bool,
-    last: Instant,
-    marks: Vec<(&'static str, f64)>,
-}
-
-impl<'a, B: burn::tensor::backend::Backend> Phases<'a, B> {
-    fn new(device: &'a B::Device) -> Self {
-        Self {
-            device,
-            enabled: tracing::enabled!(tracing::Level::DEBUG),
-            last: Instant::now(),
-            marks: Vec::new(),
-        }
-    }
-
-    fn mark(&mut self, phase: &'static str) {
-        if !self.enabled {
-            return;
-        }
-        if let Err(error) = B::sync(self.device) {
-            tracing::warn!("device sync after {phase} failed: {error:?}");
-        }
-        let seconds = self.last.elapsed().as_secs_f64();
-        tracing::debug!("{phase} done in {seconds:.3} s");
-        self.marks.push((phase, seconds));
-        self.last = Instant::now();
-    }
-
-    fn report(&self, step: u64) {
-        if self.enabled {
-            let phases: Vec<String> = self
-                .marks
-                .iter()
-                .map(|(phase, s)| format!("{phase} {:.1} ms", s * 1e3))
-                .collect();
-            tracing::debug!("step {step} phases: {}", phases.join(", "));
-        }
-    }
-}
-
 fn scalar<B: burn::tensor::backend::Backend>(t: &Tensor<B, 1>) -> f64 {
     t.clone()
         .into_data()

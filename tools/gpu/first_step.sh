@@ -1,0 +1,58 @@
+#!/bin/bash
+# How long a fresh machine takes to its first burn CUDA training step, and the rate after it,
+# with the builds without cubecl's autotune and our kernel cache (NOTES.md, session 8: the
+# warm-up is kernel compilation, ~1.5 kernels/s, longer than 100 s for `vqvae train --preset
+# small` with autotune). One call, about 9 minutes (timeout_s 580):
+#   PyTorch `small` and the DAT heads (baselines on the same card, ~40 s)
+#   vqvae-fixed small, cold (Ctrl-C at 270 s), phase timings on; the kernel cache packed
+#   vqvae-fixed small again with the cache warm (Ctrl-C at 40 s)
+#   train_step-fixed, the DAT heads (deadline 100 s)
+#   vqvae-fixed paper (Ctrl-C at 80 s)
+# The cache (DAAM_KERNEL_CACHE=/tmp/kc) comes back as $OUT/kc.tgz; put it at .gpudata/kc.tgz to
+# start the next call warm. Binaries (carry .gpudata), built and packed here:
+#   cargo build --release --workspace --no-default-features --features cuda --bins --benches
+#   strip -o /tmp/v target/release/vqvae && xz -6 -c /tmp/v >.gpudata/vqvae-fixed.xz
+#   strip -o /tmp/t target/release/deps/train_step-HASH && xz -6 -c /tmp/t >.gpudata/train_step-fixed.xz
+set -u
+source tools/gpu/common.sh
+PACK=first-step-results
+export DAAM_KERNEL_CACHE=/tmp/kc NO_COLOR=1 RUST_LOG=vqvae::train=debug
+rm -f cubecl.toml
+mkdir -p /tmp/kc
+if [ -f .gpudata/kc.tgz ]; then
+    tar xzf .gpudata/kc.tgz -C /tmp/kc
+    stamp "kernel cache carried in: $(find /tmp/kc -type f | wc -l) files, $(du -sh /tmp/kc | cut -f1)"
+fi
+save_cache() { tar czf "$FINAL/kc.tgz" -C /tmp/kc .; }
+while sleep 15; do
+    echo "[t=$(($(date +%s) - t0))s] cache: $(find /tmp/kc -type f | wc -l) files, $(du -sk /tmp/kc | cut -f1) KiB"
+done >>"$OUT/cache-growth.txt" &
+watcher=$!
+
+stamp "PyTorch small and DAT heads"
+peak_gpu "$OUT/torch-small.log" python3 tools/vqvae_torch.py --preset small --device cuda --steps 30 --warmup 10
+echo "$(grep '^torch' "$OUT/torch-small.log") $(tail -1 "$OUT/torch-small.log")"
+python3 tools/bench_classify_torch.py --device cuda --warmup 5 --iters 30 >"$OUT/heads-torch.jsonl"
+cut -c1-90 "$OUT/heads-torch.jsonl"
+
+train small-cold vqvae-fixed small 270
+grep -m 8 -E 'done in|phases' "$OUT/small-cold.log"
+grep 'phases' "$OUT/small-cold.log" | tail -2
+save_cache
+tail -2 "$OUT/cache-growth.txt"
+train small-warm vqvae-fixed small 40
+grep -m 7 -E 'done in|phases' "$OUT/small-warm.log"
+
+stamp "DAT heads without autotune (deadline 100 s)"
+deadline 100 "$BIN/train_step-fixed" --device cuda --warmup 5 --iters 30 2>"$OUT/heads.err" | tee "$OUT/heads-rust.jsonl"
+tail -2 "$OUT/heads.err"
+pack
+save_cache
+
+train paper vqvae-fixed paper 80
+grep -m 8 -E 'done in|phases' "$OUT/paper.log"
+kill "$watcher" 2>/dev/null
+tail -3 "$OUT/cache-growth.txt"
+save_cache
+stamp done
+pack
