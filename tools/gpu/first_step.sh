@@ -5,7 +5,8 @@
 # small` with autotune). One call, about 9 minutes (timeout_s 580):
 #   PyTorch `small` and the DAT heads (baselines on the same card, ~40 s)
 #   vqvae-fixed small, cold (Ctrl-C at 270 s), phase timings on; the kernel cache packed
-#   vqvae-fixed small again with the cache warm (Ctrl-C at 40 s)
+#   vqvae-fixed small again with the cache warm (Ctrl-C at 40 s), phase timings off (their
+#   syncs would slow the steady state)
 #   train_step-fixed, the DAT heads (deadline 100 s)
 #   vqvae-fixed paper (Ctrl-C at 80 s)
 # The cache (DAAM_KERNEL_CACHE=/tmp/kc) comes back as $OUT/kc.tgz; put it at .gpudata/kc.tgz to
@@ -40,8 +41,8 @@ grep -m 8 -E 'done in|phases' "$OUT/small-cold.log"
 grep 'phases' "$OUT/small-cold.log" | tail -2
 save_cache
 tail -2 "$OUT/cache-growth.txt"
-train small-warm vqvae-fixed small 40
-grep -m 7 -E 'done in|phases' "$OUT/small-warm.log"
+# Without the phase timings: their syncs stop the CPU queueing work ahead of the GPU.
+RUST_LOG=warn train small-warm vqvae-fixed small 40
 
 stamp "DAT heads without autotune (deadline 100 s)"
 deadline 100 "$BIN/train_step-fixed" --device cuda --warmup 5 --iters 30 2>"$OUT/heads.err" | tee "$OUT/heads-rust.jsonl"
