@@ -65,13 +65,14 @@ pub fn cuda_device(index: usize) -> Result<CudaDevice, String> {
 
 /// What the binaries print when they open a CUDA device: burn's CUDA backend compiles (NVRTC)
 /// every new kernel on first use, and with the `autotune` feature compiles and times candidates
-/// per matmul shape — several hundred kernels for a VQ-VAE step at about 1.5 per second on an
-/// H200 (BENCHMARKS.md, GPU section) — and where the compiled kernels are kept.
+/// per matmul shape — the `small` VQ-VAE forward alone had compiled 166 kernels, about 1.5 per
+/// second on an H200, and was not done after 100 s (BENCHMARKS.md, GPU section) — and where the
+/// compiled kernels are kept.
 #[cfg(feature = "cuda")]
 pub fn cuda_notice() -> String {
     format!(
-        "CUDA: the first steps compile every kernel they use (minutes on a fresh machine, \
-         several hundred kernels at ~1.5 per second); compiled kernels are {}",
+        "CUDA: the first steps compile every kernel they use, about 1.5 per second (more than \
+         100 s for a VQ-VAE step on a fresh machine); compiled kernels are {}",
         crate::kernel_cache::configure()
     )
 }

@@ -47,10 +47,9 @@ for packed in .gpudata/*.xz; do
     [ -x "$BIN/$name" ] || { python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())" "$packed" >"$BIN/$name" && chmod +x "$BIN/$name"; }
 done
 
-# KERNEL_CACHE=DIR: turn on cubecl's persistent PTX and autotune caches in DIR through a
-# cubecl.toml in the working directory (not yet verified to take effect: see NOTES.md). Bring
-# DIR back through $OUT and carry it into the next call to start warm.
-# `kernel_cache DIR` writes that cubecl.toml (the PTX cache takes effect: session 7).
+# `kernel_cache DIR` (or KERNEL_CACHE=DIR): a cubecl.toml in the working directory that keeps
+# cubecl's PTX and autotune caches in DIR (PTX files appear there: session 7). Our binaries
+# defer to it over DAAM_KERNEL_CACHE. Bring DIR back through $OUT and carry it to start warm.
 kernel_cache() {
     mkdir -p "$1"
     printf '[compilation]\ncache = { file = "%s" }\n\n[autotune]\ncache = { file = "%s" }\n' "$1" "$1" >cubecl.toml
