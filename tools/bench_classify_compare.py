@@ -7,7 +7,8 @@ median of --iters steps after --warmup) with RAYON_NUM_THREADS=N, then
 for --rounds rounds so that both see the same machine state. Prints a markdown table: per head
 the median over rounds of each side's median step time, samples/s, the ratio burn / torch
 (>= 1.0: burn at least as fast) and the lowest and highest per-round ratio.
-`--device cuda` runs both on the GPU (a `--features cuda` build).
+`--device cuda` runs both on the GPU (a `--features cuda` build); `--precision bf16|f16` times
+both sides' mixed-precision step (`classify replicate --precision`).
 
 Usage (repo root): python tools/bench_classify_compare.py [--threads 2] [--rounds 3] [--iters 5]
 """
@@ -51,11 +52,17 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32",
+                   help="mixed precision of both sides (meant for --device cuda)")
+    p.add_argument("--heads", help="comma-separated heads (default: all)")
     p.add_argument("--binary", help="a built train_step bench (default: cargo builds it)")
     args = p.parse_args()
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     binary = args.binary or bench_binary(["--features", "cuda"] if args.device == "cuda" else [])
-    common = ["--device", args.device, "--warmup", str(args.warmup), "--iters", str(args.iters)]
+    common = ["--device", args.device, "--warmup", str(args.warmup), "--iters", str(args.iters),
+              "--precision", args.precision]
+    if args.heads:
+        common += ["--heads", args.heads]
     burn: dict[str, list[float]] = {}
     torch: dict[str, list[float]] = {}
     for _ in range(args.rounds):
@@ -67,7 +74,8 @@ def main() -> None:
              *common], capture_output=True, text=True, check=True)
         for head, ms in rows(out.stdout).items():
             torch.setdefault(head, []).append(ms)
-    print(f"{args.rounds} rounds, {args.threads} threads, device {args.device}\n")
+    print(f"{args.rounds} rounds, {args.threads} threads, device {args.device}, "
+          f"precision {args.precision}\n")
     print("| head | burn ms/step | torch ms/step | burn samples/s | torch samples/s | burn / torch | range |")
     print("|---|---|---|---|---|---|---|")
     for head, t in torch.items():

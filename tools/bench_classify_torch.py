@@ -3,7 +3,8 @@
 The same heads as `classify::head` (DAT decoder: attention over layers -> Conv2d(L->512, 3x3) ->
 ReLU -> Conv2d(512->L, 3x3) -> ReLU -> Linear(L*W -> C)), the same optimizer (AdamW, eps 1e-8,
 weight decay 0.01) and loss (cross-entropy), in eager float32 on the CPU with
-torch.set_num_threads(N). Times one training step (forward, loss, backward, optimizer step) on
+torch.set_num_threads(N) (`--device cuda`: on the GPU; `--precision bf16|f16`: autocast over the
+convolutions and classifier, f16 with a GradScaler, the policy of `classify --precision`). Times one training step (forward, loss, backward, optimizer step) on
 random embeddings and prints one JSON line per head: {"head", "ms", "samples_per_second"}.
 
 Usage: python tools/bench_classify_torch.py [--threads 2] [--batch 32] [--layers 24] [--d-model 1024]
@@ -97,11 +98,15 @@ class Dat(nn.Module):
         self.conv2 = nn.Conv2d(512, layers, 3, padding=1)
         self.fc = nn.Linear(layers * width, classes)
 
-    def forward(self, x):
+    def forward(self, x, amp: torch.dtype | None = None):
         b, l, _ = x.shape
         h = self.attention(x).reshape(b, l, *self.grid)
-        h = torch.relu(self.conv2(torch.relu(self.conv1(h))))
-        return self.fc(h.reshape(b, -1))
+        # Mixed precision as classify's --precision: only the convolutions and the classifier
+        # run in half precision; the attention, the logits and the loss stay float32.
+        with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+            h = torch.relu(self.conv2(torch.relu(self.conv1(h))))
+            logits = self.fc(h.reshape(b, -1))
+        return logits.float()
 
 
 KINDS = ["daam-v1", "daam-v2", "mixture", "gq-daam", "mha", "mha-bn", "gqa"]
@@ -119,7 +124,11 @@ def main() -> None:
     p.add_argument("--heads", default=",".join(KINDS))
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="cuda: eager float32 on the GPU, each step synchronised")
+    p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32",
+                   help="bf16/f16: autocast over the convolutions and classifier (f16 with a "
+                        "GradScaler), as classify replicate --precision")
     args = p.parse_args()
+    amp = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}[args.precision]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -129,18 +138,20 @@ def main() -> None:
     for kind in args.heads.split(","):
         model = Dat(kind, args.layers, args.d_model, args.classes).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-8, weight_decay=0.01)
+        scaler = torch.amp.GradScaler(args.device, enabled=args.precision == "f16")
         times = []
         for i in range(args.warmup + args.iters):
             start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
+            loss = nn.functional.cross_entropy(model(x, amp), y)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sync()
             if i >= args.warmup:
                 times.append(time.perf_counter() - start)
         ms = 1e3 * statistics.median(times)
-        print(json.dumps({"head": kind, "device": args.device, "ms": ms, "samples_per_second": args.batch / (ms / 1e3)}), flush=True)
+        print(json.dumps({"head": kind, "device": args.device, "precision": args.precision, "ms": ms, "samples_per_second": args.batch / (ms / 1e3)}), flush=True)
 
 
 if __name__ == "__main__":

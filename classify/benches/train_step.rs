@@ -7,23 +7,27 @@
 //!
 //! ```sh
 //! cargo bench -p classify --features cuda --bench train_step -- --device cuda --iters 50
+//! cargo bench -p classify --features cuda --bench train_step -- --device cuda --precision bf16
 //! ```
+//!
+//! `--precision bf16|f16` times the mixed-precision step of `classify replicate --precision`.
 #![allow(missing_docs)]
 
 use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use classify::head::{DatHeadConfig, HeadKind};
-use classify::train::LossKind;
+use classify::train::{LossKind, MixedPrecision, Precision};
 use daam::DaamBackend;
 
-/// The command line: `[--device cpu|cuda] [--batch N] [--layers N] [--d-model N] [--classes N]
-/// [--warmup N] [--iters N] [--heads a,b,...]`.
+/// The command line: `[--device cpu|cuda] [--precision f32|bf16|f16] [--batch N] [--layers N]
+/// [--d-model N] [--classes N] [--warmup N] [--iters N] [--heads a,b,...]`.
 struct Args {
     device: String,
+    precision: Precision,
     batch: usize,
     layers: usize,
     d_model: usize,
@@ -36,6 +40,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         device: "cpu".into(),
+        precision: Precision::F32,
         batch: 32,
         layers: 24,
         d_model: 1024,
@@ -50,6 +55,12 @@ fn parse_args() -> Args {
         let number = |v: String| v.parse::<usize>().expect("a count");
         match flag.as_str() {
             "--device" => args.device = value(),
+            "--precision" => {
+                let name = value();
+                args.precision = Precision::from_name(&name).unwrap_or_else(|| {
+                    panic!("--precision must be f32, bf16 or f16, got `{name}`")
+                });
+            }
             "--batch" => args.batch = number(value()),
             "--layers" => args.layers = number(value()),
             "--d-model" => args.d_model = number(value()),
@@ -107,12 +118,19 @@ fn run<B: AutodiffBackend + DaamBackend>(args: &Args, device: &B::Device) {
             .with_epsilon(1e-8)
             .with_weight_decay(0.01)
             .init();
+        let mut amp = MixedPrecision::new(args.precision);
+        let compute = args.precision.compute_dtype();
         let mut times = Vec::with_capacity(args.iters);
         for i in 0..args.warmup + args.iters {
             let start = Instant::now();
-            let loss = LossKind::CrossEntropy.loss(model.forward(x.clone()), y.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(1e-4, model, grads);
+            let logits = model.forward_with_weights_in(x.clone(), compute).logits;
+            let loss = LossKind::CrossEntropy.loss(logits, y.clone());
+            let grads = amp
+                .gradients(&model, loss)
+                .unwrap_or_else(|c| panic!("f16 loss scale collapsed: {c:?}"));
+            if let Some(grads) = grads {
+                model = optimizer.step(1e-4, model, grads);
+            }
             B::sync(device).expect("device sync");
             if i >= args.warmup {
                 times.push(start.elapsed().as_secs_f64());
@@ -121,14 +139,16 @@ fn run<B: AutodiffBackend + DaamBackend>(args: &Args, device: &B::Device) {
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         println!(
-            "{{\"head\": \"{}\", \"device\": \"{}\", \"batch\": {}, \"ms\": {:.3}, \
-             \"min_ms\": {:.3}, \"samples_per_second\": {:.1}}}",
+            "{{\"head\": \"{}\", \"device\": \"{}\", \"precision\": \"{}\", \"batch\": {}, \
+             \"ms\": {:.3}, \"min_ms\": {:.3}, \"samples_per_second\": {:.1}, \"skipped\": {}}}",
             kind.name(),
             args.device,
+            args.precision.name(),
             args.batch,
             median * 1e3,
             times[0] * 1e3,
             args.batch as f64 / median,
+            amp.skipped(),
         );
     }
 }

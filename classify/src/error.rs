@@ -65,6 +65,22 @@ pub enum Error {
         /// The value.
         value: f32,
     },
+    /// Mixed-precision `f16` training: the gradients overflowed step after step until the
+    /// loss scale fell below 1 (the forward itself does not fit `f16`).
+    #[error(
+        "{what}: f16 gradients overflowed {overflows} steps in a row until the loss scale fell \
+         below 1 (epoch {epoch}, step {step}); train with --precision bf16 or f32"
+    )]
+    LossScaleCollapsed {
+        /// The run.
+        what: String,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Step within the epoch.
+        step: usize,
+        /// Overflowing steps in a row.
+        overflows: usize,
+    },
     /// A head cannot give what was asked of it (an Importance Factor from a head without
     /// density weights, or over no items).
     #[error("{what}: {message}")]

@@ -12,7 +12,7 @@ use crate::finetune::{raw_stores, run_lora, FinetuneOptions, LoraMethod};
 use crate::head::{DatHeadConfig, HeadKind, ParamCount};
 use crate::protocol::{plan_runs, RunPlan, Stores};
 use crate::report::{build_report, write_atomic, Report};
-use crate::train::{train_run, RunData, RunObserver, Task, TrainSettings};
+use crate::train::{train_run, Precision, RunData, RunObserver, Task, TrainSettings};
 
 /// What `classify replicate` runs.
 #[derive(Debug, Clone)]
@@ -127,6 +127,16 @@ where
             path: options.out.clone(),
             message: format!("invalid training settings: {message}"),
         })?;
+    if options.settings.precision != Precision::F32 && !options.lora_methods.is_empty() {
+        return Err(Error::Store {
+            path: options.out.clone(),
+            message: format!(
+                "--precision {} applies to the DAT heads; the LoRA baselines train the encoder \
+                 in f32: run them in a replication of their own",
+                options.settings.precision.name()
+            ),
+        });
+    }
     let protocol = options.task.protocol();
     let stores = Stores::open(&options.embeddings, protocol)?;
     let num_layers = match &options.layers {

@@ -7,8 +7,8 @@
 #   vqvae-fixed small, cold (Ctrl-C at 270 s), phase timings on; the kernel cache packed
 #   vqvae-fixed small again with the cache warm (Ctrl-C at 40 s), phase timings off (their
 #   syncs would slow the steady state)
-#   train_step-fixed, the DAT heads (deadline 100 s)
-#   vqvae-fixed paper (Ctrl-C at 80 s)
+#   train_step-fixed, the DAT heads (deadline 100 s), then three heads in bf16 (deadline 60 s)
+#   vqvae-fixed paper (Ctrl-C at 70 s)
 # The cache (DAAM_KERNEL_CACHE=/tmp/kc) comes back as $OUT/kc.tgz; put it at .gpudata/kc.tgz to
 # start the next call warm. Binaries (carry .gpudata), built and packed here:
 #   cargo build --release --workspace --no-default-features --features cuda --bins --benches
@@ -50,7 +50,18 @@ tail -2 "$OUT/heads.err"
 pack
 save_cache
 
-train paper vqvae-fixed paper 80
+# Mixed precision (classify --precision bf16): the kernels of the f32 heads are warm by now.
+# A train_step built before the flag existed stops at once ("unknown argument").
+stamp "DAT heads, bf16 mixed precision (PyTorch autocast beside; deadline 60 s)"
+python3 tools/bench_classify_torch.py --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
+    --warmup 5 --iters 30 >"$OUT/heads-torch-bf16.jsonl"
+cut -c1-110 "$OUT/heads-torch-bf16.jsonl"
+deadline 60 "$BIN/train_step-fixed" --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
+    --warmup 5 --iters 30 2>"$OUT/heads-bf16.err" | tee "$OUT/heads-rust-bf16.jsonl"
+tail -2 "$OUT/heads-bf16.err"
+pack
+
+train paper vqvae-fixed paper 70
 grep -m 8 -E 'done in|phases' "$OUT/paper.log"
 kill "$watcher" 2>/dev/null
 tail -3 "$OUT/cache-growth.txt"

@@ -17,7 +17,7 @@ use classify::interpret::interpret;
 use classify::protocol::{plan_runs, Stores};
 use classify::replicate::{replicate, ReplicateOptions, ReplicationRecord};
 use classify::synthetic::SyntheticSpec;
-use classify::train::{load_head, EpochRecord, RunObserver, Task, TrainSettings};
+use classify::train::{load_head, EpochRecord, Precision, RunObserver, Task, TrainSettings};
 use device::{dispatch, dispatch_autodiff, Device};
 use encoders::classification::HeadTraining;
 use encoders::lora::{LoraScaling, LoraTarget};
@@ -83,6 +83,26 @@ impl From<TaskArg> for Task {
     }
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum PrecisionArg {
+    /// Single precision throughout.
+    F32,
+    /// bfloat16 convolutions and classifier (f32's exponent range: no loss scale).
+    Bf16,
+    /// float16 convolutions and classifier with a dynamic loss scale.
+    F16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+            PrecisionArg::F16 => Precision::F16,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct ReplicateArgs {
     /// The task: decides the protocol and the default training settings.
@@ -126,6 +146,12 @@ struct ReplicateArgs {
     /// Keep only these encoder layers (0-based, comma-separated).
     #[arg(long, value_delimiter = ',')]
     layers: Option<Vec<usize>>,
+    /// Precision of the heads' training steps: f32, or mixed precision (bf16, or f16 with a
+    /// dynamic loss scale) for the convolutions and classifier from f32 weights, the attention
+    /// and loss in f32. Meant for CUDA; on the CPU half precision is slower than f32.
+    /// Evaluation and the saved weights are f32.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// LoRA methods: the encoder architecture of --weights.
     #[arg(
         long,
@@ -492,6 +518,7 @@ fn settings_for(task: Task, args: &ReplicateArgs) -> TrainSettings {
     if let Some(v) = args.dev_fraction {
         s.dev_fraction = v;
     }
+    s.precision = args.precision.into();
     s
 }
 
@@ -506,6 +533,20 @@ where
         bail!("invalid settings: {message}");
     }
     let (methods, lora_methods) = parse_methods(&args.methods)?;
+    if settings.precision != Precision::F32 && !lora_methods.is_empty() {
+        bail!(
+            "--precision {} applies to the DAT heads; the LoRA baselines train the encoder in \
+             f32: run them in a replication of their own",
+            settings.precision.name()
+        );
+    }
+    if settings.precision != Precision::F32 && matches!(args.device, Device::Cpu) {
+        eprintln!(
+            "note: --precision {} on the CPU backend computes the half-precision part without \
+             its fused f32 kernels: slower than f32 here; it is meant for --device cuda",
+            settings.precision.name()
+        );
+    }
     let options = ReplicateOptions {
         task,
         embeddings: args.embeddings.clone(),

@@ -7,10 +7,11 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 use daam::DaamBackend;
 
 use super::layer_attention::{init_layer_attention, HeadKind, LayerAttention};
+use crate::train::cast_params;
 
 /// Configuration of a [`DatHead`].
 #[derive(Config, Debug)]
@@ -117,6 +118,25 @@ impl<B: DaamBackend> DatHead<B> {
     /// # Panics
     /// If `x` does not have the head's layer count and width.
     pub fn forward_with_weights(&self, x: Tensor<B, 3>) -> HeadOutput<B> {
+        self.forward_with_weights_in(x, None)
+    }
+
+    /// Class logits and density weights, with the convolutions and the classifier computed in
+    /// `compute` (`bf16`/`f16` for mixed-precision training; `None`: the weights' own dtype).
+    /// The attention over layers, the logits and the weights stay in the input's dtype; the
+    /// casts are tracked, so gradients reach the weights in their own dtype.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch_size, num_layers, d_model]`
+    /// - logits: `[batch_size, num_classes]`
+    ///
+    /// # Panics
+    /// If `x` does not have the head's layer count and width.
+    pub fn forward_with_weights_in(
+        &self,
+        x: Tensor<B, 3>,
+        compute: Option<FloatDType>,
+    ) -> HeadOutput<B> {
         let [batch_size, num_layers, d_model] = x.dims();
         assert_eq!(
             [num_layers, d_model],
@@ -126,15 +146,38 @@ impl<B: DaamBackend> DatHead<B> {
             self.num_layers,
             self.d_model
         );
+        let input_dtype = x.dtype();
         let (attended, weights) = self.attention.forward_with_weights(x);
         let [height, width] = self.grid;
         let grid = attended.reshape([batch_size, num_layers, height, width]);
-        let hidden = daam::conv2d_relu_module(&self.conv1, grid); // [batch_size, conv_channels, height, width]
-        let folded = daam::conv2d_relu_module(&self.conv2, hidden); // [batch_size, num_layers, height, width]
-        let logits = self
-            .fc
-            .forward(folded.reshape([batch_size, num_layers * height * width]));
+        let logits = match compute {
+            None => Self::convolve(&self.conv1, &self.conv2, &self.fc, grid),
+            Some(dtype) => Self::convolve(
+                &cast_params(&self.conv1, dtype),
+                &cast_params(&self.conv2, dtype),
+                &cast_params(&self.fc, dtype),
+                grid.cast(dtype),
+            )
+            .cast(FloatDType::from(input_dtype)),
+        };
         HeadOutput { logits, weights }
+    }
+
+    /// The convolutions and the classifier.
+    ///
+    /// # Shapes
+    /// - `grid`: `[batch_size, num_layers, height, width]`
+    /// - output: `[batch_size, num_classes]`
+    fn convolve(
+        conv1: &Conv2d<B>,
+        conv2: &Conv2d<B>,
+        fc: &Linear<B>,
+        grid: Tensor<B, 4>,
+    ) -> Tensor<B, 2> {
+        let [batch_size, num_layers, height, width] = grid.dims();
+        let hidden = daam::conv2d_relu_module(conv1, grid); // [batch_size, conv_channels, height, width]
+        let folded = daam::conv2d_relu_module(conv2, hidden); // [batch_size, num_layers, height, width]
+        fc.forward(folded.reshape([batch_size, num_layers * height * width]))
     }
 
     /// Class logits.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{io_error, Error, Result};
 use crate::head::{DatHead, DatHeadConfig};
 
+use super::precision::MixedPrecision;
 use super::settings::TrainSettings;
 
 /// The recorder of saved heads.
@@ -317,9 +318,12 @@ where
     let (mut best_val, mut since_best) = (f64::NEG_INFINITY, 0usize);
     let mut records = Vec::with_capacity(settings.epochs);
     let steps = order.len().div_ceil(settings.batch_size);
+    let compute = settings.precision.compute_dtype();
+    let mut amp = MixedPrecision::new(settings.precision);
 
     for epoch in 1..=settings.epochs {
         let started = Instant::now();
+        let skipped_before = amp.skipped();
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         for (step, chunk) in order.chunks(settings.batch_size).enumerate() {
@@ -327,7 +331,8 @@ where
                 return Err(Error::Interrupted);
             }
             let (x, y) = batch_tensors::<B>(data.train, chunk, layers, device);
-            let loss = settings.loss.loss(model.forward(x), y);
+            let logits = model.forward_with_weights_in(x, compute).logits;
+            let loss = settings.loss.loss(logits, y);
             let value = f64::from(loss.clone().into_scalar().elem::<f32>());
             if !value.is_finite() {
                 return Err(Error::NonFiniteLoss {
@@ -338,9 +343,27 @@ where
                 });
             }
             loss_sum += value;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(learning_rate, model, grads);
+            let grads =
+                amp.gradients(&model, loss)
+                    .map_err(|collapsed| Error::LossScaleCollapsed {
+                        what: dir.display().to_string(),
+                        epoch,
+                        step: step + 1,
+                        overflows: collapsed.overflows,
+                    })?;
+            if let Some(grads) = grads {
+                model = optimizer.step(learning_rate, model, grads);
+            }
             observer.on_step(epoch, step + 1, steps, value);
+        }
+        let skipped = amp.skipped() - skipped_before;
+        if skipped > 0 {
+            observer.on_message(&format!(
+                "{}: epoch {epoch}: {skipped} f16 step(s) skipped (gradients overflowed), loss \
+                 scale now {}",
+                dir.display(),
+                amp.scale().unwrap_or(1.0)
+            ));
         }
 
         let valid = model.valid();

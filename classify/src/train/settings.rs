@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::loss::LossKind;
+use super::precision::Precision;
 
 /// The paper's three tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,7 @@ impl Task {
             plateau_patience: 10,
             plateau_factor: 0.1,
             dev_fraction: 0.1,
+            precision: Precision::F32,
         };
         match self {
             Task::Iemocap => TrainSettings {
@@ -106,6 +108,10 @@ pub struct TrainSettings {
     /// Fraction of the training items held out as a dev split for the second protocol (epoch
     /// chosen on dev); 0 trains on every training item and reports the paper's protocol only.
     pub dev_fraction: f64,
+    /// Precision of the training steps (`f32`; `bf16`/`f16` mixed precision, meant for CUDA).
+    /// Evaluation and the saved weights are `f32` either way.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl TrainSettings {

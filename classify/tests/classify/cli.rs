@@ -120,6 +120,34 @@ fn replicate_and_report_run_end_to_end() {
         ablation.contains("| high-if |") && ablation.contains("| low-if |"),
         "{ablation}"
     );
+
+    // Mixed precision: the same protocol, recorded in replicate.json.
+    let half = dir.path().join("half");
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--methods",
+        "daam-v2",
+        "--epochs",
+        "1",
+        "--precision",
+        "bf16",
+        "--out",
+        path(&half),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("meant for --device cuda"),
+        "{}",
+        text(&out)
+    );
+    let record = std::fs::read_to_string(half.join("replicate.json")).unwrap();
+    assert!(record.contains("\"precision\": \"bf16\""), "{record}");
+    let csv = std::fs::read_to_string(half.join("report.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
 }
 
 #[test]
@@ -153,6 +181,25 @@ fn bad_inputs_get_clear_errors() {
     assert!(!out.status.success());
     assert!(
         text(&out).contains("unknown method `lora`"),
+        "{}",
+        text(&out)
+    );
+
+    // Mixed precision is for the heads: with a LoRA baseline, a clear error first.
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--methods",
+        "daam-v1,lora-r4",
+        "--precision",
+        "f16",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--precision f16 applies to the DAT heads"),
         "{}",
         text(&out)
     );

@@ -9,7 +9,9 @@ use classify::head::{DatHeadConfig, HeadKind};
 use classify::protocol::{plan_runs, Stores};
 use classify::replicate::{replicate, ReplicateOptions};
 use classify::synthetic::SyntheticSpec;
-use classify::train::{read_metrics, train_run, LossKind, RunData, Silent, Task, TrainSettings};
+use classify::train::{
+    read_metrics, train_run, LossKind, Precision, RunData, Silent, Task, TrainSettings,
+};
 use datasets::EmbeddingStore;
 
 type B = Autodiff<Flex>;
@@ -25,6 +27,7 @@ fn settings(epochs: usize, lr: f64) -> TrainSettings {
         plateau_patience: 10,
         plateau_factor: 0.1,
         dev_fraction: 0.1,
+        precision: Precision::F32,
     }
 }
 
@@ -109,6 +112,60 @@ fn a_daam_head_learns_a_signal_in_layer_statistics() {
     // Chance is 25%; the signal is a 1σ shift per class step in 4 features of 2 of 8 layers.
     // Measured: 0.675 at seed 7; more than twice chance shows the signal was found.
     assert!(best > 0.55, "best validation accuracy {best:.3}");
+}
+
+#[test]
+fn mixed_precision_heads_learn_the_signal_as_f32_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SyntheticSpec {
+        count: 400,
+        strength: 1.0,
+        ..SyntheticSpec::small(400, 7)
+    };
+    spec.write(dir.path(), "all").unwrap();
+    let store = EmbeddingStore::open(dir.path()).unwrap();
+    let head = DatHeadConfig::new(HeadKind::DaamV1, 8, 16, 4).with_conv_channels(16);
+    let data = RunData {
+        train: &store,
+        train_indices: (0..320).collect(),
+        dev_indices: vec![],
+        val: &store,
+        val_indices: (320..400).collect(),
+        layers: None,
+    };
+    let mut best = Vec::new();
+    for precision in Precision::ALL {
+        let run = tempfile::tempdir().unwrap();
+        let settings = TrainSettings {
+            precision,
+            ..settings(15, 2e-3)
+        };
+        let records = train_run::<B>(
+            &head,
+            &settings,
+            &data,
+            run.path(),
+            &Default::default(),
+            &mut Silent,
+        )
+        .unwrap();
+        let (first, last) = (records[0].train_loss, records[14].train_loss);
+        assert!(
+            last < 0.8 * first,
+            "{}: training loss {first:.4} -> {last:.4} did not fall",
+            precision.name()
+        );
+        best.push(records.iter().map(|r| r.val_accuracy).fold(0.0, f64::max));
+    }
+    // The same seed and data: the half-precision runs follow the f32 run up to rounding.
+    for (precision, acc) in Precision::ALL.iter().zip(&best) {
+        assert!(
+            *acc > 0.55 && (acc - best[0]).abs() <= 0.1,
+            "{}: best validation accuracy {acc:.3} (f32: {:.3})",
+            precision.name(),
+            best[0]
+        );
+    }
 }
 
 #[test]
