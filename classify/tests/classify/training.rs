@@ -10,9 +10,9 @@ use classify::protocol::{plan_runs, Stores};
 use classify::replicate::{replicate, ReplicateOptions};
 use classify::synthetic::SyntheticSpec;
 use classify::train::{
-    read_metrics, train_run, LossKind, Precision, RunData, Silent, Task, TrainSettings,
+    read_metrics, train_run, LossKind, Precision, RunData, RunObserver, Silent, Task, TrainSettings,
 };
-use datasets::EmbeddingStore;
+use datasets::{EmbeddingStore, EmbeddingStoreWriter, StoreDtype, StoreInfo};
 
 type B = Autodiff<Flex>;
 
@@ -166,6 +166,98 @@ fn mixed_precision_heads_learn_the_signal_as_f32_does() {
             best[0]
         );
     }
+}
+
+#[test]
+fn f16_overflows_skip_steps_then_stop_with_a_named_error_where_f32_trains() {
+    // Embeddings of ~1e6: the f16 convolutions overflow (f16's largest is 65,504).
+    let dir = tempfile::tempdir().unwrap();
+    let info = StoreInfo {
+        encoder: "synthetic".into(),
+        dataset: "synthetic".into(),
+        split: "all".into(),
+        num_layers: 8,
+        d_model: 16,
+        dtype: StoreDtype::F32,
+        pooling: "none".into(),
+        class_names: vec!["a".into(), "b".into()],
+    };
+    let mut writer = EmbeddingStoreWriter::create(dir.path(), info, 64).unwrap();
+    for i in 0..32usize {
+        let features: Vec<f32> = (0..8 * 16)
+            .map(|j| 1e6 * (1.0 + ((i * 7 + j * 3) % 5) as f32))
+            .collect();
+        writer
+            .push(&format!("item-{i}"), (i % 2) as u32, 0, &features)
+            .unwrap();
+    }
+    writer.finish().unwrap();
+    let store = EmbeddingStore::open(dir.path()).unwrap();
+    let head = DatHeadConfig::new(HeadKind::Mha, 8, 16, 2).with_conv_channels(8);
+    let data = RunData {
+        train: &store,
+        train_indices: (0..24).collect(),
+        dev_indices: vec![],
+        val: &store,
+        val_indices: (24..32).collect(),
+        layers: None,
+    };
+    struct Messages(Vec<String>);
+    impl RunObserver for Messages {
+        fn on_message(&mut self, message: &str) {
+            self.0.push(message.to_string());
+        }
+    }
+    let run = |precision, epochs| {
+        let out = tempfile::tempdir().unwrap();
+        let settings = TrainSettings {
+            precision,
+            ..settings(epochs, 1e-3)
+        };
+        let mut messages = Messages(Vec::new());
+        let result = train_run::<B>(
+            &head,
+            &settings,
+            &data,
+            out.path(),
+            &Default::default(),
+            &mut messages,
+        );
+        (result, messages.0)
+    };
+    let (f32_result, _) = run(Precision::F32, 12);
+    assert_eq!(
+        f32_result.expect("f32 trains on large embeddings").len(),
+        12
+    );
+    // Every f16 step overflows: each is skipped and halves the scale (2¹⁶ → 1 over 16 steps,
+    // two per epoch, reported once per epoch); the 17th takes it below 1 and stops the run.
+    let (f16_result, messages) = run(Precision::F16, 12);
+    let error = f16_result.expect_err("f16 overflows");
+    assert!(
+        matches!(
+            error,
+            classify::Error::LossScaleCollapsed {
+                epoch: 9,
+                step: 1,
+                overflows: 17,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("train with --precision bf16 or f32"),
+        "{error}"
+    );
+    assert_eq!(messages.len(), 8, "{messages:?}");
+    assert!(
+        messages[7]
+            .contains("epoch 8: 2 f16 step(s) skipped (gradients overflowed), loss scale now 1"),
+        "{messages:?}"
+    );
 }
 
 #[test]
