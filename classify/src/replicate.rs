@@ -105,6 +105,18 @@ pub fn head_fits(kind: HeadKind, num_layers: usize) -> std::result::Result<(), S
     }
 }
 
+/// Why a replication in `precision` cannot run `lora_methods`, if it cannot: mixed precision
+/// is for the DAT heads; the LoRA baselines train the encoder in f32.
+pub fn precision_conflict(precision: Precision, lora_methods: &[LoraMethod]) -> Option<String> {
+    (precision != Precision::F32 && !lora_methods.is_empty()).then(|| {
+        format!(
+            "--precision {} applies to the DAT heads; the LoRA baselines train the encoder in \
+             f32: run them in a replication of their own",
+            precision.name()
+        )
+    })
+}
+
 /// Runs every method over every run of the task, skipping runs whose `result.json` exists,
 /// then writes and returns the report.
 ///
@@ -127,14 +139,10 @@ where
             path: options.out.clone(),
             message: format!("invalid training settings: {message}"),
         })?;
-    if options.settings.precision != Precision::F32 && !options.lora_methods.is_empty() {
+    if let Some(message) = precision_conflict(options.settings.precision, &options.lora_methods) {
         return Err(Error::Store {
             path: options.out.clone(),
-            message: format!(
-                "--precision {} applies to the DAT heads; the LoRA baselines train the encoder \
-                 in f32: run them in a replication of their own",
-                options.settings.precision.name()
-            ),
+            message,
         });
     }
     let protocol = options.task.protocol();

@@ -15,7 +15,7 @@ use classify::finetune::{FinetuneOptions, LoraMethod};
 use classify::head::{authors_counts, DatHeadConfig, HeadKind, ParamCount};
 use classify::interpret::interpret;
 use classify::protocol::{plan_runs, Stores};
-use classify::replicate::{replicate, ReplicateOptions, ReplicationRecord};
+use classify::replicate::{precision_conflict, replicate, ReplicateOptions, ReplicationRecord};
 use classify::synthetic::SyntheticSpec;
 use classify::train::{load_head, EpochRecord, Precision, RunObserver, Task, TrainSettings};
 use device::{dispatch, dispatch_autodiff, Device};
@@ -533,12 +533,9 @@ where
         bail!("invalid settings: {message}");
     }
     let (methods, lora_methods) = parse_methods(&args.methods)?;
-    if settings.precision != Precision::F32 && !lora_methods.is_empty() {
-        bail!(
-            "--precision {} applies to the DAT heads; the LoRA baselines train the encoder in \
-             f32: run them in a replication of their own",
-            settings.precision.name()
-        );
+    // Before the LoRA options are checked, so this is the error a user sees first.
+    if let Some(message) = precision_conflict(settings.precision, &lora_methods) {
+        bail!(message);
     }
     if settings.precision != Precision::F32 && matches!(args.device, Device::Cpu) {
         eprintln!(

@@ -199,7 +199,6 @@ pub fn unscale_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
 /// plain backward for `f32` and `bf16`, scaled and unscaled for `f16`.
 #[derive(Debug, Clone)]
 pub struct MixedPrecision {
-    precision: Precision,
     scaler: Option<LossScaler>,
     skipped: usize,
 }
@@ -208,15 +207,9 @@ impl MixedPrecision {
     /// For steps in `precision`.
     pub fn new(precision: Precision) -> Self {
         Self {
-            precision,
             scaler: (precision == Precision::F16).then(LossScaler::new),
             skipped: 0,
         }
-    }
-
-    /// The precision.
-    pub fn precision(&self) -> Precision {
-        self.precision
     }
 
     /// Steps skipped so far because their gradients overflowed (`f16`).

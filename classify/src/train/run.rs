@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{io_error, Error, Result};
 use crate::head::{DatHead, DatHeadConfig};
 
-use super::precision::{MixedPrecision, Precision};
+use super::precision::MixedPrecision;
 use super::settings::TrainSettings;
 
 /// The recorder of saved heads.
@@ -335,17 +335,8 @@ where
             let loss = settings.loss.loss(logits, y);
             let value = f64::from(loss.clone().into_scalar().elem::<f32>());
             if !value.is_finite() {
-                let what = match settings.precision {
-                    Precision::F32 => dir.display().to_string(),
-                    // The half-precision part may have overflowed: say which precision ran.
-                    half => format!(
-                        "{} (--precision {}; f32 may not overflow)",
-                        dir.display(),
-                        half.name()
-                    ),
-                };
                 return Err(Error::NonFiniteLoss {
-                    what,
+                    what: dir.display().to_string(),
                     epoch,
                     step: step + 1,
                     value: value as f32,
