@@ -10,12 +10,12 @@
 #   train_step-fixed, the DAT heads (deadline 100 s), then three heads in bf16 (deadline 60 s)
 #   vqvae-fixed paper (Ctrl-C at 70 s)
 # The cache (DAAM_KERNEL_CACHE=/tmp/kc) comes back as $OUT/kc.tgz; put it at .gpudata/kc.tgz to
-# start the next call warm. Binaries (carry .gpudata), built and packed here:
-#   cargo build --release --workspace --no-default-features --features cuda --bins --benches
-#   strip -o /tmp/v target/release/vqvae && xz -6 -c /tmp/v >.gpudata/vqvae-fixed.xz
-#   strip -o /tmp/t target/release/deps/train_step-HASH && xz -6 -c /tmp/t >.gpudata/train_step-fixed.xz
+# start the next call warm. Binaries (carry .gpudata): `bash tools/gpu/build.sh` here first.
 set -u
 source tools/gpu/common.sh
+for name in vqvae-fixed train_step-fixed; do
+    [ -x "$BIN/$name" ] || { echo "$BIN/$name missing: run tools/gpu/build.sh and carry .gpudata" >&2; exit 1; }
+done
 PACK=first-step-results
 export DAAM_KERNEL_CACHE=/tmp/kc NO_COLOR=1 RUST_LOG=vqvae::train=debug
 rm -f cubecl.toml
