@@ -141,6 +141,7 @@ pub fn forward(
     let stacked = stacked_taps(weight, d);
     out.par_chunks_mut(co * oh * ow)
         .zip(x.par_chunks(ci * plane))
+        .with_min_len(conv2d::images_per_task(d.batch))
         .for_each_init(
             || vec![0.0; rows * plane],
             |taps, (out_b, x_b)| {
@@ -190,6 +191,7 @@ pub fn backward(
         .par_chunks_mut(ci * plane)
         .zip(x.par_chunks(ci * plane))
         .zip(grad_out.par_chunks(co * oh * ow))
+        .with_min_len(conv2d::images_per_task(d.batch))
         .fold(
             || (vec![0.0; rows * plane], vec![0.0; rows * ci], vec![0.0; co]),
             |(mut spread, mut gw, mut gb), ((dx_b, x_b), go_b)| {
