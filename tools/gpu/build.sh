@@ -4,7 +4,8 @@
 # here (no CUDA toolkit needed), from the repo root, before the first device call: a session
 # starts on a fresh machine, so `.gpudata/` (ignored by git) has to be rebuilt each time.
 #
-#   bash tools/gpu/build.sh        # ~20 minutes cold on 2 cores
+#   bash tools/gpu/build.sh        # not timed cold with CUDA; session 9's CUDA build of the
+#                                  # train_step bench alone took 10 min 44 s on 2 cores
 #
 # Writes .gpudata/{vqvae,train_step}-fixed.xz (stripped, xz: ~10 MB each; the carry limit is
 # 64 MiB) and .gpudata/BUILT_FROM (commit, dirty flag, date, command). The build uses its own

@@ -31,6 +31,18 @@ fn settings(epochs: usize, lr: f64) -> TrainSettings {
     }
 }
 
+/// Items `0..train_len` of `store` to train on, the rest to validate on; no dev split.
+fn holdout(store: &EmbeddingStore, train_len: usize) -> RunData<'_> {
+    RunData {
+        train: store,
+        train_indices: (0..train_len).collect(),
+        dev_indices: vec![],
+        val: store,
+        val_indices: (train_len..store.len()).collect(),
+        layers: None,
+    }
+}
+
 #[test]
 fn every_head_trains_and_its_loss_falls() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,17 +50,9 @@ fn every_head_trains_and_its_loss_falls() {
         .write(dir.path(), "all")
         .unwrap();
     let store = EmbeddingStore::open(dir.path()).unwrap();
-    let indices: Vec<usize> = (0..store.len()).collect();
     for kind in HeadKind::ALL {
         let head = DatHeadConfig::new(kind, 8, 16, 4).with_conv_channels(8);
-        let data = RunData {
-            train: &store,
-            train_indices: indices[..128].to_vec(),
-            dev_indices: vec![],
-            val: &store,
-            val_indices: indices[128..].to_vec(),
-            layers: None,
-        };
+        let data = holdout(&store, 128);
         let run = tempfile::tempdir().unwrap();
         let records = train_run::<B>(
             &head,
@@ -90,14 +94,7 @@ fn a_daam_head_learns_a_signal_in_layer_statistics_in_every_precision() {
     spec.write(dir.path(), "all").unwrap();
     let store = EmbeddingStore::open(dir.path()).unwrap();
     let head = DatHeadConfig::new(HeadKind::DaamV1, 8, 16, 4).with_conv_channels(16);
-    let data = RunData {
-        train: &store,
-        train_indices: (0..320).collect(),
-        dev_indices: vec![],
-        val: &store,
-        val_indices: (320..400).collect(),
-        layers: None,
-    };
+    let data = holdout(&store, 320);
     let (mut best, mut first_losses) = (Vec::new(), Vec::new());
     for precision in Precision::ALL {
         let run = tempfile::tempdir().unwrap();
@@ -166,14 +163,7 @@ fn f16_overflows_skip_steps_then_stop_with_a_named_error_where_f32_trains() {
     writer.finish().unwrap();
     let store = EmbeddingStore::open(dir.path()).unwrap();
     let head = DatHeadConfig::new(HeadKind::Mha, 8, 16, 2).with_conv_channels(8);
-    let data = RunData {
-        train: &store,
-        train_indices: (0..24).collect(),
-        dev_indices: vec![],
-        val: &store,
-        val_indices: (24..32).collect(),
-        layers: None,
-    };
+    let data = holdout(&store, 24);
     struct Messages(Vec<String>);
     impl RunObserver for Messages {
         fn on_message(&mut self, message: &str) {

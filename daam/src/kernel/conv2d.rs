@@ -243,16 +243,19 @@ fn col2im(cols: &[f32], d: &Conv2dDims, dx: &mut [f32]) {
     }
 }
 
-/// The least number of images one rayon task takes: the batch in at most one piece per thread.
+/// The least number of images one rayon task takes (`with_min_len`): about one piece per thread.
 ///
 /// rayon calls a `fold`'s identity (and `for_each_init`'s init) once per piece it splits the
-/// work into, and left to itself splits a batch of 16 into as many as 16: each piece then
-/// allocates and zero-fills its own im2col buffers (`K × N` floats, 4.7 MB for a 3×3 conv of
-/// 32 channels at 64²; 5.6 % of a `small` VQ-VAE training step was that `memset`). With this
-/// floor a 2-thread pool takes two pieces, the buffers are made twice per call, and the partial
-/// weight gradients are summed in the same grouping on every run.
+/// work into, and when threads steal work it splits a batch of 16 into as many as 16: each
+/// piece then allocates and zero-fills its own im2col buffers (`K × N` floats, 4.7 MB for a 3×3
+/// conv of 32 channels at 64²; 5.6 % of a `small` VQ-VAE training step was that `memset`).
+/// rayon halves the work only while a half keeps at least this many images, so the floor
+/// divides by the thread count rounded up to a power of two: every thread can still get a piece
+/// (3 threads: 4 pieces), and an odd batch is still split (2 threads, 15 images: 7 + 8). A
+/// 2-thread pool makes the buffers twice per call and sums the partial weight gradients in the
+/// same grouping on every run.
 pub(crate) fn images_per_task(batch: usize) -> usize {
-    batch.div_ceil(rayon::current_num_threads()).max(1)
+    (batch / rayon::current_num_threads().next_power_of_two()).max(1)
 }
 
 /// Sums two workers' partial `(∂W, ∂bias)`.
@@ -635,6 +638,32 @@ pub fn transpose_backward(
 
 #[cfg(test)]
 pub(super) mod tests {
+    #[test]
+    fn images_per_task_leaves_every_thread_a_piece() {
+        // rayon's length rule: a piece is halved while `len / 2 >= min_len`.
+        fn pieces(len: usize, min: usize) -> usize {
+            if len / 2 >= min {
+                pieces(len / 2, min) + pieces(len - len / 2, min)
+            } else {
+                1
+            }
+        }
+        for threads in 1..=8 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for batch in [1, 2, 3, 7, 15, 16, 32] {
+                let min = pool.install(|| images_per_task(batch));
+                let n = pieces(batch, min);
+                assert!(
+                    n >= threads.min(batch) && n < 2 * threads.next_power_of_two(),
+                    "{threads} threads, batch {batch}: min {min}, {n} pieces"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     /// Direct definition: out[b, o, y, x] = bias[o] + Σ w[o, c, i, j] · x[b, c, y·s + i − p, x·s + j − p].
