@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Builds and packs the binaries `first_step.sh` runs on the lent GPU machine: `vqvae-fixed` and
-# `train_step-fixed`, burn's CUDA backend without cubecl's autotune (NOTES.md, session 8). Run it
-# here (no CUDA toolkit needed), from the repo root, before the first device call: a session
-# starts on a fresh machine, so `.gpudata/` (ignored by git) has to be rebuilt each time.
+# Builds and packs the binaries the GPU scripts run on the lent machine: `vqvae-VARIANT` and
+# `train_step-VARIANT`. VARIANT `fixed` (the default) is burn's CUDA backend without cubecl's
+# autotune (NOTES.md, session 8: a fresh machine compiles fewer kernels); `autotune` is the
+# build users get from `--features cuda` (cubecl picks each matmul and convolution kernel by
+# timing candidates; without it burn falls back to direct convolutions: NOTES.md, session 11).
+# Run it here (no CUDA toolkit needed), from the repo root, before the first device call: a
+# session starts on a fresh machine, so `.gpudata/` (ignored by git) has to be rebuilt each time.
 #
-#   bash tools/gpu/build.sh        # not timed cold with CUDA; session 9's CUDA build of the
-#                                  # train_step bench alone took 10 min 44 s on 2 cores
+#   bash tools/gpu/build.sh [fixed|autotune]   # 16 min 31 s cold for `fixed` on 2 cores
+#                                              # (session 11)
 #
-# Writes .gpudata/{vqvae,train_step}-fixed.xz (stripped, xz: ~10 MB each; the carry limit is
-# 64 MiB) and .gpudata/BUILT_FROM (commit, dirty flag, date, command). The build uses its own
-# target directory (target/cuda-fixed) so it does not evict the CPU build's artifacts.
+# Writes .gpudata/{vqvae,train_step}-VARIANT.xz (stripped, xz: ~10 MB each; the carry limit is
+# 64 MiB) and appends to .gpudata/BUILT_FROM (commit, dirty flag, date, command). The build uses
+# its own target directory (target/cuda-fixed) so it does not evict the CPU build's artifacts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+variant=${1:-fixed}
+case $variant in
+    fixed) features=(--no-default-features --features cuda) ;;
+    autotune) features=(--features cuda) ;;
+    *) echo "usage: $0 [fixed|autotune]" >&2; exit 2 ;;
+esac
 target=${CARGO_TARGET_DIR:-target}/cuda-fixed
-command=(cargo build --release --no-default-features --features cuda
+command=(cargo build --release "${features[@]}"
     -p vqvae -p classify --bin vqvae --bench train_step --message-format=json-render-diagnostics)
 CARGO_TARGET_DIR=$target "${command[@]}" >/tmp/gpu-build.json
 
@@ -35,14 +44,14 @@ mkdir -p .gpudata
 for name in vqvae train_step; do
     exe=$(artifact "$name")
     [ -n "$exe" ] || { echo "no executable for $name in the build output" >&2; exit 1; }
-    strip -o "/tmp/$name-fixed" "$exe"
-    xz -6 -c "/tmp/$name-fixed" >".gpudata/$name-fixed.xz"
-    rm -f "/tmp/$name-fixed" ".gpudata/bin/$name-fixed"
+    strip -o "/tmp/$name-$variant" "$exe"
+    xz -6 -c "/tmp/$name-$variant" >".gpudata/$name-$variant.xz"
+    rm -f "/tmp/$name-$variant" ".gpudata/bin/$name-$variant"
 done
 dirty=$(git status --porcelain --untracked-files=no | grep -q . && echo " (with uncommitted changes)" || true)
 {
     echo "built from $(git rev-parse --short HEAD)$dirty on $(date -u +%F)"
     echo "CARGO_TARGET_DIR=$target ${command[*]}"
-    ls -l .gpudata/*.xz
-} >.gpudata/BUILT_FROM
+    ls -l .gpudata/*-"$variant".xz
+} >>.gpudata/BUILT_FROM
 cat .gpudata/BUILT_FROM

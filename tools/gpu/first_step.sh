@@ -2,13 +2,14 @@
 # How long a fresh machine takes to its first burn CUDA training step, and the rate after it,
 # with the builds without cubecl's autotune and our kernel cache (NOTES.md, session 8: the
 # warm-up is kernel compilation, ~1.5 kernels/s, longer than 100 s for `vqvae train --preset
-# small` with autotune). One call, about 9 minutes (timeout_s 580):
-#   PyTorch `small` and the DAT heads (baselines on the same card, ~40 s)
-#   vqvae-fixed small, cold (Ctrl-C at 270 s), phase timings on; the kernel cache packed
-#   vqvae-fixed small again with the cache warm (Ctrl-C at 40 s), phase timings off (their
-#   syncs would slow the steady state)
-#   train_step-fixed, the DAT heads (deadline 100 s), then three heads in bf16 (deadline 60 s)
-#   vqvae-fixed paper (Ctrl-C at 70 s)
+# small` with autotune). One call, about 9.5 minutes (timeout_s 590), on an H200 (the `paper`
+# preset's memory is unknown; PyTorch takes 30 GB of it, an earlier autotune build 107 GB):
+#   PyTorch `small`, `paper` and the DAT heads (the baselines on the same card, ~60 s)
+#   vqvae-fixed paper, cold (Ctrl-C at 280 s): issue #3's CUDA figure; pays the compilation
+#   vqvae-fixed small (Ctrl-C at 60 s), on the kernel cache paper left
+#   train_step-fixed, the DAT heads (deadline 75 s), then three heads in bf16 (deadline 40 s)
+# Phase timings are on for both `vqvae` runs (RUST_LOG=vqvae::train=debug: a step that never
+# ends shows where it stopped; their syncs cost little beside a 250-ms `paper` step).
 # The cache (DAAM_KERNEL_CACHE=/tmp/kc) comes back as $OUT/kc.tgz; put it at .gpudata/kc.tgz to
 # start the next call warm. Binaries (carry .gpudata): `bash tools/gpu/build.sh` here first.
 set -u
@@ -30,39 +31,42 @@ while sleep 15; do
 done >>"$OUT/cache-growth.txt" &
 watcher=$!
 
-stamp "PyTorch small and DAT heads"
+stamp "PyTorch small, paper and DAT heads"
 peak_gpu "$OUT/torch-small.log" python3 tools/vqvae_torch.py --preset small --device cuda --steps 30 --warmup 10
 echo "$(grep '^torch' "$OUT/torch-small.log") $(tail -1 "$OUT/torch-small.log")"
+peak_gpu "$OUT/torch-paper.log" python3 tools/vqvae_torch.py --preset paper --device cuda --steps 10 --warmup 3
+echo "$(grep '^torch' "$OUT/torch-paper.log") $(tail -1 "$OUT/torch-paper.log")"
 python3 tools/bench_classify_torch.py --device cuda --warmup 5 --iters 30 >"$OUT/heads-torch.jsonl"
 cut -c1-90 "$OUT/heads-torch.jsonl"
+pack
 
-train small-cold vqvae-fixed small 270
-grep -m 8 -E 'done in|phases' "$OUT/small-cold.log"
-grep 'phases' "$OUT/small-cold.log" | tail -2
+train paper vqvae-fixed paper 280
+grep -m 8 -E 'done in|phases' "$OUT/paper.log"
+grep 'phases' "$OUT/paper.log" | tail -2
 save_cache
 tail -2 "$OUT/cache-growth.txt"
-# Without the phase timings: their syncs stop the CPU queueing work ahead of the GPU.
-RUST_LOG=warn train small-warm vqvae-fixed small 40
 
-stamp "DAT heads without autotune (deadline 100 s)"
-deadline 100 "$BIN/train_step-fixed" --device cuda --warmup 5 --iters 30 2>"$OUT/heads.err" | tee "$OUT/heads-rust.jsonl"
+train small vqvae-fixed small 60
+grep -m 8 -E 'done in|phases' "$OUT/small.log"
+grep 'phases' "$OUT/small.log" | tail -2
+save_cache
+
+stamp "DAT heads without autotune (deadline 75 s)"
+deadline 75 "$BIN/train_step-fixed" --device cuda --warmup 5 --iters 30 2>"$OUT/heads.err" | tee "$OUT/heads-rust.jsonl"
 tail -2 "$OUT/heads.err"
 pack
 save_cache
 
 # Mixed precision (classify --precision bf16): the kernels of the f32 heads are warm by now.
-# A train_step built before the flag existed stops at once ("unknown argument").
-stamp "DAT heads, bf16 mixed precision (PyTorch autocast beside; deadline 60 s)"
+stamp "DAT heads, bf16 mixed precision (PyTorch autocast beside; deadline 40 s)"
 python3 tools/bench_classify_torch.py --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
     --warmup 5 --iters 30 >"$OUT/heads-torch-bf16.jsonl"
 cut -c1-110 "$OUT/heads-torch-bf16.jsonl"
-deadline 60 "$BIN/train_step-fixed" --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
+deadline 40 "$BIN/train_step-fixed" --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
     --warmup 5 --iters 30 2>"$OUT/heads-bf16.err" | tee "$OUT/heads-rust-bf16.jsonl"
 tail -2 "$OUT/heads-bf16.err"
 pack
 
-train paper vqvae-fixed paper 70
-grep -m 8 -E 'done in|phases' "$OUT/paper.log"
 kill "$watcher" 2>/dev/null
 tail -3 "$OUT/cache-growth.txt"
 save_cache
