@@ -281,10 +281,11 @@ mod tests {
     }
 
     /// The composed default (other backends) computes the fused ReLU's gradient as burn's
-    /// `relu` then convolution would.
+    /// `relu` then convolution would, through burn's convolution and through matrix products.
     #[test]
     fn composed_relu_backward_matches_burn() {
         use crate::backend::composed;
+        use crate::conv_gemm::ComposedConv;
         let device = Default::default();
         let conv = Conv2dConfig::new([3, 4], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -300,32 +301,38 @@ mod tests {
         let prim4 = |t: Tensor<Flex, 4>| t.into_primitive().tensor();
         let inner_w = conv.weight.val().inner();
         let inner_b = conv.bias.as_ref().unwrap().val().inner();
-        let output = composed::conv2d_forward::<Flex>(
-            prim4(x.clone().inner()),
-            prim4(inner_w.clone()),
-            inner_b.clone().into_primitive().tensor(),
-            settings,
-        );
-        let grads = composed::conv2d_backward::<Flex>(
-            prim4(x.clone().inner()),
-            prim4(inner_w),
-            inner_b.into_primitive().tensor(),
-            Some(output.clone()),
-            settings,
-            prim4(g.clone()),
-        );
         let x = x.detach().require_grad();
         let out = relu(conv.forward(x.clone()));
-        let expected = (out.clone() * Tensor::from_inner(g)).sum().backward();
+        let expected = (out.clone() * Tensor::from_inner(g.clone()))
+            .sum()
+            .backward();
         let tol = burn::tensor::Tolerance::<f32>::default();
-        float::<Flex, 4>(output)
-            .into_data()
-            .assert_approx_eq(&out.inner().into_data(), tol);
-        float::<Flex, 4>(grads.x)
-            .into_data()
-            .assert_approx_eq(&x.grad(&expected).unwrap().into_data(), tol);
-        float::<Flex, 4>(grads.weight)
-            .into_data()
-            .assert_approx_eq(&conv.weight.grad(&expected).unwrap().into_data(), tol);
+        for how in [ComposedConv::Backend, ComposedConv::Gemm] {
+            let output = composed::conv2d_forward::<Flex>(
+                prim4(x.clone().inner()),
+                prim4(inner_w.clone()),
+                inner_b.clone().into_primitive().tensor(),
+                settings,
+                how,
+            );
+            let grads = composed::conv2d_backward::<Flex>(
+                prim4(x.clone().inner()),
+                prim4(inner_w.clone()),
+                inner_b.clone().into_primitive().tensor(),
+                Some(output.clone()),
+                settings,
+                prim4(g.clone()),
+                how,
+            );
+            float::<Flex, 4>(output)
+                .into_data()
+                .assert_approx_eq(&out.clone().inner().into_data(), tol);
+            float::<Flex, 4>(grads.x)
+                .into_data()
+                .assert_approx_eq(&x.grad(&expected).unwrap().into_data(), tol);
+            float::<Flex, 4>(grads.weight)
+                .into_data()
+                .assert_approx_eq(&conv.weight.grad(&expected).unwrap().into_data(), tol);
+        }
     }
 }

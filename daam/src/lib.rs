@@ -42,6 +42,7 @@
 mod attention;
 mod backend;
 mod conv;
+pub mod conv_gemm;
 mod density_adaptive_attention;
 mod density_block;
 pub mod device;

@@ -14,6 +14,7 @@ use super::{
     composed, AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend,
     DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings,
 };
+use crate::conv_gemm::ComposedConv;
 use crate::GaussianForm;
 
 /// Which fused op a node belongs to, with its settings.
@@ -235,6 +236,10 @@ impl<B: DaamBackend> Backward<B, 3> for AttentionBackward {
 }
 
 impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
+    fn composed_conv() -> ComposedConv {
+        B::composed_conv()
+    }
+
     fn scaled_dot_product_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -275,7 +280,7 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         settings: ConvSettings,
     ) -> FloatTensor<Self> {
         if !B::fused_kernels(&[&x.primitive, &weight.primitive, &bias.primitive]) {
-            return composed::conv2d_forward::<Self>(x, weight, bias, settings);
+            return composed::conv2d_forward::<Self>(x, weight, bias, settings, B::composed_conv());
         }
         let output = B::fused_conv2d(
             x.primitive.clone(),

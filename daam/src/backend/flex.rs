@@ -8,6 +8,7 @@ use super::{
     composed, AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend,
     DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings,
 };
+use crate::conv_gemm::ComposedConv;
 use crate::kernel::attention::{self, AttentionDims};
 use crate::kernel::conv2d::{self, Conv2dDims};
 use crate::kernel::group_norm::{self, GroupNormDims};
@@ -199,7 +200,13 @@ impl DaamBackend for Flex {
         settings: ConvSettings,
     ) -> FlexTensor {
         if !all_f32(&[&x, &weight, &bias]) {
-            return composed::conv2d_forward::<Self>(x, weight, bias, settings);
+            return composed::conv2d_forward::<Self>(
+                x,
+                weight,
+                bias,
+                settings,
+                ComposedConv::Backend,
+            );
         }
         let d = conv_dims(&x, &weight, settings);
         if settings.transposed.is_some() {
@@ -237,7 +244,15 @@ impl DaamBackend for Flex {
     ) -> ConvGrads<Self> {
         let output_f32 = output.as_ref().is_none_or(|o| all_f32(&[o]));
         if !all_f32(&[&x, &weight, &bias, &grad_out]) || !output_f32 {
-            return composed::conv2d_backward::<Self>(x, weight, bias, output, settings, grad_out);
+            return composed::conv2d_backward::<Self>(
+                x,
+                weight,
+                bias,
+                output,
+                settings,
+                grad_out,
+                ComposedConv::Backend,
+            );
         }
         let d = conv_dims(&x, &weight, settings);
         let (x_values, w_values, g_values) = (values(&x), values(&weight), values(&grad_out));

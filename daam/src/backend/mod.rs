@@ -14,6 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
+use crate::conv_gemm::ComposedConv;
 use crate::{reference, GaussianForm};
 
 /// Output of a fused DAAM forward: `output = x ⊙ weights`.
@@ -127,6 +128,13 @@ pub trait DaamBackend: Backend {
         false
     }
 
+    /// How the composed convolution computes where this backend has no fused one (and, under
+    /// `Autodiff`, where [`Self::fused_kernels`] is false): the backend's own `conv2d`, or
+    /// matrix products of tensor ops ([`crate::conv_gemm`]). Default: the backend's own.
+    fn composed_conv() -> ComposedConv {
+        ComposedConv::Backend
+    }
+
     /// Per-feature DAAM forward ([`crate::kernel::per_feature`]); δ and ξ are
     /// `[num_heads, inner]`.
     fn density_adaptive_attention(
@@ -198,7 +206,8 @@ pub trait DaamBackend: Backend {
     }
 
     /// 2-D convolution, or transposed convolution, with bias and an optional ReLU
-    /// ([`crate::kernel::conv2d`] on Flex; burn's own `conv2d` / `conv_transpose2d` elsewhere).
+    /// ([`crate::kernel::conv2d`] on Flex; elsewhere burn's own `conv2d` / `conv_transpose2d` or
+    /// matrix products, as [`Self::composed_conv`] says).
     ///
     /// # Shapes
     /// - `x`: `[batch_size, in_channels, height, width]`
@@ -209,7 +218,7 @@ pub trait DaamBackend: Backend {
         bias: FloatTensor<Self>,
         settings: ConvSettings,
     ) -> FloatTensor<Self> {
-        composed::conv2d_forward::<Self>(x, weight, bias, settings)
+        composed::conv2d_forward::<Self>(x, weight, bias, settings, Self::composed_conv())
     }
 
     /// Convolution backward for `grad_out = ∂L/∂output`; `output` is the forward's output,
@@ -225,7 +234,15 @@ pub trait DaamBackend: Backend {
         settings: ConvSettings,
         grad_out: FloatTensor<Self>,
     ) -> ConvGrads<Self> {
-        composed::conv2d_backward::<Self>(x, weight, bias, output, settings, grad_out)
+        composed::conv2d_backward::<Self>(
+            x,
+            weight,
+            bias,
+            output,
+            settings,
+            grad_out,
+            Self::composed_conv(),
+        )
     }
 
     /// Scaled dot-product attention with grouped key/value heads
@@ -351,15 +368,19 @@ pub(crate) mod composed {
         weight: Tensor<B, 4>,
         bias: Tensor<B, 1>,
         s: ConvSettings,
+        how: ComposedConv,
     ) -> Tensor<B, 4> {
-        match s.transposed {
-            None => burn::tensor::module::conv2d(
+        match (s.transposed, how) {
+            (None, ComposedConv::Backend) => burn::tensor::module::conv2d(
                 x,
                 weight,
                 Some(bias),
                 burn::tensor::ops::ConvOptions::new(s.stride, s.padding, [1, 1], 1),
             ),
-            Some(padding_out) => burn::tensor::module::conv_transpose2d(
+            (None, ComposedConv::Gemm) => {
+                crate::conv_gemm::conv2d_gemm(x, weight, Some(bias), s.stride, s.padding)
+            }
+            (Some(padding_out), ComposedConv::Backend) => burn::tensor::module::conv_transpose2d(
                 x,
                 weight,
                 Some(bias),
@@ -371,6 +392,14 @@ pub(crate) mod composed {
                     1,
                 ),
             ),
+            (Some(padding_out), ComposedConv::Gemm) => crate::conv_gemm::conv_transpose2d_gemm(
+                x,
+                weight,
+                Some(bias),
+                s.stride,
+                s.padding,
+                padding_out,
+            ),
         }
     }
 
@@ -379,8 +408,9 @@ pub(crate) mod composed {
         weight: FloatTensor<B>,
         bias: FloatTensor<B>,
         s: ConvSettings,
+        how: ComposedConv,
     ) -> FloatTensor<B> {
-        let y = apply_conv(float::<B, 4>(x), float(weight), float(bias), s);
+        let y = apply_conv(float::<B, 4>(x), float(weight), float(bias), s, how);
         let y = if s.relu { relu(y) } else { y };
         y.into_primitive().tensor()
     }
@@ -392,6 +422,7 @@ pub(crate) mod composed {
         output: Option<FloatTensor<B>>,
         s: ConvSettings,
         grad_out: FloatTensor<B>,
+        how: ComposedConv,
     ) -> ConvGrads<B> {
         let mut grad_out = float::<B, 4>(grad_out);
         if s.relu {
@@ -401,7 +432,7 @@ pub(crate) mod composed {
         let x = Tensor::<Autodiff<B>, 4>::from_inner(float(x)).require_grad();
         let weight = Tensor::<Autodiff<B>, 4>::from_inner(float(weight)).require_grad();
         let bias = Tensor::<Autodiff<B>, 1>::from_inner(float(bias)).require_grad();
-        let output = apply_conv(x.clone(), weight.clone(), bias.clone(), s);
+        let output = apply_conv(x.clone(), weight.clone(), bias.clone(), s, how);
         let grads = (output * Tensor::from_inner(grad_out)).sum().backward();
         ConvGrads {
             x: x.grad(&grads)
@@ -560,11 +591,40 @@ pub(crate) mod composed {
 mod cuda {
     //! CUDA runs the composed default until a cubecl kernel lands (see BENCHMARKS.md); under
     //! `Autodiff` each op is composed from burn's tracked ops ([`DaamBackend::fused_kernels`]).
+    //!
+    //! Convolutions: built without cubecl's `autotune`, burn-cubecl 0.21 runs them as direct
+    //! convolutions, 50× behind PyTorch on the VQ-VAE's `paper` preset on an H200 (GPU session
+    //! 11), so that build composes them from matrix products ([`crate::conv_gemm`]); with
+    //! autotune, burn's own (tuned) convolution. `DAAM_CONV=gemm|backend` overrides either.
     use super::DaamBackend;
+    use crate::conv_gemm::ComposedConv;
     use crate::device::Cuda;
     use burn::tensor::{bf16, f16};
 
-    impl DaamBackend for Cuda<f32> {}
-    impl DaamBackend for Cuda<f16> {}
-    impl DaamBackend for Cuda<bf16> {}
+    /// The composed convolution for this build, unless `DAAM_CONV` says otherwise.
+    fn cuda_conv() -> ComposedConv {
+        static CHOICE: std::sync::OnceLock<ComposedConv> = std::sync::OnceLock::new();
+        let default = if cfg!(feature = "autotune") {
+            ComposedConv::Backend
+        } else {
+            ComposedConv::Gemm
+        };
+        *CHOICE.get_or_init(|| ComposedConv::from_env_or(default))
+    }
+
+    impl DaamBackend for Cuda<f32> {
+        fn composed_conv() -> ComposedConv {
+            cuda_conv()
+        }
+    }
+    impl DaamBackend for Cuda<f16> {
+        fn composed_conv() -> ComposedConv {
+            cuda_conv()
+        }
+    }
+    impl DaamBackend for Cuda<bf16> {
+        fn composed_conv() -> ComposedConv {
+            cuda_conv()
+        }
+    }
 }

@@ -1,0 +1,399 @@
+//! Convolutions as matrix products of ordinary tensor ops (im2col), for backends without a
+//! fused convolution kernel of ours.
+//!
+//! burn-cubecl 0.21 built without cubecl's `autotune` runs every convolution, and both halves of
+//! its backward, as a direct convolution: on an H200 those kernels took 86 % of a DAT head's
+//! training step and left the `paper` VQ-VAE at 0.019× PyTorch (BENCHMARKS.md, GPU session 11),
+//! while the same build's matrix products were fast. These functions express a convolution
+//! through slicing, stacking, padding and one batched matrix product, so autodiff
+//! differentiates them like any other ops and no direct-convolution kernel runs, forward or
+//! backward. They cost memory the direct kernel does not: the unfolded input (`kh · kw` times
+//! the input for a stride-1 convolution) is built, and kept for the weight gradient.
+//!
+//! [`ComposedConv`] chooses between them and the backend's own `conv2d` in the composed
+//! [`DaamBackend::fused_conv2d`](crate::DaamBackend::fused_conv2d) default.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::PadMode;
+use burn::tensor::{s, Tensor};
+
+/// How a backend without a fused convolution computes the composed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComposedConv {
+    /// The backend's own `conv2d` / `conv_transpose2d` (burn's module ops).
+    Backend,
+    /// Matrix products of tensor ops: [`conv2d_gemm`] and [`conv_transpose2d_gemm`].
+    Gemm,
+}
+
+impl ComposedConv {
+    /// The environment variable that overrides a backend's choice: `gemm` or `backend`.
+    pub const ENV: &'static str = "DAAM_CONV";
+
+    /// `DAAM_CONV` if it names a choice, else `default`.
+    pub fn from_env_or(default: Self) -> Self {
+        Self::parse(std::env::var(Self::ENV).ok().as_deref()).unwrap_or(default)
+    }
+
+    /// The choice a `DAAM_CONV` value names (`gemm` or `backend`, any case); `None` for
+    /// anything else or nothing.
+    pub fn parse(value: Option<&str>) -> Option<Self> {
+        match value?.trim().to_ascii_lowercase().as_str() {
+            "gemm" => Some(Self::Gemm),
+            "backend" => Some(Self::Backend),
+            _ => None,
+        }
+    }
+}
+
+/// `conv2d(x, weight) + bias` (one group, no dilation) as one batched matrix product over the
+/// unfolded input: `weight [out, in·kh·kw] · cols [batch, in·kh·kw, out_h·out_w]`.
+///
+/// # Shapes
+/// - `x`: `[batch_size, in_channels, height, width]`
+/// - `weight`: `[out_channels, in_channels, kernel_h, kernel_w]`
+/// - `bias`: `[out_channels]`
+/// - output: `[batch_size, out_channels, out_h, out_w]`, `out_h = (height + 2·padding_h −
+///   kernel_h) / stride_h + 1`
+///
+/// # Panics
+/// If the channel counts disagree, a stride is zero or the kernel is larger than the padded
+/// input.
+pub fn conv2d_gemm<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<B, 4> {
+    let [batch_size, in_channels, height, width] = x.dims();
+    let [out_channels, weight_in, kernel_h, kernel_w] = weight.dims();
+    assert_eq!(
+        in_channels, weight_in,
+        "conv2d_gemm: input has {in_channels} channels, the weight expects {weight_in}"
+    );
+    assert!(stride[0] > 0 && stride[1] > 0, "conv2d_gemm: zero stride");
+    let [padded_h, padded_w] = [height + 2 * padding[0], width + 2 * padding[1]];
+    assert!(
+        kernel_h <= padded_h && kernel_w <= padded_w,
+        "conv2d_gemm: kernel {kernel_h}×{kernel_w} larger than the padded input \
+         {padded_h}×{padded_w}"
+    );
+    let out_h = (padded_h - kernel_h) / stride[0] + 1;
+    let out_w = (padded_w - kernel_w) / stride[1] + 1;
+    let x = if padding == [0, 0] {
+        x
+    } else {
+        x.pad(
+            [(padding[0], padding[0]), (padding[1], padding[1])],
+            PadMode::Constant(0.0),
+        )
+    };
+    let taps = kernel_h * kernel_w;
+    let cols = if taps == 1 && stride == [1, 1] {
+        x.reshape([batch_size, in_channels, out_h * out_w])
+    } else {
+        // One strided window of the padded input per kernel tap, in the weight's (i, j) order.
+        let windows = (0..kernel_h)
+            .flat_map(|i| (0..kernel_w).map(move |j| (i, j)))
+            .map(|(i, j)| {
+                let rows = i..i + (out_h - 1) * stride[0] + 1;
+                let columns = j..j + (out_w - 1) * stride[1] + 1;
+                x.clone()
+                    .slice(s![.., .., rows;stride[0] as isize, columns;stride[1] as isize])
+            })
+            .collect();
+        // [batch, in, taps, out_h, out_w]: row `c · taps + tap` of the unfolded input.
+        Tensor::stack::<5>(windows, 2).reshape([batch_size, in_channels * taps, out_h * out_w])
+    };
+    let output = weight
+        .reshape([1, out_channels, in_channels * taps])
+        .matmul(cols);
+    let output = match bias {
+        Some(bias) => output + bias.reshape([1, out_channels, 1]),
+        None => output,
+    };
+    output.reshape([batch_size, out_channels, out_h, out_w])
+}
+
+/// `conv_transpose2d(x, weight) + bias` (one group, no dilation) as one batched matrix product
+/// and a fold: every input pixel's `weight[in, :, i, j]` contributions, `[batch, out·kh·kw,
+/// height·width]`, are shifted into place per output phase (`i mod stride`) with padding, the
+/// phases interleaved, and the border cropped.
+///
+/// # Shapes
+/// - `x`: `[batch_size, in_channels, height, width]`
+/// - `weight`: `[in_channels, out_channels, kernel_h, kernel_w]`
+/// - `bias`: `[out_channels]`
+/// - output: `[batch_size, out_channels, out_h, out_w]`, `out_h = (height − 1)·stride_h −
+///   2·padding_h + kernel_h + padding_out_h`
+///
+/// # Panics
+/// If the channel counts disagree, a stride is zero or the padding crops more than the
+/// output holds.
+pub fn conv_transpose2d_gemm<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    padding_out: [usize; 2],
+) -> Tensor<B, 4> {
+    let [batch_size, in_channels, height, width] = x.dims();
+    let [weight_in, out_channels, kernel_h, kernel_w] = weight.dims();
+    assert_eq!(
+        in_channels, weight_in,
+        "conv_transpose2d_gemm: input has {in_channels} channels, the weight expects {weight_in}"
+    );
+    assert!(
+        stride[0] > 0 && stride[1] > 0,
+        "conv_transpose2d_gemm: zero stride"
+    );
+    let full = [
+        (height - 1) * stride[0] + kernel_h + padding_out[0],
+        (width - 1) * stride[1] + kernel_w + padding_out[1],
+    ];
+    assert!(
+        full[0] > 2 * padding[0] && full[1] > 2 * padding[1],
+        "conv_transpose2d_gemm: padding {padding:?} crops the whole output"
+    );
+    let out_h = full[0] - 2 * padding[0];
+    let out_w = full[1] - 2 * padding[1];
+    let device = x.device();
+
+    // contributions[b, o, i, j, y, x] = Σ_c weight[c, o, i, j] · x[b, c, y, x]
+    let contributions = weight
+        .reshape([in_channels, out_channels * kernel_h * kernel_w])
+        .transpose()
+        .unsqueeze::<3>()
+        .matmul(x.reshape([batch_size, in_channels, height * width]))
+        .reshape([batch_size, out_channels, kernel_h, kernel_w, height, width]);
+
+    // Tap (i, j) lands on full-output row y·stride + i = (y + q)·stride + r for i = q·stride + r:
+    // row y + q of phase r. Each phase is a sum of its taps shifted by q.
+    let [steps_h, steps_w] = [kernel_h.div_ceil(stride[0]), kernel_w.div_ceil(stride[1])];
+    let phase_dims = [
+        batch_size,
+        out_channels,
+        height + steps_h - 1,
+        width + steps_w - 1,
+    ];
+    let mut phases = Vec::with_capacity(stride[0] * stride[1]);
+    for r_h in 0..stride[0] {
+        for r_w in 0..stride[1] {
+            let mut phase: Option<Tensor<B, 4>> = None;
+            for q_h in 0..steps_h {
+                for q_w in 0..steps_w {
+                    let (i, j) = (q_h * stride[0] + r_h, q_w * stride[1] + r_w);
+                    if i >= kernel_h || j >= kernel_w {
+                        continue;
+                    }
+                    let tap = contributions
+                        .clone()
+                        .slice(s![.., .., i..i + 1, j..j + 1, .., ..])
+                        .reshape([batch_size, out_channels, height, width])
+                        .pad(
+                            [(q_h, steps_h - 1 - q_h), (q_w, steps_w - 1 - q_w)],
+                            PadMode::Constant(0.0),
+                        );
+                    phase = Some(match phase {
+                        Some(sum) => sum + tap,
+                        None => tap,
+                    });
+                }
+            }
+            phases.push(phase.unwrap_or_else(|| Tensor::zeros(phase_dims, &device)));
+        }
+    }
+    // Interleave: full[b, o, a·stride_h + r_h, c·stride_w + r_w] = phase (r_h, r_w)[b, o, a, c].
+    let [_, _, phase_h, phase_w] = phase_dims;
+    let interleaved = Tensor::stack::<5>(phases, 4)
+        .reshape([
+            batch_size,
+            out_channels,
+            phase_h,
+            phase_w,
+            stride[0],
+            stride[1],
+        ])
+        .permute([0, 1, 2, 4, 3, 5])
+        .reshape([
+            batch_size,
+            out_channels,
+            phase_h * stride[0],
+            phase_w * stride[1],
+        ]);
+    // The phases cover (height + steps − 1)·stride rows; the output padding can reach past them.
+    let short_h = full[0].saturating_sub(phase_h * stride[0]);
+    let short_w = full[1].saturating_sub(phase_w * stride[1]);
+    let interleaved = if short_h + short_w > 0 {
+        interleaved.pad([(0, short_h), (0, short_w)], PadMode::Constant(0.0))
+    } else {
+        interleaved
+    };
+    let output = interleaved.slice(s![
+        ..,
+        ..,
+        padding[0]..padding[0] + out_h,
+        padding[1]..padding[1] + out_w
+    ]);
+    match bias {
+        Some(bias) => output + bias.reshape([1, out_channels, 1, 1]),
+        None => output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::module::{conv2d, conv_transpose2d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+    use burn::tensor::Distribution;
+
+    type B = Autodiff<Flex>;
+
+    fn random<const D: usize>(dims: [usize; D]) -> Tensor<B, D> {
+        Tensor::random(dims, Distribution::Normal(0.0, 1.0), &Default::default()).require_grad()
+    }
+
+    fn assert_close<const D: usize>(actual: Tensor<B, D>, expected: Tensor<B, D>, what: &str) {
+        assert_eq!(actual.dims(), expected.dims(), "{what}: shapes");
+        let actual = actual.into_data().to_vec::<f32>().expect("f32");
+        let expected = expected.into_data().to_vec::<f32>().expect("f32");
+        let worst = actual
+            .iter()
+            .zip(&expected)
+            .map(|(a, e)| (a - e).abs() / (1.0 + e.abs()))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{what}: off by {worst:e}");
+    }
+
+    /// Output and every gradient against burn's own convolution, for a loss that weighs each
+    /// output element differently (a plain sum would hide a permuted output).
+    fn check_conv(
+        dims: [usize; 4],
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) {
+        let [_, in_channels, _, _] = dims;
+        let (x, weight, bias) = (
+            random(dims),
+            random([out_channels, in_channels, kernel[0], kernel[1]]),
+            random([out_channels]),
+        );
+        let ours = conv2d_gemm(
+            x.clone(),
+            weight.clone(),
+            Some(bias.clone()),
+            stride,
+            padding,
+        );
+        let reference = conv2d(
+            x.clone(),
+            weight.clone(),
+            Some(bias.clone()),
+            ConvOptions::new(stride, padding, [1, 1], 1),
+        );
+        let probe = random::<4>(reference.dims()).detach();
+        let what =
+            format!("conv {dims:?} → {out_channels}, k {kernel:?}, s {stride:?}, p {padding:?}");
+        assert_close(ours.clone(), reference.clone(), &what);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_ref = (reference * probe).sum().backward();
+        for (name, t) in [("x", &x), ("weight", &weight)] {
+            assert_close(
+                t.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
+                t.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
+                &format!("{what}: ∂{name}"),
+            );
+        }
+        assert_close(
+            bias.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
+            bias.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
+            &format!("{what}: ∂bias"),
+        );
+    }
+
+    fn check_transpose(
+        dims: [usize; 4],
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        padding_out: [usize; 2],
+    ) {
+        let [_, in_channels, _, _] = dims;
+        let (x, weight, bias) = (
+            random(dims),
+            random([in_channels, out_channels, kernel[0], kernel[1]]),
+            random([out_channels]),
+        );
+        let ours = conv_transpose2d_gemm(
+            x.clone(),
+            weight.clone(),
+            Some(bias.clone()),
+            stride,
+            padding,
+            padding_out,
+        );
+        let reference = conv_transpose2d(
+            x.clone(),
+            weight.clone(),
+            Some(bias.clone()),
+            ConvTransposeOptions::new(stride, padding, padding_out, [1, 1], 1),
+        );
+        let probe = random::<4>(reference.dims()).detach();
+        let what = format!(
+            "transposed {dims:?} → {out_channels}, k {kernel:?}, s {stride:?}, p {padding:?}, \
+             out {padding_out:?}"
+        );
+        assert_close(ours.clone(), reference.clone(), &what);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_ref = (reference * probe).sum().backward();
+        for (name, t) in [("x", &x), ("weight", &weight)] {
+            assert_close(
+                t.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
+                t.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
+                &format!("{what}: ∂{name}"),
+            );
+        }
+        assert_close(
+            bias.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
+            bias.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
+            &format!("{what}: ∂bias"),
+        );
+    }
+
+    #[test]
+    fn conv_matches_burn_and_its_gradients() {
+        // The VQ-VAE's and the DAT head's convolutions, plus odd shapes.
+        check_conv([2, 3, 8, 8], 5, [3, 3], [1, 1], [1, 1]); // stem, residual 3×3
+        check_conv([2, 4, 8, 8], 6, [4, 4], [2, 2], [1, 1]); // strided down-sampling
+        check_conv([2, 4, 6, 6], 3, [1, 1], [1, 1], [0, 0]); // 1×1 to the code dimension
+        check_conv([1, 3, 7, 9], 2, [3, 2], [2, 3], [2, 1]); // non-square everything
+        check_conv([3, 2, 5, 5], 4, [5, 5], [1, 1], [0, 0]); // kernel = input
+    }
+
+    #[test]
+    fn transposed_conv_matches_burn_and_its_gradients() {
+        check_transpose([2, 4, 4, 4], 3, [4, 4], [2, 2], [1, 1], [0, 0]); // VQ-VAE up-sampling
+        check_transpose([2, 3, 5, 5], 2, [3, 3], [1, 1], [1, 1], [0, 0]);
+        check_transpose([1, 2, 3, 4], 3, [3, 3], [2, 2], [1, 1], [1, 1]); // output padding
+        check_transpose([1, 2, 3, 3], 2, [3, 2], [3, 2], [0, 1], [2, 1]); // kernel < stride (h), phases
+        check_transpose([2, 2, 4, 3], 2, [1, 1], [2, 2], [0, 0], [1, 0]); // taps < phases
+    }
+
+    #[test]
+    fn env_values_parse() {
+        assert_eq!(ComposedConv::parse(Some("gemm")), Some(ComposedConv::Gemm));
+        assert_eq!(
+            ComposedConv::parse(Some(" Backend ")),
+            Some(ComposedConv::Backend)
+        );
+        assert_eq!(ComposedConv::parse(Some("direct")), None);
+        assert_eq!(ComposedConv::parse(None), None);
+    }
+}
