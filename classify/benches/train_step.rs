@@ -88,6 +88,8 @@ fn parse_args() -> Args {
 }
 
 fn main() {
+    // The allocator settings of the `classify` binary (daam::allocator).
+    daam::allocator::retain_freed_memory();
     let args = parse_args();
     match args.device.as_str() {
         "cpu" => run::<Autodiff<Flex>>(&args, &Default::default()),

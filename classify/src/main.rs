@@ -4,6 +4,7 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    daam::allocator::retain_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

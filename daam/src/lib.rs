@@ -39,6 +39,7 @@
 //! assert!(block.layers[0].c.grad(&grads).is_some());
 //! ```
 
+pub mod allocator;
 mod attention;
 mod backend;
 mod conv;

@@ -162,6 +162,8 @@ fn relative_error(actual: &[f32], expected: &[f32]) -> f64 {
 }
 
 fn main() {
+    // The allocator settings of the `classify` binary (daam::allocator).
+    daam::allocator::retain_freed_memory();
     let args = parse_args();
     match (args.device.as_str(), args.precision.as_str()) {
         ("cpu", _) => run::<Flex>(&args, &Default::default()),
