@@ -30,9 +30,19 @@ impl ComposedConv {
     /// The environment variable that overrides a backend's choice: `gemm` or `backend`.
     pub const ENV: &'static str = "DAAM_CONV";
 
-    /// `DAAM_CONV` if it names a choice, else `default`.
+    /// `DAAM_CONV` if it names a choice, else `default` (with a warning on stderr when it is
+    /// set to anything else).
     pub fn from_env_or(default: Self) -> Self {
-        Self::parse(std::env::var(Self::ENV).ok().as_deref()).unwrap_or(default)
+        let value = std::env::var(Self::ENV).ok();
+        Self::parse(value.as_deref()).unwrap_or_else(|| {
+            if let Some(value) = value {
+                eprintln!(
+                    "{}={value:?} is neither `gemm` nor `backend`: using {default:?}",
+                    Self::ENV
+                );
+            }
+            default
+        })
     }
 
     /// The choice a `DAAM_CONV` value names (`gemm` or `backend`, any case); `None` for
