@@ -1,0 +1,35 @@
+#!/bin/bash
+# Issue #5 on a GPU, sized for a second call after first_step.sh (~4 minutes, timeout_s ~300):
+# extraction forward (every hidden state + per-layer mean pooling) of random real-size
+# BEiT-Large and WavLM-Large, f32, bench `extract` of the no-autotune build beside transformers
+# on the same card, the pooled features checked against PyTorch's (`--reference`).
+# Needs .gpudata/extract-fixed.xz (`bash tools/gpu/build.sh` builds it with the others).
+# A longer version with f16 and `classify extract` end to end: tools/gpu/classify.sh.
+set -u
+source tools/gpu/common.sh
+PACK=encoders-results
+export DAAM_KERNEL_CACHE=/tmp/kc NO_COLOR=1
+mkdir -p /tmp/kc
+[ -f .gpudata/kc.tgz ] && tar xzf .gpudata/kc.tgz -C /tmp/kc
+[ -x "$BIN/extract-fixed" ] || { echo "$BIN/extract-fixed missing: run tools/gpu/build.sh" >&2; exit 1; }
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+
+stamp "random real-size checkpoints"
+python3 tools/bench_encoders_torch.py --model both --save /tmp/enc --no-bench --threads 16 >"$OUT/save.log" 2>&1 || tail -5 "$OUT/save.log"
+declare -A DIR=([beit]=beit-large [wavlm]=wavlm-large) BATCH=([beit]=64 [wavlm]=16)
+for model in beit wavlm; do
+    stamp "$model f32, batch ${BATCH[$model]}"
+    peak_gpu "$OUT/torch-$model.log" python3 tools/bench_encoders_torch.py --model $model \
+        --load /tmp/enc --device cuda --dtype f32 --batch ${BATCH[$model]} --warmup 2 --iters 10 \
+        --threads 16 --reference /tmp/ref.safetensors  # writes /tmp/ref-$model.safetensors
+    echo "torch $(grep '^{' "$OUT/torch-$model.log" | cut -c1-200) $(tail -1 "$OUT/torch-$model.log")"
+    peak_gpu "$OUT/rust-$model.log" deadline 100 "$BIN/extract-fixed" --model $model \
+        --dir /tmp/enc/${DIR[$model]} --device cuda --precision f32 --batch ${BATCH[$model]} \
+        --warmup 2 --iters 10 --reference /tmp/ref-$model.safetensors
+    echo "burn  $(grep '^{' "$OUT/rust-$model.log" | cut -c1-250) $(tail -1 "$OUT/rust-$model.log")"
+    grep -q '^{' "$OUT/rust-$model.log" || tail -8 "$OUT/rust-$model.log"
+    pack
+done
+tar czf "$FINAL/kc.tgz" -C /tmp/kc .
+stamp done
+pack
