@@ -7,7 +7,7 @@
 //! kernel zeroes each page. [`retain_freed_memory`] keeps freed memory in the process instead:
 //! no `mmap` per block, and the heap top trimmed only above 1 GiB. Measured on a 2-core AMD EPYC
 //! (session 11, the same settings through `GLIBC_TUNABLES`, alternating runs): `vqvae train
-//! --preset small` 43–46 → 51–52 images/s with peak RSS 176 → 183 MiB; DAT head training steps
+//! --preset small` 42–46 → 51–52 images/s with peak RSS 176 → 183 MiB; DAT head training steps
 //! 9–14 % faster; BEiT-Large extraction 6 % and WavLM-Large 8 % faster.
 //!
 //! It does nothing where the allocator is not glibc's, where `DAAM_MALLOC=system`, or where the

@@ -279,8 +279,34 @@ mod tests {
         assert!(worst < 1e-4, "{what}: off by {worst:e}");
     }
 
-    /// Output and every gradient against burn's own convolution, for a loss that weighs each
+    /// Output and every gradient of `ours` against `reference`, for a loss that weighs each
     /// output element differently (a plain sum would hide a permuted output).
+    fn assert_same_function(
+        ours: Tensor<B, 4>,
+        reference: Tensor<B, 4>,
+        inputs: [&Tensor<B, 4>; 2],
+        bias: &Tensor<B, 1>,
+        what: &str,
+    ) {
+        let probe = random::<4>(reference.dims()).detach();
+        assert_close(ours.clone(), reference.clone(), what);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_ref = (reference * probe).sum().backward();
+        for (name, t) in ["x", "weight"].into_iter().zip(inputs) {
+            assert_close(
+                t.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
+                t.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
+                &format!("{what}: ∂{name}"),
+            );
+        }
+        assert_close(
+            bias.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
+            bias.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
+            &format!("{what}: ∂bias"),
+        );
+    }
+
+    /// Output and every gradient against burn's own convolution.
     fn check_conv(
         dims: [usize; 4],
         out_channels: usize,
@@ -307,24 +333,9 @@ mod tests {
             Some(bias.clone()),
             ConvOptions::new(stride, padding, [1, 1], 1),
         );
-        let probe = random::<4>(reference.dims()).detach();
         let what =
             format!("conv {dims:?} → {out_channels}, k {kernel:?}, s {stride:?}, p {padding:?}");
-        assert_close(ours.clone(), reference.clone(), &what);
-        let g_ours = (ours * probe.clone()).sum().backward();
-        let g_ref = (reference * probe).sum().backward();
-        for (name, t) in [("x", &x), ("weight", &weight)] {
-            assert_close(
-                t.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
-                t.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
-                &format!("{what}: ∂{name}"),
-            );
-        }
-        assert_close(
-            bias.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
-            bias.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
-            &format!("{what}: ∂bias"),
-        );
+        assert_same_function(ours, reference, [&x, &weight], &bias, &what);
     }
 
     fn check_transpose(
@@ -355,26 +366,11 @@ mod tests {
             Some(bias.clone()),
             ConvTransposeOptions::new(stride, padding, padding_out, [1, 1], 1),
         );
-        let probe = random::<4>(reference.dims()).detach();
         let what = format!(
             "transposed {dims:?} → {out_channels}, k {kernel:?}, s {stride:?}, p {padding:?}, \
              out {padding_out:?}"
         );
-        assert_close(ours.clone(), reference.clone(), &what);
-        let g_ours = (ours * probe.clone()).sum().backward();
-        let g_ref = (reference * probe).sum().backward();
-        for (name, t) in [("x", &x), ("weight", &weight)] {
-            assert_close(
-                t.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
-                t.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
-                &format!("{what}: ∂{name}"),
-            );
-        }
-        assert_close(
-            bias.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
-            bias.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
-            &format!("{what}: ∂bias"),
-        );
+        assert_same_function(ours, reference, [&x, &weight], &bias, &what);
     }
 
     #[test]

@@ -11,10 +11,8 @@
 set -u
 source tools/gpu/common.sh
 PACK=autotune-results
-export DAAM_KERNEL_CACHE=/tmp/kc NO_COLOR=1
-mkdir -p /tmp/kc
-[ -f .gpudata/kc.tgz ] && tar xzf .gpudata/kc.tgz -C /tmp/kc
-stamp "kernel cache carried in: $(find /tmp/kc -type f | wc -l) files, $(du -sh /tmp/kc | cut -f1)"
+export NO_COLOR=1
+carried_kernel_cache
 while sleep 20; do pack; done &
 packer=$!
 

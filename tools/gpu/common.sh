@@ -110,3 +110,15 @@ train() {
 
 # `pack`: the results so far into $FINAL/$PACK.tgz (so a call cut off by its limit still brings them back).
 pack() { (cd /tmp && tar czf "$FINAL/${PACK:-results}.tgz" results); }
+
+# `carried_kernel_cache`: DAAM_KERNEL_CACHE=/tmp/kc, filled from .gpudata/kc.tgz when a call
+# carries it; `save_cache` packs /tmp/kc into $FINAL/kc.tgz for the next call.
+carried_kernel_cache() {
+    export DAAM_KERNEL_CACHE=/tmp/kc
+    mkdir -p /tmp/kc
+    if [ -f .gpudata/kc.tgz ]; then
+        tar xzf .gpudata/kc.tgz -C /tmp/kc
+        stamp "kernel cache carried in: $(find /tmp/kc -type f | wc -l) files, $(du -sh /tmp/kc | cut -f1)"
+    fi
+}
+save_cache() { tar czf "$FINAL/kc.tgz" -C /tmp/kc .; }

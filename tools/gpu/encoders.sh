@@ -8,9 +8,8 @@
 set -u
 source tools/gpu/common.sh
 PACK=encoders-results
-export DAAM_KERNEL_CACHE=/tmp/kc NO_COLOR=1
-mkdir -p /tmp/kc
-[ -f .gpudata/kc.tgz ] && tar xzf .gpudata/kc.tgz -C /tmp/kc
+export NO_COLOR=1
+carried_kernel_cache
 [ -x "$BIN/extract-fixed" ] || { echo "$BIN/extract-fixed missing: run tools/gpu/build.sh" >&2; exit 1; }
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 
@@ -30,6 +29,6 @@ for model in beit wavlm; do
     grep -q '^{' "$OUT/rust-$model.log" || tail -8 "$OUT/rust-$model.log"
     pack
 done
-tar czf "$FINAL/kc.tgz" -C /tmp/kc .
+save_cache
 stamp done
 pack

@@ -18,14 +18,9 @@ for name in vqvae-fixed train_step-fixed; do
     [ -x "$BIN/$name" ] || { echo "$BIN/$name missing: run tools/gpu/build.sh and carry .gpudata" >&2; exit 1; }
 done
 PACK=first-step-results
-export DAAM_KERNEL_CACHE=/tmp/kc NO_COLOR=1 RUST_LOG=vqvae::train=debug
+export NO_COLOR=1 RUST_LOG=vqvae::train=debug
 rm -f cubecl.toml
-mkdir -p /tmp/kc
-if [ -f .gpudata/kc.tgz ]; then
-    tar xzf .gpudata/kc.tgz -C /tmp/kc
-    stamp "kernel cache carried in: $(find /tmp/kc -type f | wc -l) files, $(du -sh /tmp/kc | cut -f1)"
-fi
-save_cache() { tar czf "$FINAL/kc.tgz" -C /tmp/kc .; }
+carried_kernel_cache
 while sleep 15; do
     echo "[t=$(($(date +%s) - t0))s] cache: $(find /tmp/kc -type f | wc -l) files, $(du -sk /tmp/kc | cut -f1) KiB"
 done >>"$OUT/cache-growth.txt" &
