@@ -5,10 +5,13 @@
 //! its backward, as a direct convolution: on an H200 those kernels took 86 % of a DAT head's
 //! training step and left the `paper` VQ-VAE at 0.019× PyTorch (BENCHMARKS.md, GPU session 11),
 //! while the same build's matrix products were fast. These functions express a convolution
-//! through slicing, stacking, padding and one batched matrix product, so autodiff
-//! differentiates them like any other ops and no direct-convolution kernel runs, forward or
-//! backward. They cost memory the direct kernel does not: the unfolded input (`kh · kw` times
-//! the input for a stride-1 convolution) is built, and kept for the weight gradient.
+//! through slicing, stacking, padding and one batched matrix product, so no direct-convolution
+//! kernel runs, forward or backward. Their gradients are written out too
+//! ([`conv2d_gemm_backward`], [`conv_transpose2d_gemm_backward`]): under `Autodiff` a
+//! convolution on this route is one graph node that keeps its input and weight, as burn's own
+//! convolution does, and rebuilds the unfolded input (`kh · kw` times the input for a stride-1
+//! convolution) in the backward pass; autodiff over the forward's ops would keep it from the
+//! forward to the backward pass, every convolution's at once.
 //!
 //! [`ComposedConv`] chooses between them and the backend's own `conv2d` in the composed
 //! [`DaamBackend::fused_conv2d`](crate::DaamBackend::fused_conv2d) default.
@@ -89,8 +92,40 @@ pub fn conv2d_gemm<B: Backend>(
         "conv2d_gemm: kernel {kernel_h}×{kernel_w} larger than the padded input \
          {padded_h}×{padded_w}"
     );
-    let out_h = (padded_h - kernel_h) / stride[0] + 1;
-    let out_w = (padded_w - kernel_w) / stride[1] + 1;
+    let out = [
+        (padded_h - kernel_h) / stride[0] + 1,
+        (padded_w - kernel_w) / stride[1] + 1,
+    ];
+    let taps = kernel_h * kernel_w;
+    let cols = unfold(x, [kernel_h, kernel_w], stride, padding, out);
+    let output = weight
+        .reshape([1, out_channels, in_channels * taps])
+        .matmul(cols);
+    let output = match bias {
+        Some(bias) => output + bias.reshape([1, out_channels, 1]),
+        None => output,
+    };
+    output.reshape([batch_size, out_channels, out[0], out[1]])
+}
+
+/// The unfolded (im2col) input: row `c · kh·kw + i · kw + j` holds, for each of the `out`
+/// window positions, `x_padded[c, y·stride_h + i, x·stride_w + j]`.
+///
+/// # Shapes
+/// - `x`: `[batch_size, channels, height, width]`
+/// - output: `[batch_size, channels · kernel_h · kernel_w, out_h · out_w]`
+///
+/// `out` may be fewer positions than fit (the transposed convolution's weight gradient);
+/// the last window must lie inside the padded input.
+fn unfold<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    out: [usize; 2],
+) -> Tensor<B, 3> {
+    let [batch_size, channels, _, _] = x.dims();
+    let taps = kernel[0] * kernel[1];
     let x = if padding == [0, 0] {
         x
     } else {
@@ -99,31 +134,22 @@ pub fn conv2d_gemm<B: Backend>(
             PadMode::Constant(0.0),
         )
     };
-    let taps = kernel_h * kernel_w;
-    let cols = if taps == 1 && stride == [1, 1] {
-        x.reshape([batch_size, in_channels, out_h * out_w])
-    } else {
-        // One strided window of the padded input per kernel tap, in the weight's (i, j) order.
-        let windows = (0..kernel_h)
-            .flat_map(|i| (0..kernel_w).map(move |j| (i, j)))
-            .map(|(i, j)| {
-                let rows = i..i + (out_h - 1) * stride[0] + 1;
-                let columns = j..j + (out_w - 1) * stride[1] + 1;
-                x.clone()
-                    .slice(s![.., .., rows;stride[0] as isize, columns;stride[1] as isize])
-            })
-            .collect();
-        // [batch, in, taps, out_h, out_w]: row `c · taps + tap` of the unfolded input.
-        Tensor::stack::<5>(windows, 2).reshape([batch_size, in_channels * taps, out_h * out_w])
-    };
-    let output = weight
-        .reshape([1, out_channels, in_channels * taps])
-        .matmul(cols);
-    let output = match bias {
-        Some(bias) => output + bias.reshape([1, out_channels, 1]),
-        None => output,
-    };
-    output.reshape([batch_size, out_channels, out_h, out_w])
+    let [_, _, padded_h, padded_w] = x.dims();
+    if taps == 1 && stride == [1, 1] && out == [padded_h, padded_w] {
+        return x.reshape([batch_size, channels, out[0] * out[1]]);
+    }
+    // One strided window of the padded input per kernel tap, in the weight's (i, j) order.
+    let windows = (0..kernel[0])
+        .flat_map(|i| (0..kernel[1]).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            let rows = i..i + (out[0] - 1) * stride[0] + 1;
+            let columns = j..j + (out[1] - 1) * stride[1] + 1;
+            x.clone()
+                .slice(s![.., .., rows;stride[0] as isize, columns;stride[1] as isize])
+        })
+        .collect();
+    // [batch, channels, taps, out_h, out_w]: row `c · taps + tap`.
+    Tensor::stack::<5>(windows, 2).reshape([batch_size, channels * taps, out[0] * out[1]])
 }
 
 /// `conv_transpose2d(x, weight) + bias` (one group, no dilation) as one batched matrix product
@@ -253,6 +279,135 @@ pub fn conv_transpose2d_gemm<B: Backend>(
     }
 }
 
+/// Gradients of [`conv2d_gemm`] or [`conv_transpose2d_gemm`] for `∂L/∂output`, with the input
+/// and the weight's shapes.
+#[derive(Debug, Clone)]
+pub struct GemmGrads<B: Backend> {
+    /// `∂L/∂x`.
+    pub x: Tensor<B, 4>,
+    /// `∂L/∂weight`.
+    pub weight: Tensor<B, 4>,
+    /// `∂L/∂bias`, `[out_channels]`.
+    pub bias: Tensor<B, 1>,
+}
+
+/// The gradients of [`conv2d_gemm`], written out rather than recorded: `∂x` is the transposed
+/// convolution of `grad_out` ([`conv_transpose2d_gemm`]), `∂weight` one batched matrix product
+/// of `grad_out` with the unfolded input, recomputed here, so a caller that records one graph
+/// node per convolution keeps only `x` and `weight` for the backward pass, not the unfolded
+/// input (`kh · kw` times `x`) that autodiff over [`conv2d_gemm`] keeps. No autodiff runs.
+///
+/// # Shapes
+/// - `x`, `weight`: as [`conv2d_gemm`]
+/// - `grad_out`: `[batch_size, out_channels, out_h, out_w]`, the forward's output shape
+///
+/// # Panics
+/// As [`conv2d_gemm`], or if `grad_out` is not the forward's output shape.
+pub fn conv2d_gemm_backward<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    grad_out: Tensor<B, 4>,
+) -> GemmGrads<B> {
+    let [batch_size, in_channels, height, width] = x.dims();
+    let [out_channels, _, kernel_h, kernel_w] = weight.dims();
+    let [grad_batch, grad_channels, out_h, out_w] = grad_out.dims();
+    let expected = [
+        batch_size,
+        out_channels,
+        (height + 2 * padding[0] - kernel_h) / stride[0] + 1,
+        (width + 2 * padding[1] - kernel_w) / stride[1] + 1,
+    ];
+    assert_eq!(
+        [grad_batch, grad_channels, out_h, out_w],
+        expected,
+        "conv2d_gemm_backward: gradient shape"
+    );
+    // The rows and columns the forward's windows did not reach get no gradient: the transposed
+    // convolution's output padding restores them.
+    let padding_out = [
+        height + 2 * padding[0] - kernel_h - (out_h - 1) * stride[0],
+        width + 2 * padding[1] - kernel_w - (out_w - 1) * stride[1],
+    ];
+    let grad_x =
+        conv_transpose2d_gemm(grad_out.clone(), weight, None, stride, padding, padding_out);
+    let cols = unfold(x, [kernel_h, kernel_w], stride, padding, [out_h, out_w]);
+    let grad_out = grad_out.reshape([batch_size, out_channels, out_h * out_w]);
+    let grad_weight = grad_out
+        .clone()
+        .matmul(cols.swap_dims(1, 2))
+        .sum_dim(0)
+        .reshape([out_channels, in_channels, kernel_h, kernel_w]);
+    GemmGrads {
+        x: grad_x,
+        weight: grad_weight,
+        bias: grad_out.sum_dim(2).sum_dim(0).reshape([out_channels]),
+    }
+}
+
+/// The gradients of [`conv_transpose2d_gemm`], written out rather than recorded: `∂x` is the
+/// convolution of `grad_out` with the same weight ([`conv2d_gemm`]), `∂weight` one batched
+/// matrix product of `x` with the unfolded `grad_out`. No autodiff runs.
+///
+/// # Shapes
+/// - `x`, `weight`: as [`conv_transpose2d_gemm`]
+/// - `grad_out`: `[batch_size, out_channels, out_h, out_w]`, the forward's output shape
+///
+/// # Panics
+/// As [`conv_transpose2d_gemm`], or if `grad_out` is not the forward's output shape.
+pub fn conv_transpose2d_gemm_backward<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    padding_out: [usize; 2],
+    grad_out: Tensor<B, 4>,
+) -> GemmGrads<B> {
+    let [batch_size, in_channels, height, width] = x.dims();
+    let [_, out_channels, kernel_h, kernel_w] = weight.dims();
+    let expected = [
+        batch_size,
+        out_channels,
+        ((height - 1) * stride[0] + kernel_h + padding_out[0]).saturating_sub(2 * padding[0]),
+        ((width - 1) * stride[1] + kernel_w + padding_out[1]).saturating_sub(2 * padding[1]),
+    ];
+    assert_eq!(
+        grad_out.dims(),
+        expected,
+        "conv_transpose2d_gemm_backward: gradient shape"
+    );
+    // An output padding of a stride or more adds output rows no input reaches: drop them.
+    let grad_x = conv2d_gemm(grad_out.clone(), weight, None, stride, padding).slice(s![
+        ..,
+        ..,
+        0..height,
+        0..width
+    ]);
+    let cols = unfold(
+        grad_out.clone(),
+        [kernel_h, kernel_w],
+        stride,
+        padding,
+        [height, width],
+    );
+    let grad_weight = x
+        .reshape([batch_size, in_channels, height * width])
+        .matmul(cols.swap_dims(1, 2))
+        .sum_dim(0)
+        .reshape([in_channels, out_channels, kernel_h, kernel_w]);
+    let grad_bias = grad_out
+        .reshape([batch_size, out_channels, expected[2] * expected[3]])
+        .sum_dim(2)
+        .sum_dim(0)
+        .reshape([out_channels]);
+    GemmGrads {
+        x: grad_x,
+        weight: grad_weight,
+        bias: grad_bias,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,29 +435,49 @@ mod tests {
     }
 
     /// Output and every gradient of `ours` against `reference`, for a loss that weighs each
-    /// output element differently (a plain sum would hide a permuted output).
+    /// output element differently (a plain sum would hide a permuted output); and the
+    /// gradients `explicit` writes out for that loss's `∂L/∂output` (the probe).
     fn assert_same_function(
         ours: Tensor<B, 4>,
         reference: Tensor<B, 4>,
         inputs: [&Tensor<B, 4>; 2],
         bias: &Tensor<B, 1>,
+        explicit: impl FnOnce(Tensor<Flex, 4>) -> GemmGrads<Flex>,
         what: &str,
     ) {
         let probe = random::<4>(reference.dims()).detach();
         assert_close(ours.clone(), reference.clone(), what);
         let g_ours = (ours * probe.clone()).sum().backward();
-        let g_ref = (reference * probe).sum().backward();
-        for (name, t) in ["x", "weight"].into_iter().zip(inputs) {
+        let g_ref = (reference * probe.clone()).sum().backward();
+        let GemmGrads {
+            x: written_x,
+            weight: written_weight,
+            bias: written_bias,
+        } = explicit(probe.inner());
+        let written = [written_x, written_weight];
+        for ((name, t), written) in ["x", "weight"].into_iter().zip(inputs).zip(written) {
+            let expected = || t.grad(&g_ref).map(Tensor::from_inner).expect("tracked");
             assert_close(
                 t.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
-                t.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
+                expected(),
                 &format!("{what}: ∂{name}"),
             );
+            assert_close(
+                Tensor::from_inner(written),
+                expected(),
+                &format!("{what}: written-out ∂{name}"),
+            );
         }
+        let expected = || bias.grad(&g_ref).map(Tensor::from_inner).expect("tracked");
         assert_close(
             bias.grad(&g_ours).map(Tensor::from_inner).expect("tracked"),
-            bias.grad(&g_ref).map(Tensor::from_inner).expect("tracked"),
+            expected(),
             &format!("{what}: ∂bias"),
+        );
+        assert_close(
+            Tensor::from_inner(written_bias),
+            expected(),
+            &format!("{what}: written-out ∂bias"),
         );
     }
 
@@ -335,7 +510,16 @@ mod tests {
         );
         let what =
             format!("conv {dims:?} → {out_channels}, k {kernel:?}, s {stride:?}, p {padding:?}");
-        assert_same_function(ours, reference, [&x, &weight], &bias, &what);
+        let explicit = |probe| {
+            conv2d_gemm_backward(
+                x.clone().inner(),
+                weight.clone().inner(),
+                stride,
+                padding,
+                probe,
+            )
+        };
+        assert_same_function(ours, reference, [&x, &weight], &bias, explicit, &what);
     }
 
     fn check_transpose(
@@ -370,7 +554,17 @@ mod tests {
             "transposed {dims:?} → {out_channels}, k {kernel:?}, s {stride:?}, p {padding:?}, \
              out {padding_out:?}"
         );
-        assert_same_function(ours, reference, [&x, &weight], &bias, &what);
+        let explicit = |probe| {
+            conv_transpose2d_gemm_backward(
+                x.clone().inner(),
+                weight.clone().inner(),
+                stride,
+                padding,
+                padding_out,
+                probe,
+            )
+        };
+        assert_same_function(ours, reference, [&x, &weight], &bias, explicit, &what);
     }
 
     #[test]
@@ -381,6 +575,7 @@ mod tests {
         check_conv([2, 4, 6, 6], 3, [1, 1], [1, 1], [0, 0]); // 1×1 to the code dimension
         check_conv([1, 3, 7, 9], 2, [3, 2], [2, 3], [2, 1]); // non-square everything
         check_conv([3, 2, 5, 5], 4, [5, 5], [1, 1], [0, 0]); // kernel = input
+        check_conv([1, 2, 8, 7], 3, [3, 3], [2, 2], [1, 1]); // last row unreached (∂x's padding)
     }
 
     #[test]

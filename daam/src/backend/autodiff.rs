@@ -170,9 +170,21 @@ impl<B: DaamBackend> Backward<B, 3> for GroupNormBackward {
     }
 }
 
+/// How a convolution node computes, forward and backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConvRoute {
+    /// `B`'s fused kernels: [`DaamBackend::fused_conv2d`] and its backward.
+    Fused,
+    /// Matrix products of `B`'s tensor ops ([`crate::conv_gemm`]), the gradients written out:
+    /// one node keeps `x` and the weight, where autodiff over the composed ops would keep the
+    /// unfolded input.
+    Gemm,
+}
+
 /// Saved for the convolution's backward pass; the output only under a fused ReLU (its mask).
 #[derive(Debug, Clone)]
 struct SavedConv<B: DaamBackend> {
+    route: ConvRoute,
     settings: ConvSettings,
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
@@ -190,14 +202,27 @@ impl<B: DaamBackend> Backward<B, 3> for ConvBackward {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad_out = grads.consume::<B>(&ops.node);
         let SavedConv {
+            route,
             settings,
             x,
             weight,
             bias,
             output,
         } = ops.state;
-        let ConvGrads { x, weight, bias } =
-            B::fused_conv2d_backward(x, weight, bias, output, settings, grad_out);
+        let ConvGrads { x, weight, bias } = match route {
+            ConvRoute::Fused => {
+                B::fused_conv2d_backward(x, weight, bias, output, settings, grad_out)
+            }
+            ConvRoute::Gemm => composed::conv2d_backward::<B>(
+                x,
+                weight,
+                bias,
+                output,
+                settings,
+                grad_out,
+                ComposedConv::Gemm,
+            ),
+        };
         for (node, grad) in [(node_x, x), (node_weight, weight), (node_bias, bias)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -232,6 +257,49 @@ impl<B: DaamBackend> Backward<B, 3> for AttentionBackward {
                 grads.register::<B>(node.id, grad);
             }
         }
+    }
+}
+
+/// Runs a convolution on `B` by `route` and records one node for it.
+fn conv_node<B: DaamBackend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    settings: ConvSettings,
+    route: ConvRoute,
+) -> FloatTensor<Autodiff<B, C>> {
+    let (inner_x, inner_weight, inner_bias) = (
+        x.primitive.clone(),
+        weight.primitive.clone(),
+        bias.primitive.clone(),
+    );
+    let output = match route {
+        ConvRoute::Fused => B::fused_conv2d(inner_x, inner_weight, inner_bias, settings),
+        ConvRoute::Gemm => composed::conv2d_forward::<B>(
+            inner_x,
+            inner_weight,
+            inner_bias,
+            settings,
+            ComposedConv::Gemm,
+        ),
+    };
+    match ConvBackward
+        .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            SavedConv {
+                route,
+                settings,
+                x: x.primitive,
+                weight: weight.primitive,
+                bias: bias.primitive,
+                output: settings.relu.then(|| output.clone()),
+            },
+            output,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(output),
     }
 }
 
@@ -279,32 +347,21 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         bias: FloatTensor<Self>,
         settings: ConvSettings,
     ) -> FloatTensor<Self> {
-        if !B::fused_kernels(&[&x.primitive, &weight.primitive, &bias.primitive]) {
-            return composed::conv2d_forward::<Self>(x, weight, bias, settings, B::composed_conv());
-        }
-        let output = B::fused_conv2d(
-            x.primitive.clone(),
-            weight.primitive.clone(),
-            bias.primitive.clone(),
-            settings,
-        );
-        match ConvBackward
-            .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(
-                SavedConv {
-                    settings,
-                    x: x.primitive,
-                    weight: weight.primitive,
-                    bias: bias.primitive,
-                    output: settings.relu.then(|| output.clone()),
-                },
-                output,
-            ),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        let route = if B::fused_kernels(&[&x.primitive, &weight.primitive, &bias.primitive]) {
+            ConvRoute::Fused
+        } else if B::composed_conv() == ComposedConv::Gemm {
+            ConvRoute::Gemm
+        } else {
+            // burn's own convolution, differentiated by burn.
+            return composed::conv2d_forward::<Self>(
+                x,
+                weight,
+                bias,
+                settings,
+                ComposedConv::Backend,
+            );
+        };
+        conv_node::<B, C>(x, weight, bias, settings, route)
     }
 
     fn group_norm(
@@ -379,5 +436,97 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
             return composed::mixture_forward::<Self>(x, mean_offsets, c, num_heads, eps);
         }
         tracked::<B, C>(Kind::Mixture { num_heads, eps }, x, mean_offsets, c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::float;
+    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+    use burn::backend::Flex;
+    use burn::tensor::activation::relu;
+    use burn::tensor::module::{conv2d, conv_transpose2d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+    use burn::tensor::{Distribution, Tensor, Tolerance};
+
+    type A = Autodiff<Flex>;
+
+    /// Two gemm-route nodes in a row, a convolution with its ReLU then a transposed
+    /// convolution (the first node's written-out backward runs inside burn's backward pass,
+    /// where an autodiff pass of its own would wait on the graph's lock forever), agree with
+    /// burn's convolutions in output and every gradient.
+    #[test]
+    fn gemm_route_nodes_match_burn() {
+        let device = Default::default();
+        let random4 = |dims: [usize; 4]| {
+            Tensor::<A, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad()
+        };
+        let random1 = |len: usize| {
+            Tensor::<A, 1>::random([len], Distribution::Normal(0.0, 1.0), &device).require_grad()
+        };
+        let (x, w1, b1, w2, b2) = (
+            random4([2, 3, 7, 6]),
+            random4([5, 3, 3, 3]),
+            random1(5),
+            random4([5, 4, 4, 4]),
+            random1(4),
+        );
+        let down = ConvSettings {
+            stride: [2, 2],
+            padding: [1, 1],
+            transposed: None,
+            relu: true,
+        };
+        let up = ConvSettings {
+            stride: [2, 2],
+            padding: [1, 1],
+            transposed: Some([1, 0]),
+            relu: false,
+        };
+        let node = |x: Tensor<A, 4>, w: &Tensor<A, 4>, b: &Tensor<A, 1>, s: ConvSettings| {
+            float::<A, 4>(conv_node::<Flex, NoCheckpointing>(
+                x.into_primitive().tensor(),
+                w.clone().into_primitive().tensor(),
+                b.clone().into_primitive().tensor(),
+                s,
+                ConvRoute::Gemm,
+            ))
+        };
+        let ours = node(node(x.clone(), &w1, &b1, down), &w2, &b2, up);
+        let hidden = relu(conv2d(
+            x.clone(),
+            w1.clone(),
+            Some(b1.clone()),
+            ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
+        ));
+        let reference = conv_transpose2d(
+            hidden,
+            w2.clone(),
+            Some(b2.clone()),
+            ConvTransposeOptions::new([2, 2], [1, 1], [1, 0], [1, 1], 1),
+        );
+        assert_eq!(ours.dims(), [2, 4, 9, 6]);
+        let tol = Tolerance::<f32>::default();
+        ours.clone()
+            .into_data()
+            .assert_approx_eq(&reference.clone().into_data(), tol);
+        let probe = Tensor::<A, 4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_ref = (reference * probe).sum().backward();
+        for (name, t) in [("x", &x), ("w1", &w1), ("w2", &w2)] {
+            let (a, b) = (t.grad(&g_ours), t.grad(&g_ref));
+            assert!(a.is_some(), "∂{name} missing");
+            a.unwrap()
+                .into_data()
+                .assert_approx_eq(&b.expect("reference").into_data(), tol);
+        }
+        for (name, t) in [("b1", &b1), ("b2", &b2)] {
+            let (a, b) = (t.grad(&g_ours), t.grad(&g_ref));
+            assert!(a.is_some(), "∂{name} missing");
+            a.unwrap()
+                .into_data()
+                .assert_approx_eq(&b.expect("reference").into_data(), tol);
+        }
     }
 }

@@ -130,7 +130,9 @@ pub trait DaamBackend: Backend {
 
     /// How the composed convolution computes where this backend has no fused one (and, under
     /// `Autodiff`, where [`Self::fused_kernels`] is false): the backend's own `conv2d`, or
-    /// matrix products of tensor ops ([`crate::conv_gemm`]). Default: the backend's own.
+    /// matrix products of tensor ops ([`crate::conv_gemm`]). Default: the backend's own. With
+    /// matrix products `Autodiff<Self>` records one node per convolution whose backward is
+    /// [`crate::conv_gemm`]'s written-out gradients (no autodiff pass of its own).
     fn composed_conv() -> ComposedConv {
         ComposedConv::Backend
     }
@@ -428,6 +430,29 @@ pub(crate) mod composed {
         if s.relu {
             let output = float::<B, 4>(output.expect("a fused ReLU's backward needs the output"));
             grad_out = grad_out.mask_fill(output.lower_equal_elem(0.0), 0.0);
+        }
+        if how == ComposedConv::Gemm {
+            // Written out: no autodiff pass of its own (see `DaamBackend::fused_kernels`).
+            let (x, weight) = (float::<B, 4>(x), float::<B, 4>(weight));
+            let grads = match s.transposed {
+                None => {
+                    crate::conv_gemm::conv2d_gemm_backward(x, weight, s.stride, s.padding, grad_out)
+                }
+                Some(padding_out) => crate::conv_gemm::conv_transpose2d_gemm_backward(
+                    x,
+                    weight,
+                    s.stride,
+                    s.padding,
+                    padding_out,
+                    grad_out,
+                ),
+            };
+            let _ = bias;
+            return ConvGrads {
+                x: grads.x.into_primitive().tensor(),
+                weight: grads.weight.into_primitive().tensor(),
+                bias: grads.bias.into_primitive().tensor(),
+            };
         }
         let x = Tensor::<Autodiff<B>, 4>::from_inner(float(x)).require_grad();
         let weight = Tensor::<Autodiff<B>, 4>::from_inner(float(weight)).require_grad();
