@@ -1,6 +1,7 @@
 //! `Autodiff<B>`: one graph node per fused call, its backward delegating to `B`; where `B` has
 //! no kernels for the inputs ([`DaamBackend::fused_kernels`]), the op composed from burn's
-//! tracked ops instead.
+//! tracked ops instead, except where the composed default writes its gradients out (GroupNorm;
+//! the convolution on matrix products), which stays one node.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -370,9 +371,9 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         beta: FloatTensor<Self>,
         settings: GroupNormSettings,
     ) -> FloatTensor<Self> {
-        if !B::fused_kernels(&[&x.primitive, &gamma.primitive, &beta.primitive]) {
-            return composed::group_norm_forward::<Self>(x, gamma, beta, settings);
-        }
+        // One node whatever `B` is: the composed default's backward is written out (no autodiff
+        // pass of its own), and keeps `x` where burn's autodiff over the composed ops would
+        // keep the centred, normalised and output tensors.
         let output = B::group_norm(
             x.primitive.clone(),
             gamma.primitive.clone(),

@@ -123,6 +123,8 @@ pub trait DaamBackend: Backend {
     /// instead of recording one graph node whose backward calls the `*_backward` method: that
     /// method's composed default runs an autodiff pass of its own, and inside burn's backward
     /// pass (which holds the autodiff graph's lock) a second pass waits on that lock forever.
+    /// Two composed defaults write their gradients out instead and so stay one node: GroupNorm
+    /// (always) and the convolution on matrix products ([`Self::composed_conv`]).
     fn fused_kernels(inputs: &[&FloatTensor<Self>]) -> bool {
         let _ = inputs;
         false
@@ -552,6 +554,11 @@ pub(crate) mod composed {
             .tensor()
     }
 
+    /// GroupNorm's (or the affine map's) gradients written out, no autodiff pass: with
+    /// `x̂ = (x − μ_g) / σ_g` and `g` the output gradient (zero where a ReLU cut the output),
+    /// `∂β_c = Σ g`, `∂γ_c = Σ g·x̂`, and with `h = γ_c·g`,
+    /// `∂x = (h − mean_g(h) − x̂ · mean_g(h·x̂)) / σ_g` (means over each group's channels and
+    /// positions). The statistics are recomputed from `x` as the forward computes them.
     pub(crate) fn group_norm_backward<B: Backend>(
         x: FloatTensor<B>,
         gamma: FloatTensor<B>,
@@ -559,28 +566,52 @@ pub(crate) mod composed {
         s: GroupNormSettings,
         grad_out: FloatTensor<B>,
     ) -> GroupNormGrads<B> {
-        let x = Tensor::<Autodiff<B>, 3>::from_inner(float(x)).require_grad();
-        let gamma = Tensor::<Autodiff<B>, 1>::from_inner(float(gamma)).require_grad();
-        let beta = Tensor::<Autodiff<B>, 1>::from_inner(float(beta)).require_grad();
-        let output = composed_group_norm(x.clone(), gamma.clone(), beta.clone(), s);
-        let grads = (output * Tensor::from_inner(float::<B, 3>(grad_out)))
-            .sum()
-            .backward();
+        let x = float::<B, 3>(x);
+        let (gamma, beta) = (float::<B, 1>(gamma), float::<B, 1>(beta));
+        let grad_out = float::<B, 3>(grad_out);
+        let [batch_size, channels, spatial] = x.dims();
+        let per_channel = |t: Tensor<B, 1>| t.reshape([1, channels, 1]);
+        // Over batch and positions: `[channels]`.
+        let channel_sum = |t: Tensor<B, 3>| t.sum_dim(2).sum_dim(0).reshape([channels]);
+        // `x̂` and σ per group (`[batch, groups, 1]`), or `x` itself without normalisation.
+        let (normalized, std) = if s.normalize {
+            let grouped = x.reshape([batch_size, s.groups, channels / s.groups * spatial]);
+            let centered = grouped.clone() - grouped.mean_dim(2);
+            let std = centered
+                .clone()
+                .powi_scalar(2)
+                .mean_dim(2)
+                .add_scalar(s.eps)
+                .sqrt();
+            let normalized = (centered / std.clone()).reshape([batch_size, channels, spatial]);
+            (normalized, Some(std))
+        } else {
+            (x, None)
+        };
+        let grad_out = if s.relu {
+            let y = normalized.clone() * per_channel(gamma.clone()) + per_channel(beta);
+            grad_out.mask_fill(y.lower_equal_elem(0.0), 0.0)
+        } else {
+            grad_out
+        };
+        let grad_beta = channel_sum(grad_out.clone());
+        let grad_gamma = channel_sum(grad_out.clone() * normalized.clone());
+        let h = grad_out * per_channel(gamma);
+        let grad_x = match std {
+            None => h,
+            Some(std) => {
+                let grouped = [batch_size, s.groups, channels / s.groups * spatial];
+                let h = h.reshape(grouped);
+                let normalized = normalized.reshape(grouped);
+                let projection = (h.clone() * normalized.clone()).mean_dim(2);
+                ((h.clone() - h.mean_dim(2) - normalized * projection) / std)
+                    .reshape([batch_size, channels, spatial])
+            }
+        };
         GroupNormGrads {
-            x: x.grad(&grads)
-                .expect("x is tracked")
-                .into_primitive()
-                .tensor(),
-            gamma: gamma
-                .grad(&grads)
-                .expect("gamma is tracked")
-                .into_primitive()
-                .tensor(),
-            beta: beta
-                .grad(&grads)
-                .expect("beta is tracked")
-                .into_primitive()
-                .tensor(),
+            x: grad_x.into_primitive().tensor(),
+            gamma: grad_gamma.into_primitive().tensor(),
+            beta: grad_beta.into_primitive().tensor(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Training through `Autodiff<B>` where `B` has no kernels for the inputs: every op composed
-//! from burn's tracked ops ([`daam::DaamBackend::fused_kernels`]). Flex's kernels cover f32
+//! from burn's tracked ops ([`daam::DaamBackend::fused_kernels`]), except GroupNorm, one node
+//! whose backward is written out (no autodiff pass of its own). Flex's kernels cover f32
 //! only, so f64 inputs take that path here, as every input does on CUDA. Before it existed the
 //! op's composed backward ran a second autodiff pass inside burn's, which waited forever on the
 //! graph's lock: no CUDA training step ever finished (BENCHMARKS.md, GPU section). Each case
