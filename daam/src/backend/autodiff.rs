@@ -1,7 +1,7 @@
 //! `Autodiff<B>`: one graph node per fused call, its backward delegating to `B`; where `B` has
 //! no kernels for the inputs ([`DaamBackend::fused_kernels`]), the op composed from burn's
-//! tracked ops instead, except where the composed default writes its gradients out (GroupNorm;
-//! the convolution on matrix products), which stays one node.
+//! tracked ops instead, except where the composed default writes its gradients out (GroupNorm,
+//! the mixture of densities, the convolution on matrix products), which stays one node.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -433,9 +433,7 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         num_heads: usize,
         eps: f64,
     ) -> DensityOutput<Self> {
-        if !B::fused_kernels(&[&x.primitive, &mean_offsets.primitive, &c.primitive]) {
-            return composed::mixture_forward::<Self>(x, mean_offsets, c, num_heads, eps);
-        }
+        // One node whatever `B` is: the composed default's backward is written out.
         tracked::<B, C>(Kind::Mixture { num_heads, eps }, x, mean_offsets, c)
     }
 }

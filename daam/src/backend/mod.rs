@@ -123,8 +123,9 @@ pub trait DaamBackend: Backend {
     /// instead of recording one graph node whose backward calls the `*_backward` method: that
     /// method's composed default runs an autodiff pass of its own, and inside burn's backward
     /// pass (which holds the autodiff graph's lock) a second pass waits on that lock forever.
-    /// Two composed defaults write their gradients out instead and so stay one node: GroupNorm
-    /// (always) and the convolution on matrix products ([`Self::composed_conv`]).
+    /// Three composed defaults write their gradients out instead and so stay one node:
+    /// GroupNorm and the mixture of densities (always), and the convolution on matrix products
+    /// ([`Self::composed_conv`]).
     fn fused_kernels(inputs: &[&FloatTensor<Self>]) -> bool {
         let _ = inputs;
         false
@@ -186,7 +187,9 @@ pub trait DaamBackend: Backend {
     }
 
     /// Mixture-of-densities backward for `grad_out = ∂L/∂output` (the mixture is recomputed
-    /// from `x`, not read back from the forward).
+    /// from `x`, not read back from the forward). The composed default writes the gradients of
+    /// [`crate::kernel::mixture`]'s header out in tensor ops, one head at a time (no autodiff
+    /// pass).
     fn mixture_density_attention_backward(
         x: FloatTensor<Self>,
         mean_offsets: FloatTensor<Self>,
@@ -361,9 +364,81 @@ pub(crate) mod composed {
         eps: f64,
         grad_out: FloatTensor<B>,
     ) -> DensityGrads<B> {
-        differentiate::<B>(x, mean_offsets, c, grad_out, |x, m, c| {
-            reference::mixture_density_attention(x, m, c, num_heads, eps).0
-        })
+        let x = float::<B, 3>(x);
+        let (mean_offsets, c) = (float::<B, 2>(mean_offsets), float::<B, 2>(c));
+        let grad_out = float::<B, 3>(grad_out);
+        let [_, axis, _] = x.dims();
+        let [_, num_gaussians] = mean_offsets.dims();
+        let chunks = crate::kernel::HeadChunks { axis, num_heads };
+        let mut grad_x = Vec::with_capacity(num_heads);
+        let (mut grad_m, mut grad_c) = (Vec::new(), Vec::new());
+        for h in 0..num_heads {
+            let (start, len) = chunks.span(h);
+            let x = x.clone().narrow(1, start, len);
+            let g = grad_out.clone().narrow(1, start, len);
+            // The forward's quantities, computed as `reference::mixture_density_attention` does.
+            let z = x.clone() - x.clone().mean_dim(1);
+            let variance = if len > 1 {
+                z.clone()
+                    .powi_scalar(2)
+                    .sum_dim(1)
+                    .div_scalar((len - 1) as f64)
+            } else {
+                z.clone().sum_dim(1).zeros_like()
+            }
+            .add_scalar(eps);
+            let gaussian = |i: usize| {
+                let m = mean_offsets
+                    .clone()
+                    .slice([h..h + 1, i..i + 1])
+                    .reshape([1, 1, 1]);
+                let c = c.clone().slice([h..h + 1, i..i + 1]).reshape([1, 1, 1]);
+                (m, c)
+            };
+            let mut logit = z.zeros_like();
+            // Σ_i p_i (z − m_i), p_i = 1 / c_i²: ∂ℓ/∂z = −that / V.
+            let mut slope = z.zeros_like();
+            for i in 0..num_gaussians {
+                let (m, c) = gaussian(i);
+                let t = z.clone() - m;
+                logit = logit
+                    - t.clone().powi_scalar(2)
+                        / (c.clone().powi_scalar(2).mul_scalar(2.0) * variance.clone());
+                slope = slope + t / c.powi_scalar(2);
+            }
+            let mixture = burn::tensor::activation::softmax(logit.clone(), 1);
+            // e = ∂L/∂ℓ (softmax backward along the chunk).
+            let gx = g.clone() * x;
+            let e = mixture.clone() * (gx.clone() - (mixture.clone() * gx).sum_dim(1));
+            let e_over_v = e.clone() / variance.clone();
+            let grad_z = -(e_over_v.clone() * slope);
+            // ∂L/∂V = Σ e Q / (2V²) with Q = Σ p_i (z − m_i)² = −2Vℓ.
+            let grad_variance = -(e_over_v.clone() * logit).sum_dim(1);
+            let mut gx = g * mixture + grad_z.clone() - grad_z.mean_dim(1);
+            if len > 1 {
+                gx = gx + z.clone() * grad_variance.mul_scalar(2.0 / (len - 1) as f64);
+            }
+            grad_x.push(gx);
+            // ∂L/∂m_i = Σ e p_i (z − m_i) / V,  ∂L/∂c_i = Σ e (z − m_i)² / (V c_i³).
+            for i in 0..num_gaussians {
+                let (m, c) = gaussian(i);
+                let t = z.clone() - m;
+                let weighted = e_over_v.clone() * t.clone();
+                grad_m.push(weighted.clone().sum().reshape([1, 1, 1]) / c.clone().powi_scalar(2));
+                grad_c.push((weighted * t).sum().reshape([1, 1, 1]) / c.powi_scalar(3));
+            }
+        }
+        let per_gaussian = |grads: Vec<Tensor<B, 3>>| {
+            Tensor::cat(grads, 0)
+                .reshape([num_heads, num_gaussians])
+                .into_primitive()
+                .tensor()
+        };
+        DensityGrads {
+            x: Tensor::cat(grad_x, 1).into_primitive().tensor(),
+            mean_offset: per_gaussian(grad_m),
+            scale: per_gaussian(grad_c),
+        }
     }
 
     /// The convolution without its ReLU.

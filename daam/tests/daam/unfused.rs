@@ -1,6 +1,7 @@
 //! Training through `Autodiff<B>` where `B` has no kernels for the inputs: every op composed
-//! from burn's tracked ops ([`daam::DaamBackend::fused_kernels`]), except GroupNorm, one node
-//! whose backward is written out (no autodiff pass of its own). Flex's kernels cover f32
+//! from burn's tracked ops ([`daam::DaamBackend::fused_kernels`]), except GroupNorm and the
+//! mixture of densities, one node each whose backward is written out (no autodiff pass of its
+//! own). Flex's kernels cover f32
 //! only, so f64 inputs take that path here, as every input does on CUDA. Before it existed the
 //! op's composed backward ran a second autodiff pass inside burn's, which waited forever on the
 //! graph's lock: no CUDA training step ever finished (BENCHMARKS.md, GPU section). Each case
@@ -202,6 +203,28 @@ fn density_attention_without_kernels() {
         let x = leaf([3, 6, 4, 2], 41, dtype);
         let out = module.forward(x.clone());
         let grads = (out.clone() * seeded_normal([3, 6, 4, 2], 42).cast(dtype))
+            .sum()
+            .backward();
+        vec![
+            ("output", to_vec(out)),
+            ("grad x", to_vec(x.grad(&grads).unwrap())),
+            ("grad m", to_vec(module.mean_offsets.grad(&grads).unwrap())),
+            ("grad c", to_vec(module.c.grad(&grads).unwrap())),
+        ]
+    });
+    // Chunks of one position (variance ε, no spread) and a last head taking the remainder.
+    both_ways("mixture, uneven chunks", |dtype| {
+        let mut module = MixtureDensityAttentionConfig::new(1)
+            .with_num_heads(4)
+            .with_num_gaussians(2)
+            .init::<B>(&Default::default());
+        module.mean_offsets = param(module.mean_offsets, dtype, |_| {
+            seeded_normal([4, 2], 50).mul_scalar(0.3)
+        });
+        module.c = param(module.c, dtype, |t| t);
+        let x = leaf([3, 5, 4], 51, dtype);
+        let out = module.forward(x.clone());
+        let grads = (out.clone() * seeded_normal([3, 5, 4], 52).cast(dtype))
             .sum()
             .backward();
         vec![
