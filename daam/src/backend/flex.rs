@@ -31,8 +31,31 @@ fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 
-fn all_f32(tensors: &[&FlexTensor]) -> bool {
-    tensors.iter().all(|t| t.dtype() == DType::F32)
+/// The environment variable that turns Flex's kernels off: `DAAM_KERNELS=composed` runs every
+/// op as a backend without kernels does (CUDA today): the composed defaults, with
+/// `DAAM_CONV=gemm|backend` choosing the convolution, so that path can be profiled and measured
+/// on the CPU. Anything else (or nothing) keeps the kernels.
+const KERNELS_ENV: &str = "DAAM_KERNELS";
+
+/// Whether a `DAAM_KERNELS` value turns the kernels off (`composed`, any case).
+fn kernels_off(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("composed"))
+}
+
+/// Whether Flex's kernels run for these tensors: f32 only, and not turned off by
+/// [`KERNELS_ENV`] (read once).
+fn kernels_for(tensors: &[&FlexTensor]) -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = *OFF.get_or_init(|| {
+        let value = std::env::var(KERNELS_ENV).ok();
+        if let Some(v) = value.as_deref().filter(|v| !kernels_off(Some(v))) {
+            if !v.trim().eq_ignore_ascii_case("fused") {
+                eprintln!("{KERNELS_ENV}={v:?} is neither `composed` nor `fused`: using fused");
+            }
+        }
+        kernels_off(value.as_deref())
+    });
+    !off && tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
 fn view(x: &FlexTensor) -> (ViewDims, Vec<usize>) {
@@ -47,7 +70,14 @@ fn view(x: &FlexTensor) -> (ViewDims, Vec<usize>) {
 
 impl DaamBackend for Flex {
     fn fused_kernels(inputs: &[&FlexTensor]) -> bool {
-        all_f32(inputs)
+        kernels_for(inputs)
+    }
+
+    /// burn's own convolution unless `DAAM_CONV` says otherwise (only where the kernels do not
+    /// run: dtypes other than f32, or `DAAM_KERNELS=composed`).
+    fn composed_conv() -> ComposedConv {
+        static CHOICE: std::sync::OnceLock<ComposedConv> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| ComposedConv::from_env_or(ComposedConv::Backend))
     }
 
     fn density_adaptive_attention(
@@ -57,7 +87,7 @@ impl DaamBackend for Flex {
         num_heads: usize,
         form: GaussianForm,
     ) -> DensityOutput<Self> {
-        if !all_f32(&[&x, &mean_offset, &scaled_variance]) {
+        if !kernels_for(&[&x, &mean_offset, &scaled_variance]) {
             return composed::per_feature_forward::<Self>(
                 x,
                 mean_offset,
@@ -92,7 +122,7 @@ impl DaamBackend for Flex {
         form: GaussianForm,
         grad_out: FlexTensor,
     ) -> DensityGrads<Self> {
-        if !all_f32(&[&x, &weights, &mean_offset, &scaled_variance, &grad_out]) {
+        if !kernels_for(&[&x, &weights, &mean_offset, &scaled_variance, &grad_out]) {
             return composed::per_feature_backward::<Self>(
                 x,
                 mean_offset,
@@ -134,7 +164,7 @@ impl DaamBackend for Flex {
         num_heads: usize,
         eps: f64,
     ) -> DensityOutput<Self> {
-        if !all_f32(&[&x, &mean_offsets, &c]) {
+        if !kernels_for(&[&x, &mean_offsets, &c]) {
             return composed::mixture_forward::<Self>(x, mean_offsets, c, num_heads, eps);
         }
         let (dims, shape) = view(&x);
@@ -164,7 +194,7 @@ impl DaamBackend for Flex {
         eps: f64,
         grad_out: FlexTensor,
     ) -> DensityGrads<Self> {
-        if !all_f32(&[&x, &mean_offsets, &c, &grad_out]) {
+        if !kernels_for(&[&x, &mean_offsets, &c, &grad_out]) {
             return composed::mixture_backward::<Self>(
                 x,
                 mean_offsets,
@@ -199,13 +229,13 @@ impl DaamBackend for Flex {
         bias: FlexTensor,
         settings: ConvSettings,
     ) -> FlexTensor {
-        if !all_f32(&[&x, &weight, &bias]) {
+        if !kernels_for(&[&x, &weight, &bias]) {
             return composed::conv2d_forward::<Self>(
                 x,
                 weight,
                 bias,
                 settings,
-                ComposedConv::Backend,
+                Self::composed_conv(),
             );
         }
         let d = conv_dims(&x, &weight, settings);
@@ -242,8 +272,8 @@ impl DaamBackend for Flex {
         settings: ConvSettings,
         grad_out: FlexTensor,
     ) -> ConvGrads<Self> {
-        let output_f32 = output.as_ref().is_none_or(|o| all_f32(&[o]));
-        if !all_f32(&[&x, &weight, &bias, &grad_out]) || !output_f32 {
+        let output_f32 = output.as_ref().is_none_or(|o| kernels_for(&[o]));
+        if !kernels_for(&[&x, &weight, &bias, &grad_out]) || !output_f32 {
             return composed::conv2d_backward::<Self>(
                 x,
                 weight,
@@ -251,7 +281,7 @@ impl DaamBackend for Flex {
                 output,
                 settings,
                 grad_out,
-                ComposedConv::Backend,
+                Self::composed_conv(),
             );
         }
         let d = conv_dims(&x, &weight, settings);
@@ -287,7 +317,7 @@ impl DaamBackend for Flex {
         v: FlexTensor,
         settings: AttentionSettings,
     ) -> FlexTensor {
-        if !all_f32(&[&q, &k, &v]) {
+        if !kernels_for(&[&q, &k, &v]) {
             return composed::attention_forward::<Self>(q, k, v, settings);
         }
         let (dims, shape) = attention_dims(&q, &k, settings);
@@ -303,7 +333,7 @@ impl DaamBackend for Flex {
         settings: AttentionSettings,
         grad_out: FlexTensor,
     ) -> AttentionGrads<Self> {
-        if !all_f32(&[&q, &k, &v, &grad_out]) {
+        if !kernels_for(&[&q, &k, &v, &grad_out]) {
             return composed::attention_backward::<Self>(q, k, v, settings, grad_out);
         }
         let (dims, shape) = attention_dims(&q, &k, settings);
@@ -328,7 +358,7 @@ impl DaamBackend for Flex {
         beta: FlexTensor,
         settings: GroupNormSettings,
     ) -> FlexTensor {
-        if !all_f32(&[&x, &gamma, &beta]) {
+        if !kernels_for(&[&x, &gamma, &beta]) {
             return composed::group_norm_forward::<Self>(x, gamma, beta, settings);
         }
         let (dims, shape) = group_norm_dims(&x, settings);
@@ -350,7 +380,7 @@ impl DaamBackend for Flex {
         settings: GroupNormSettings,
         grad_out: FlexTensor,
     ) -> GroupNormGrads<Self> {
-        if !all_f32(&[&x, &gamma, &beta, &grad_out]) {
+        if !kernels_for(&[&x, &gamma, &beta, &grad_out]) {
             return composed::group_norm_backward::<Self>(x, gamma, beta, settings, grad_out);
         }
         let (dims, shape) = group_norm_dims(&x, settings);
@@ -460,4 +490,18 @@ fn group_norm_dims(x: &FlexTensor, s: GroupNormSettings) -> (GroupNormDims, Vec<
         normalize: s.normalize,
     };
     (dims, shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernels_off;
+
+    #[test]
+    fn kernels_env_values() {
+        assert!(kernels_off(Some("composed")));
+        assert!(kernels_off(Some(" Composed ")));
+        assert!(!kernels_off(Some("fused")));
+        assert!(!kernels_off(Some("off")));
+        assert!(!kernels_off(None));
+    }
 }
