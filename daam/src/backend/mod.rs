@@ -524,7 +524,6 @@ pub(crate) mod composed {
                     grad_out,
                 ),
             };
-            let _ = bias;
             return ConvGrads {
                 x: grads.x.into_primitive().tensor(),
                 weight: grads.weight.into_primitive().tensor(),
