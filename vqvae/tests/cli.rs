@@ -656,3 +656,68 @@ fn trajectory_len(run: &Path) -> usize {
     std::fs::read_to_string(run.join("metrics.csv"))
         .map_or(0, |t| t.lines().count().saturating_sub(1))
 }
+
+/// The loss terms (loss, reconstruction, codebook, commitment) of each step of a run.
+fn losses(run: &Path) -> Vec<Vec<f64>> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            line.split(',')
+                .skip(2)
+                .take(4)
+                .map(|v| v.parse().expect("a number"))
+                .collect()
+        })
+        .collect()
+}
+
+/// The path a CUDA build takes (composed ops; GroupNorm, the mixture and the matrix-product
+/// convolution as nodes with written-out gradients), run on the CPU with
+/// `DAAM_KERNELS=composed`, trains as the CPU kernels do: the same losses step after step, with
+/// either convolution.
+#[test]
+fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 6);
+    let run = |name: &str, env: &[(&str, &str)]| {
+        let out = dir.path().join(name);
+        let args = [
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            s(&data),
+            "--max-steps",
+            "6",
+            "--out",
+            s(&out),
+        ];
+        let output = Command::new(env!("CARGO_BIN_EXE_vqvae"))
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("the vqvae binary runs");
+        assert!(
+            output.status.success(),
+            "vqvae {args:?} with {env:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        losses(&out)
+    };
+    let kernels = run("kernels", &[]);
+    assert_eq!(kernels.len(), 6);
+    for conv in ["gemm", "backend"] {
+        let composed = run(conv, &[("DAAM_KERNELS", "composed"), ("DAAM_CONV", conv)]);
+        assert_eq!(composed.len(), kernels.len(), "{conv}: steps");
+        for (step, (a, b)) in composed.iter().zip(&kernels).enumerate() {
+            for (u, v) in a.iter().zip(b) {
+                assert!(
+                    (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
+                    "{conv}, step {}: losses {a:?} against the kernels' {b:?}",
+                    step + 1
+                );
+            }
+        }
+    }
+}
