@@ -242,3 +242,82 @@ fn bad_inputs_get_clear_errors() {
     assert!(text(&out).contains(name), "{}", text(&out));
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
 }
+
+/// Every head, trained by the path a CUDA build takes (composed ops, the matrix-product
+/// convolution as a node with written-out gradients) run on the CPU with
+/// `DAAM_KERNELS=composed`, has the CPU kernels' training losses epoch after epoch.
+#[test]
+fn the_cuda_path_on_the_cpu_trains_every_head_like_the_kernels() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = classify(&[
+        "synth",
+        "--out",
+        path(&store),
+        "--count",
+        "40",
+        "--layers",
+        "8",
+        "--d-model",
+        "16",
+        "--groups",
+        "2",
+        "--signal-layers",
+        "2,5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let methods = [
+        "daam-v1", "daam-v2", "mixture", "gq-daam", "mha", "mha-bn", "gqa",
+    ];
+    let replicate = |name: &str, env: &[(&str, &str)]| {
+        let rep = dir.path().join(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_classify"))
+            .args([
+                "replicate",
+                "--task",
+                "iemocap",
+                "--embeddings",
+                path(&store),
+                "--methods",
+                &methods.join(","),
+                "--epochs",
+                "3",
+                "--out",
+                path(&rep),
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .expect("run classify");
+        assert!(out.status.success(), "{env:?}: {}", text(&out));
+        rep
+    };
+    let kernels = replicate("kernels", &[]);
+    let composed = replicate(
+        "composed",
+        &[("DAAM_KERNELS", "composed"), ("DAAM_CONV", "gemm")],
+    );
+    let train_losses = |rep: &Path, method: &str, fold: usize| -> Vec<f64> {
+        let csv = rep.join(format!("runs/{method}/fold-{fold}/metrics.csv"));
+        std::fs::read_to_string(&csv)
+            .unwrap_or_else(|e| panic!("{}: {e}", csv.display()))
+            .lines()
+            .skip(1)
+            .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    };
+    for method in methods {
+        for fold in 1..=2 {
+            let (a, b) = (
+                train_losses(&composed, method, fold),
+                train_losses(&kernels, method, fold),
+            );
+            assert_eq!(a.len(), 3, "{method} fold {fold}: epochs");
+            for (u, v) in a.iter().zip(&b) {
+                assert!(
+                    (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
+                    "{method} fold {fold}: train losses {a:?} against the kernels' {b:?}"
+                );
+            }
+        }
+    }
+}
