@@ -1,7 +1,7 @@
-//! `Autodiff<B>`: one graph node per fused call, its backward delegating to `B`; where `B` has
-//! no kernels for the inputs ([`DaamBackend::fused_kernels`]), the op composed from burn's
-//! tracked ops instead, except where the composed default writes its gradients out (GroupNorm,
-//! the mixture of densities, the convolution on matrix products), which stays one node.
+//! `Autodiff<B>`: one graph node per call, its backward delegating to `B`'s backward method,
+//! whose composed default writes the gradients out (no autodiff pass); only a convolution
+//! through burn's own op on a backend without kernels for the inputs
+//! ([`DaamBackend::fused_kernels`]) is composed from burn's tracked convolution instead.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -315,9 +315,7 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         v: FloatTensor<Self>,
         settings: AttentionSettings,
     ) -> FloatTensor<Self> {
-        if !B::fused_kernels(&[&q.primitive, &k.primitive, &v.primitive]) {
-            return composed::attention_forward::<Self>(q, k, v, settings);
-        }
+        // One node whatever `B` is: the composed default's backward is written out.
         let output = B::scaled_dot_product_attention(
             q.primitive.clone(),
             k.primitive.clone(),
@@ -405,19 +403,7 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         num_heads: usize,
         form: GaussianForm,
     ) -> DensityOutput<Self> {
-        if !B::fused_kernels(&[
-            &x.primitive,
-            &mean_offset.primitive,
-            &scaled_variance.primitive,
-        ]) {
-            return composed::per_feature_forward::<Self>(
-                x,
-                mean_offset,
-                scaled_variance,
-                num_heads,
-                form,
-            );
-        }
+        // One node whatever `B` is: the composed default's backward is written out.
         tracked::<B, C>(
             Kind::PerFeature { num_heads, form },
             x,

@@ -125,6 +125,7 @@ impl DaamBackend for Flex {
         if !kernels_for(&[&x, &weights, &mean_offset, &scaled_variance, &grad_out]) {
             return composed::per_feature_backward::<Self>(
                 x,
+                weights,
                 mean_offset,
                 scaled_variance,
                 num_heads,

@@ -119,13 +119,12 @@ pub struct AttentionGrads<B: Backend> {
 /// broadcasting ops on burn 0.21's Flex backend.
 pub trait DaamBackend: Backend {
     /// Whether this backend runs the ops below with its own kernels for these inputs (their
-    /// dtypes). Where it does not, `Autodiff<Self>` composes each op from burn's tracked ops
-    /// instead of recording one graph node whose backward calls the `*_backward` method: that
-    /// method's composed default runs an autodiff pass of its own, and inside burn's backward
-    /// pass (which holds the autodiff graph's lock) a second pass waits on that lock forever.
-    /// Three composed defaults write their gradients out instead and so stay one node:
-    /// GroupNorm and the mixture of densities (always), and the convolution on matrix products
-    /// ([`Self::composed_conv`]).
+    /// dtypes). `Autodiff<Self>` records one graph node per op either way: every composed
+    /// default's backward is written out in tensor ops, no autodiff pass of its own (inside
+    /// burn's backward pass, which holds the autodiff graph's lock, a second pass would wait on
+    /// that lock forever). The one exception is the convolution through the backend's own
+    /// `conv2d` ([`Self::composed_conv`] `Backend`): where this is false it is composed from
+    /// burn's tracked convolution, differentiated by burn.
     fn fused_kernels(inputs: &[&FloatTensor<Self>]) -> bool {
         let _ = inputs;
         false
@@ -163,9 +162,9 @@ pub trait DaamBackend: Backend {
         form: GaussianForm,
         grad_out: FloatTensor<Self>,
     ) -> DensityGrads<Self> {
-        let _ = weights;
         composed::per_feature_backward::<Self>(
             x,
+            weights,
             mean_offset,
             scaled_variance,
             num_heads,
@@ -301,7 +300,7 @@ pub(crate) fn float<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Te
 /// for dtypes their kernels do not cover.
 pub(crate) mod composed {
     use super::*;
-    use burn::tensor::activation::relu;
+    use burn::tensor::activation::{relu, softmax};
 
     pub(crate) fn per_feature_forward<B: Backend>(
         x: FloatTensor<B>,
@@ -323,17 +322,69 @@ pub(crate) mod composed {
         }
     }
 
+    /// The gradients of [`crate::kernel::per_feature`]'s header written out in tensor ops (no
+    /// autodiff pass), the statistics recomputed from `x` as
+    /// [`reference::density_adaptive_attention`] computes them and the weights read back.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn per_feature_backward<B: Backend>(
         x: FloatTensor<B>,
+        weights: FloatTensor<B>,
         mean_offset: FloatTensor<B>,
         scaled_variance: FloatTensor<B>,
         num_heads: usize,
         form: GaussianForm,
         grad_out: FloatTensor<B>,
     ) -> DensityGrads<B> {
-        differentiate::<B>(x, mean_offset, scaled_variance, grad_out, |x, d, s| {
-            reference::density_adaptive_attention(x, d, s, num_heads, form).0
-        })
+        let x = float::<B, 3>(x);
+        let [outer, axis, inner] = x.dims();
+        let chunk = axis / num_heads;
+        let heads = [outer, num_heads, chunk, inner];
+        let x = x.reshape(heads);
+        let weights = float::<B, 3>(weights).reshape(heads);
+        let grad_out = float::<B, 3>(grad_out).reshape(heads);
+        let per_head = |t: FloatTensor<B>| float::<B, 2>(t).reshape([1, num_heads, 1, inner]);
+        let (delta, xi) = (per_head(mean_offset), per_head(scaled_variance));
+        // Over the batch: `[num_heads, inner]`.
+        let batch_sum = |t: Tensor<B, 4>| t.sum_dim(0).reshape([num_heads, inner]);
+
+        let mean = x.clone().mean_dim(2);
+        let raw_variance = x.clone().powi_scalar(2).mean_dim(2) - mean.clone().powi_scalar(2);
+        let std = raw_variance
+            .clone()
+            .abs()
+            .add_scalar(crate::kernel::per_feature::VARIANCE_FLOOR)
+            .add_scalar(crate::kernel::per_feature::NORM_EPS)
+            .sqrt();
+        let y = (x.clone() - (mean.clone() + delta)) / std.clone();
+        // w = exp(−y² / den), den = 2ξ or 2ξ².
+        let denominator = match form {
+            GaussianForm::Variance => xi.clone().mul_scalar(2.0),
+            GaussianForm::StdDev => xi.clone().powi_scalar(2).mul_scalar(2.0),
+        };
+        let gxw = grad_out.clone() * x.clone() * weights.clone();
+        // a = ∂L/∂y = g x w (−2y / den)
+        let a = gxw.clone() * y.clone() * denominator.clone().recip().mul_scalar(-2.0);
+        let sum_a = a.clone().sum_dim(2);
+        let grad_std = -((a.clone() * y.clone()).sum_dim(2) / std.clone());
+        let grad_raw_variance = grad_std * raw_variance.sign() / std.clone().mul_scalar(2.0);
+        let grad_x = grad_out * weights + a / std.clone()
+            - (sum_a.clone() / std.clone()).div_scalar(chunk as f64)
+            + (x - mean) * grad_raw_variance.mul_scalar(2.0 / chunk as f64);
+        let grad_denominator = batch_sum((gxw * y.powi_scalar(2)).sum_dim(2))
+            / denominator.powi_scalar(2).reshape([num_heads, inner]);
+        let xi = xi.reshape([num_heads, inner]);
+        let grad_xi = match form {
+            GaussianForm::Variance => grad_denominator.mul_scalar(2.0),
+            GaussianForm::StdDev => grad_denominator * xi.mul_scalar(4.0),
+        };
+        DensityGrads {
+            x: grad_x
+                .reshape([outer, axis, inner])
+                .into_primitive()
+                .tensor(),
+            mean_offset: (-batch_sum(sum_a / std)).into_primitive().tensor(),
+            scale: grad_xi.into_primitive().tensor(),
+        }
     }
 
     pub(crate) fn mixture_forward<B: Backend>(
@@ -570,6 +621,10 @@ pub(crate) mod composed {
         .tensor()
     }
 
+    /// The attention's gradients written out (no autodiff pass), in
+    /// [`reference::scaled_dot_product_attention`]'s layout (each key/value head with its
+    /// group's query heads stacked along the rows): with `P = softmax(S)`, `S = QKᵀ/√d`,
+    /// `∂V = Pᵀ∂O`, `∂S = P ⊙ (∂O Vᵀ − rowsum(∂O Vᵀ ⊙ P))`, `∂Q = ∂S K/√d`, `∂K = ∂Sᵀ Q/√d`.
     pub(crate) fn attention_backward<B: Backend>(
         q: FloatTensor<B>,
         k: FloatTensor<B>,
@@ -577,29 +632,54 @@ pub(crate) mod composed {
         s: AttentionSettings,
         grad_out: FloatTensor<B>,
     ) -> AttentionGrads<B> {
-        let tracked =
-            |t: FloatTensor<B>| Tensor::<Autodiff<B>, 3>::from_inner(float(t)).require_grad();
-        let (q, k, v) = (tracked(q), tracked(k), tracked(v));
-        let output = reference::scaled_dot_product_attention(
-            q.clone(),
-            k.clone(),
-            v.clone(),
-            s.num_heads,
-            s.num_kv_heads,
-        );
-        let grads = (output * Tensor::from_inner(float::<B, 3>(grad_out)))
-            .sum()
-            .backward();
-        let grad = |t: &Tensor<Autodiff<B>, 3>| {
-            t.grad(&grads)
-                .expect("attention inputs are tracked")
-                .into_primitive()
-                .tensor()
+        let q = float::<B, 3>(q);
+        let [batch_size, seq_length, width] = q.dims();
+        let (num_heads, num_kv_heads) = (s.num_heads, s.num_kv_heads);
+        let head_dim = width / num_heads;
+        let group = num_heads / num_kv_heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        // [batch, seq, heads · head_dim] ↔ [batch, kv heads, group · seq, head_dim]
+        let split_q = |t: Tensor<B, 3>| {
+            t.reshape([batch_size, seq_length, num_heads, head_dim])
+                .swap_dims(1, 2)
+                .reshape([batch_size, num_kv_heads, group * seq_length, head_dim])
         };
+        let merge_q = |t: Tensor<B, 4>| {
+            t.reshape([batch_size, num_heads, seq_length, head_dim])
+                .swap_dims(1, 2)
+                .reshape([batch_size, seq_length, width])
+        };
+        // [batch, seq, kv heads · head_dim] ↔ [batch, kv heads, seq, head_dim]
+        let split_kv = |t: FloatTensor<B>| {
+            float::<B, 3>(t)
+                .reshape([batch_size, seq_length, num_kv_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let merge_kv = |t: Tensor<B, 4>| {
+            t.swap_dims(1, 2)
+                .reshape([batch_size, seq_length, num_kv_heads * head_dim])
+        };
+        let (q, k, v) = (split_q(q), split_kv(k), split_kv(v));
+        let grad_out = split_q(float::<B, 3>(grad_out));
+        let probabilities = softmax(
+            q.clone()
+                .matmul(k.clone().swap_dims(2, 3))
+                .mul_scalar(scale),
+            3,
+        );
+        let grad_v = probabilities
+            .clone()
+            .swap_dims(2, 3)
+            .matmul(grad_out.clone());
+        let grad_p = grad_out.matmul(v.swap_dims(2, 3));
+        let grad_scores =
+            probabilities.clone() * (grad_p.clone() - (grad_p * probabilities).sum_dim(3));
+        let grad_q = grad_scores.clone().matmul(k).mul_scalar(scale);
+        let grad_k = grad_scores.swap_dims(2, 3).matmul(q).mul_scalar(scale);
         AttentionGrads {
-            q: grad(&q),
-            k: grad(&k),
-            v: grad(&v),
+            q: merge_q(grad_q).into_primitive().tensor(),
+            k: merge_kv(grad_k).into_primitive().tensor(),
+            v: merge_kv(grad_v).into_primitive().tensor(),
         }
     }
 
@@ -688,39 +768,12 @@ pub(crate) mod composed {
             beta: grad_beta.into_primitive().tensor(),
         }
     }
-
-    /// Differentiates a composed forward with burn's autodiff: the generic backward.
-    fn differentiate<B: Backend>(
-        x: FloatTensor<B>,
-        mean_offset: FloatTensor<B>,
-        scale: FloatTensor<B>,
-        grad_out: FloatTensor<B>,
-        forward: impl FnOnce(
-            Tensor<Autodiff<B>, 3>,
-            Tensor<Autodiff<B>, 2>,
-            Tensor<Autodiff<B>, 2>,
-        ) -> Tensor<Autodiff<B>, 3>,
-    ) -> DensityGrads<B> {
-        let x = Tensor::<Autodiff<B>, 3>::from_inner(float(x)).require_grad();
-        let mean_offset = Tensor::<Autodiff<B>, 2>::from_inner(float(mean_offset)).require_grad();
-        let scale = Tensor::<Autodiff<B>, 2>::from_inner(float(scale)).require_grad();
-        let output = forward(x.clone(), mean_offset.clone(), scale.clone());
-        let grad_out = Tensor::<Autodiff<B>, 3>::from_inner(float(grad_out));
-        let grads = (output * grad_out).sum().backward();
-        let primitive3 = |t: Tensor<B, 3>| t.into_primitive().tensor();
-        let primitive2 = |t: Tensor<B, 2>| t.into_primitive().tensor();
-        DensityGrads {
-            x: primitive3(x.grad(&grads).expect("x is tracked")),
-            mean_offset: primitive2(mean_offset.grad(&grads).expect("mean offset is tracked")),
-            scale: primitive2(scale.grad(&grads).expect("scale is tracked")),
-        }
-    }
 }
 
 #[cfg(feature = "cuda")]
 mod cuda {
     //! CUDA runs the composed default until a cubecl kernel lands (see BENCHMARKS.md); under
-    //! `Autodiff` each op is composed from burn's tracked ops ([`DaamBackend::fused_kernels`]).
+    //! `Autodiff` each op is one node with written-out gradients ([`DaamBackend::fused_kernels`]).
     //!
     //! Convolutions: built without cubecl's `autotune`, burn-cubecl 0.21 runs them as direct
     //! convolutions, 50× behind PyTorch on the VQ-VAE's `paper` preset on an H200 (GPU session

@@ -1,7 +1,7 @@
-//! Training through `Autodiff<B>` where `B` has no kernels for the inputs: every op composed
-//! from burn's tracked ops ([`daam::DaamBackend::fused_kernels`]), except GroupNorm and the
-//! mixture of densities, one node each whose backward is written out (no autodiff pass of its
-//! own). Flex's kernels cover f32
+//! Training through `Autodiff<B>` where `B` has no kernels for the inputs
+//! ([`daam::DaamBackend::fused_kernels`]): each op one node whose composed backward is written
+//! out in tensor ops (no autodiff pass of its own), the convolution through burn's own
+//! differentiated by burn. Flex's kernels cover f32
 //! only, so f64 inputs take that path here, as every input does on CUDA. Before it existed the
 //! op's composed backward ran a second autodiff pass inside burn's, which waited forever on the
 //! graph's lock: no CUDA training step ever finished (BENCHMARKS.md, GPU section). Each case
@@ -15,7 +15,7 @@ use crate::common::{assert_close, seeded_normal, to_vec, B};
 use burn::module::Param;
 use burn::tensor::{FloatDType, Tensor, TensorPrimitive};
 use daam::{
-    AttentionSettings, ConvSettings, DaamBackend, DensityAdaptiveAttentionConfig,
+    AttentionSettings, ConvSettings, DaamBackend, DensityAdaptiveAttentionConfig, GaussianForm,
     GroupNormSettings, MixtureDensityAttentionConfig,
 };
 
@@ -138,6 +138,36 @@ fn conv_case(dtype: FloatDType, transposed: Option<[usize; 2]>) -> Results {
     ]
 }
 
+fn per_feature_case<const STD_DEV: bool>(dtype: FloatDType) -> Results {
+    let form = if STD_DEV {
+        GaussianForm::StdDev
+    } else {
+        GaussianForm::Variance
+    };
+    let mut module = DensityAdaptiveAttentionConfig::new(7)
+        .with_num_heads(5)
+        .with_form(form)
+        .init::<B>(&Default::default());
+    module.mean_offset = param(module.mean_offset, dtype, |_| {
+        seeded_normal([5, 7], 30).mul_scalar(0.1)
+    });
+    module.scaled_variance = param(module.scaled_variance, dtype, |t| t);
+    let x = leaf([3, 10, 7], 31, dtype);
+    let out = module.forward(x.clone());
+    let grads = (out.clone() * seeded_normal([3, 10, 7], 32).cast(dtype))
+        .sum()
+        .backward();
+    vec![
+        ("output", to_vec(out)),
+        ("grad x", to_vec(x.grad(&grads).unwrap())),
+        ("grad δ", to_vec(module.mean_offset.grad(&grads).unwrap())),
+        (
+            "grad ξ",
+            to_vec(module.scaled_variance.grad(&grads).unwrap()),
+        ),
+    ]
+}
+
 #[test]
 fn grouped_query_attention_without_kernels() {
     both_ways("attention", |dtype| {
@@ -168,29 +198,8 @@ fn grouped_query_attention_without_kernels() {
 
 #[test]
 fn density_attention_without_kernels() {
-    both_ways("per-feature DAAM", |dtype| {
-        let mut module = DensityAdaptiveAttentionConfig::new(7)
-            .with_num_heads(5)
-            .init::<B>(&Default::default());
-        module.mean_offset = param(module.mean_offset, dtype, |_| {
-            seeded_normal([5, 7], 30).mul_scalar(0.1)
-        });
-        module.scaled_variance = param(module.scaled_variance, dtype, |t| t);
-        let x = leaf([3, 10, 7], 31, dtype);
-        let out = module.forward(x.clone());
-        let grads = (out.clone() * seeded_normal([3, 10, 7], 32).cast(dtype))
-            .sum()
-            .backward();
-        vec![
-            ("output", to_vec(out)),
-            ("grad x", to_vec(x.grad(&grads).unwrap())),
-            ("grad δ", to_vec(module.mean_offset.grad(&grads).unwrap())),
-            (
-                "grad ξ",
-                to_vec(module.scaled_variance.grad(&grads).unwrap()),
-            ),
-        ]
-    });
+    both_ways("per-feature DAAM, 2ξ", per_feature_case::<false>);
+    both_ways("per-feature DAAM, 2ξ²", per_feature_case::<true>);
     both_ways("mixture of densities", |dtype| {
         let mut module = MixtureDensityAttentionConfig::new(1)
             .with_num_heads(2)
