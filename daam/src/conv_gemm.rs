@@ -576,6 +576,7 @@ mod tests {
         check_conv([1, 3, 7, 9], 2, [3, 2], [2, 3], [2, 1]); // non-square everything
         check_conv([3, 2, 5, 5], 4, [5, 5], [1, 1], [0, 0]); // kernel = input
         check_conv([1, 2, 8, 7], 3, [3, 3], [2, 2], [1, 1]); // last row unreached (∂x's padding)
+        check_conv([2, 2, 5, 5], 20, [3, 1], [1, 1], [1, 0]); // more outputs than in · taps
     }
 
     #[test]
@@ -585,6 +586,7 @@ mod tests {
         check_transpose([1, 2, 3, 4], 3, [3, 3], [2, 2], [1, 1], [1, 1]); // output padding
         check_transpose([1, 2, 3, 3], 2, [3, 2], [3, 2], [0, 1], [2, 1]); // kernel < stride (h), phases
         check_transpose([2, 2, 4, 3], 2, [1, 1], [2, 2], [0, 0], [1, 0]); // taps < phases
+        check_transpose([2, 12, 3, 3], 2, [2, 2], [2, 2], [0, 0], [0, 0]); // in > out · taps
     }
 
     #[test]
