@@ -74,25 +74,10 @@ pub fn mixture_density_attention<B: Backend>(
         .map(|h| {
             let (start, len) = chunks.span(h);
             let x = x.clone().narrow(1, start, len);
-            let mean = x.clone().mean_dim(1); // [outer, 1, inner]
-            let z = x.clone() - mean;
-            // A chunk of one position has no spread: its variance is defined as ε.
-            let variance = if len > 1 {
-                z.clone()
-                    .powi_scalar(2)
-                    .sum_dim(1)
-                    .div_scalar((len - 1) as f64)
-            } else {
-                z.clone().sum_dim(1).zeros_like()
-            }
-            .add_scalar(eps);
+            let (z, variance) = centred_and_variance(x.clone(), eps);
             let mut logit = z.zeros_like();
             for i in 0..num_gaussians {
-                let m_i = mean_offsets
-                    .clone()
-                    .slice([h..h + 1, i..i + 1])
-                    .reshape([1, 1, 1]);
-                let c_i = c.clone().slice([h..h + 1, i..i + 1]).reshape([1, 1, 1]);
+                let (m_i, c_i) = gaussian(&mean_offsets, &c, h, i);
                 let t = z.clone() - m_i;
                 logit = logit
                     - t.powi_scalar(2) / (c_i.powi_scalar(2).mul_scalar(2.0) * variance.clone());
@@ -102,6 +87,46 @@ pub fn mixture_density_attention<B: Backend>(
         })
         .unzip();
     (Tensor::cat(outputs, 1), Tensor::cat(mixtures, 1))
+}
+
+/// One head's chunk centred, `z = x − mean(x)`, and its variance `Σz² / (n − 1) + ε` along
+/// axis 1 (`ε` alone for a chunk of one position, which has no spread): the statistics of
+/// [`mixture_density_attention`], shared with its written-out backward.
+///
+/// # Shapes
+/// - `x`: `[outer, n, inner]`
+/// - outputs: `z` `[outer, n, inner]`, the variance `[outer, 1, inner]`
+pub(crate) fn centred_and_variance<B: Backend>(
+    x: Tensor<B, 3>,
+    eps: f64,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let [_, len, _] = x.dims();
+    let z = x.clone() - x.mean_dim(1);
+    let variance = if len > 1 {
+        z.clone()
+            .powi_scalar(2)
+            .sum_dim(1)
+            .div_scalar((len - 1) as f64)
+    } else {
+        z.clone().sum_dim(1).zeros_like()
+    }
+    .add_scalar(eps);
+    (z, variance)
+}
+
+/// Gaussian `i` of head `head` of a mixture layer: `(m_i, c_i)`, each `[1, 1, 1]` to broadcast.
+pub(crate) fn gaussian<B: Backend>(
+    mean_offsets: &Tensor<B, 2>,
+    c: &Tensor<B, 2>,
+    head: usize,
+    i: usize,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let pick = |t: &Tensor<B, 2>| {
+        t.clone()
+            .slice([head..head + 1, i..i + 1])
+            .reshape([1, 1, 1])
+    };
+    (pick(mean_offsets), pick(c))
 }
 
 /// Scaled dot-product attention with grouped key/value heads (the composed form of

@@ -4,8 +4,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn vqvae(args: &[&str]) -> Output {
+    vqvae_with(args, &[])
+}
+
+/// [`vqvae`] with extra environment variables.
+fn vqvae_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vqvae"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("the vqvae binary runs")
 }
@@ -693,11 +699,7 @@ fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
             "--out",
             s(&out),
         ];
-        let output = Command::new(env!("CARGO_BIN_EXE_vqvae"))
-            .args(args)
-            .envs(env.iter().copied())
-            .output()
-            .expect("the vqvae binary runs");
+        let output = vqvae_with(&args, env);
         assert!(
             output.status.success(),
             "vqvae {args:?} with {env:?} failed:\n{}",

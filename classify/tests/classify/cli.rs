@@ -4,10 +4,38 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn classify(args: &[&str]) -> Output {
+    classify_with(args, &[])
+}
+
+/// [`classify`] with extra environment variables.
+fn classify_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_classify"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run classify")
+}
+
+/// `classify synth` of `count` items in `groups` groups, 8 layers × 16 features, the class
+/// signal in layers 2 and 5.
+fn synth(store: &Path, count: usize, groups: usize) {
+    let (count, groups) = (count.to_string(), groups.to_string());
+    let out = classify(&[
+        "synth",
+        "--out",
+        path(store),
+        "--count",
+        &count,
+        "--layers",
+        "8",
+        "--d-model",
+        "16",
+        "--groups",
+        &groups,
+        "--signal-layers",
+        "2,5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 fn text(out: &Output) -> String {
@@ -46,22 +74,7 @@ fn heads_prints_counts_equal_to_the_authors() {
 fn replicate_and_report_run_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let out = classify(&[
-        "synth",
-        "--out",
-        path(&store),
-        "--count",
-        "60",
-        "--layers",
-        "8",
-        "--d-model",
-        "16",
-        "--groups",
-        "3",
-        "--signal-layers",
-        "2,5",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    synth(&store, 60, 3);
     let out = classify(&["validate", path(&store)]);
     assert!(out.status.success(), "{}", text(&out));
 
@@ -250,29 +263,14 @@ fn bad_inputs_get_clear_errors() {
 fn the_cuda_path_on_the_cpu_trains_every_head_like_the_kernels() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let out = classify(&[
-        "synth",
-        "--out",
-        path(&store),
-        "--count",
-        "40",
-        "--layers",
-        "8",
-        "--d-model",
-        "16",
-        "--groups",
-        "2",
-        "--signal-layers",
-        "2,5",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    synth(&store, 40, 2);
     let methods = [
         "daam-v1", "daam-v2", "mixture", "gq-daam", "mha", "mha-bn", "gqa",
     ];
     let replicate = |name: &str, env: &[(&str, &str)]| {
         let rep = dir.path().join(name);
-        let out = Command::new(env!("CARGO_BIN_EXE_classify"))
-            .args([
+        let out = classify_with(
+            &[
                 "replicate",
                 "--task",
                 "iemocap",
@@ -284,10 +282,9 @@ fn the_cuda_path_on_the_cpu_trains_every_head_like_the_kernels() {
                 "3",
                 "--out",
                 path(&rep),
-            ])
-            .envs(env.iter().copied())
-            .output()
-            .expect("run classify");
+            ],
+            env,
+        );
         assert!(out.status.success(), "{env:?}: {}", text(&out));
         rep
     };

@@ -427,25 +427,9 @@ pub(crate) mod composed {
             let (start, len) = chunks.span(h);
             let x = x.clone().narrow(1, start, len);
             let g = grad_out.clone().narrow(1, start, len);
-            // The forward's quantities, computed as `reference::mixture_density_attention` does.
-            let z = x.clone() - x.clone().mean_dim(1);
-            let variance = if len > 1 {
-                z.clone()
-                    .powi_scalar(2)
-                    .sum_dim(1)
-                    .div_scalar((len - 1) as f64)
-            } else {
-                z.clone().sum_dim(1).zeros_like()
-            }
-            .add_scalar(eps);
-            let gaussian = |i: usize| {
-                let m = mean_offsets
-                    .clone()
-                    .slice([h..h + 1, i..i + 1])
-                    .reshape([1, 1, 1]);
-                let c = c.clone().slice([h..h + 1, i..i + 1]).reshape([1, 1, 1]);
-                (m, c)
-            };
+            // The forward's statistics, as `reference::mixture_density_attention` computes them.
+            let (z, variance) = reference::centred_and_variance(x.clone(), eps);
+            let gaussian = |i: usize| reference::gaussian(&mean_offsets, &c, h, i);
             let mut logit = z.zeros_like();
             // Σ_i p_i (z − m_i), p_i = 1 / c_i²: ∂ℓ/∂z = −that / V.
             let mut slope = z.zeros_like();

@@ -201,46 +201,39 @@ fn density_attention_without_kernels() {
     both_ways("per-feature DAAM, 2ξ", per_feature_case::<false>);
     both_ways("per-feature DAAM, 2ξ²", per_feature_case::<true>);
     both_ways("mixture of densities", |dtype| {
-        let mut module = MixtureDensityAttentionConfig::new(1)
-            .with_num_heads(2)
-            .with_num_gaussians(3)
-            .init::<B>(&Default::default());
-        module.mean_offsets = param(module.mean_offsets, dtype, |_| {
-            seeded_normal([2, 3], 40).mul_scalar(0.3)
-        });
-        module.c = param(module.c, dtype, |t| t);
-        let x = leaf([3, 6, 4, 2], 41, dtype);
-        let out = module.forward(x.clone());
-        let grads = (out.clone() * seeded_normal([3, 6, 4, 2], 42).cast(dtype))
-            .sum()
-            .backward();
-        vec![
-            ("output", to_vec(out)),
-            ("grad x", to_vec(x.grad(&grads).unwrap())),
-            ("grad m", to_vec(module.mean_offsets.grad(&grads).unwrap())),
-            ("grad c", to_vec(module.c.grad(&grads).unwrap())),
-        ]
+        mixture_case(dtype, [2, 3], [3, 6, 4, 2], 40)
     });
     // Chunks of one position (variance ε, no spread) and a last head taking the remainder.
     both_ways("mixture, uneven chunks", |dtype| {
-        let mut module = MixtureDensityAttentionConfig::new(1)
-            .with_num_heads(4)
-            .with_num_gaussians(2)
-            .init::<B>(&Default::default());
-        module.mean_offsets = param(module.mean_offsets, dtype, |_| {
-            seeded_normal([4, 2], 50).mul_scalar(0.3)
-        });
-        module.c = param(module.c, dtype, |t| t);
-        let x = leaf([3, 5, 4], 51, dtype);
-        let out = module.forward(x.clone());
-        let grads = (out.clone() * seeded_normal([3, 5, 4], 52).cast(dtype))
-            .sum()
-            .backward();
-        vec![
-            ("output", to_vec(out)),
-            ("grad x", to_vec(x.grad(&grads).unwrap())),
-            ("grad m", to_vec(module.mean_offsets.grad(&grads).unwrap())),
-            ("grad c", to_vec(module.c.grad(&grads).unwrap())),
-        ]
+        mixture_case(dtype, [4, 2], [3, 5, 4], 50)
     });
+}
+
+/// A mixture layer of `[num_heads, num_gaussians]` over axis 1 of an input of `shape`, its
+/// parameters and data seeded from `seed`.
+fn mixture_case<const D: usize>(
+    dtype: FloatDType,
+    [num_heads, num_gaussians]: [usize; 2],
+    shape: [usize; D],
+    seed: u64,
+) -> Results {
+    let mut module = MixtureDensityAttentionConfig::new(1)
+        .with_num_heads(num_heads)
+        .with_num_gaussians(num_gaussians)
+        .init::<B>(&Default::default());
+    module.mean_offsets = param(module.mean_offsets, dtype, |_| {
+        seeded_normal([num_heads, num_gaussians], seed).mul_scalar(0.3)
+    });
+    module.c = param(module.c, dtype, |t| t);
+    let x = leaf(shape, seed + 1, dtype);
+    let out = module.forward(x.clone());
+    let grads = (out.clone() * seeded_normal(shape, seed + 2).cast(dtype))
+        .sum()
+        .backward();
+    vec![
+        ("output", to_vec(out)),
+        ("grad x", to_vec(x.grad(&grads).unwrap())),
+        ("grad m", to_vec(module.mean_offsets.grad(&grads).unwrap())),
+        ("grad c", to_vec(module.c.grad(&grads).unwrap())),
+    ]
 }
