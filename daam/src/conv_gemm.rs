@@ -62,6 +62,11 @@ impl ComposedConv {
 /// `conv2d(x, weight) + bias` (one group, no dilation) as one batched matrix product over the
 /// unfolded input: `weight [out, in·kh·kw] · cols [batch, in·kh·kw, out_h·out_w]`.
 ///
+/// A stride-1 convolution with fewer output than input channels runs as the equivalent
+/// transposed convolution of the mirrored weight ([`conv_transpose2d_gemm`]'s fold), whose
+/// intermediate holds `out · kh·kw` rows instead of `in · kh·kw`: for the DAT head's
+/// `512 → 24` convolution 21 times less.
+///
 /// # Shapes
 /// - `x`: `[batch_size, in_channels, height, width]`
 /// - `weight`: `[out_channels, in_channels, kernel_h, kernel_w]`
@@ -92,6 +97,12 @@ pub fn conv2d_gemm<B: Backend>(
         "conv2d_gemm: kernel {kernel_h}×{kernel_w} larger than the padded input \
          {padded_h}×{padded_w}"
     );
+    if stride == [1, 1] && out_channels < in_channels {
+        if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
+            // Fewer outputs than inputs: fold `out · kh·kw` rows rather than unfold `in · kh·kw`.
+            return conv_transpose2d_folded(x, mirror(weight), bias, stride, mirrored, [0, 0]);
+        }
+    }
     let out = [
         (padded_h - kernel_h) / stride[0] + 1,
         (padded_w - kernel_w) / stride[1] + 1,
@@ -152,6 +163,21 @@ fn unfold<B: Backend>(
     Tensor::stack::<5>(windows, 2).reshape([batch_size, channels * taps, out[0] * out[1]])
 }
 
+/// For a stride-1 convolution, the padding of the same function computed the other way round:
+/// `conv2d(x, w, p) = conv_transpose2d(x, mirror(w), k − 1 − p)` and back. `None` where a
+/// padding reaches the kernel's size (that padding would be negative), and for 1×1 kernels.
+fn mirrored_padding(kernel: [usize; 2], padding: [usize; 2]) -> Option<[usize; 2]> {
+    // A 1×1 kernel unfolds for free (a reshape); its fold would copy.
+    (kernel != [1, 1] && padding[0] < kernel[0] && padding[1] < kernel[1])
+        .then(|| [kernel[0] - 1 - padding[0], kernel[1] - 1 - padding[1]])
+}
+
+/// The weight of the other direction ([`mirrored_padding`]): taps reversed, the two channel
+/// axes swapped (`[out, in, kh, kw]` ↔ `[in, out, kh, kw]`).
+fn mirror<B: Backend>(weight: Tensor<B, 4>) -> Tensor<B, 4> {
+    weight.flip([2, 3]).swap_dims(0, 1)
+}
+
 /// `conv_transpose2d(x, weight) + bias` (one group, no dilation) as one batched matrix product
 /// and a fold: every input pixel's `weight[in, :, i, j]` contributions, `[batch, out·kh·kw,
 /// height·width]`, are shifted into place per output phase (`i mod stride`) with padding, the
@@ -164,6 +190,10 @@ fn unfold<B: Backend>(
 /// - output: `[batch_size, out_channels, out_h, out_w]`, `out_h = (height − 1)·stride_h −
 ///   2·padding_h + kernel_h + padding_out_h`
 ///
+/// A stride-1 one with fewer input than output channels (without output padding) runs as the
+/// equivalent convolution of the mirrored weight ([`conv2d_gemm`]'s unfold of `in · kh·kw`
+/// rows rather than this fold's `out · kh·kw`).
+///
 /// # Panics
 /// If the channel counts disagree, a stride is zero or the padding crops more than the
 /// output holds.
@@ -175,7 +205,7 @@ pub fn conv_transpose2d_gemm<B: Backend>(
     padding: [usize; 2],
     padding_out: [usize; 2],
 ) -> Tensor<B, 4> {
-    let [batch_size, in_channels, height, width] = x.dims();
+    let [_, in_channels, height, width] = x.dims();
     let [weight_in, out_channels, kernel_h, kernel_w] = weight.dims();
     assert_eq!(
         in_channels, weight_in,
@@ -193,6 +223,30 @@ pub fn conv_transpose2d_gemm<B: Backend>(
         full[0] > 2 * padding[0] && full[1] > 2 * padding[1],
         "conv_transpose2d_gemm: padding {padding:?} crops the whole output"
     );
+    if stride == [1, 1] && padding_out == [0, 0] && in_channels < out_channels {
+        if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
+            return conv2d_gemm(x, mirror(weight), bias, stride, mirrored);
+        }
+    }
+    conv_transpose2d_folded(x, weight, bias, stride, padding, padding_out)
+}
+
+/// [`conv_transpose2d_gemm`] by its matrix product and fold, whatever the channel counts; the
+/// arguments are checked.
+fn conv_transpose2d_folded<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    padding_out: [usize; 2],
+) -> Tensor<B, 4> {
+    let [batch_size, in_channels, height, width] = x.dims();
+    let [_, out_channels, kernel_h, kernel_w] = weight.dims();
+    let full = [
+        (height - 1) * stride[0] + kernel_h + padding_out[0],
+        (width - 1) * stride[1] + kernel_w + padding_out[1],
+    ];
     let out_h = full[0] - 2 * padding[0];
     let out_w = full[1] - 2 * padding[1];
     let device = x.device();
@@ -332,13 +386,39 @@ pub fn conv2d_gemm_backward<B: Backend>(
     ];
     let grad_x =
         conv_transpose2d_gemm(grad_out.clone(), weight, None, stride, padding, padding_out);
-    let cols = unfold(x, [kernel_h, kernel_w], stride, padding, [out_h, out_w]);
+    let mirrored = mirrored_padding([kernel_h, kernel_w], padding);
+    let grad_weight = match mirrored {
+        Some(mirrored) if stride == [1, 1] && out_channels < in_channels => {
+            // ∂w[o, c, i, j] = Σ x[c, y, x] · g[o, y + p − i, x + p − j]: unfold the gradient's
+            // `out · kh·kw` rows (taps reversed) over the input's positions instead of the
+            // input's `in · kh·kw` rows over the output's.
+            let cols = unfold(
+                grad_out.clone(),
+                [kernel_h, kernel_w],
+                stride,
+                mirrored,
+                [height, width],
+            );
+            cols.matmul(
+                x.reshape([batch_size, in_channels, height * width])
+                    .swap_dims(1, 2),
+            )
+            .sum_dim(0)
+            .reshape([out_channels, kernel_h, kernel_w, in_channels])
+            .flip([1, 2])
+            .permute([0, 3, 1, 2])
+        }
+        _ => {
+            let cols = unfold(x, [kernel_h, kernel_w], stride, padding, [out_h, out_w]);
+            grad_out
+                .clone()
+                .reshape([batch_size, out_channels, out_h * out_w])
+                .matmul(cols.swap_dims(1, 2))
+                .sum_dim(0)
+                .reshape([out_channels, in_channels, kernel_h, kernel_w])
+        }
+    };
     let grad_out = grad_out.reshape([batch_size, out_channels, out_h * out_w]);
-    let grad_weight = grad_out
-        .clone()
-        .matmul(cols.swap_dims(1, 2))
-        .sum_dim(0)
-        .reshape([out_channels, in_channels, kernel_h, kernel_w]);
     GemmGrads {
         x: grad_x,
         weight: grad_weight,
@@ -577,6 +657,12 @@ mod tests {
         check_conv([3, 2, 5, 5], 4, [5, 5], [1, 1], [0, 0]); // kernel = input
         check_conv([1, 2, 8, 7], 3, [3, 3], [2, 2], [1, 1]); // last row unreached (∂x's padding)
         check_conv([2, 2, 5, 5], 20, [3, 1], [1, 1], [1, 0]); // more outputs than in · taps
+                                                              // Fewer outputs than inputs at stride 1: the mirrored fold forward, ∂x by the unfolded
+                                                              // gradient, ∂w by the gradient's unfold (the DAT head's 512 → 24).
+        check_conv([2, 12, 6, 6], 3, [3, 3], [1, 1], [1, 1]);
+        check_conv([1, 5, 7, 6], 2, [3, 2], [1, 1], [2, 1]); // non-square, padding k − 1
+        check_conv([2, 6, 5, 5], 2, [3, 3], [1, 1], [0, 0]); // valid convolution
+        check_conv([1, 4, 3, 3], 2, [2, 2], [1, 1], [2, 2]); // padding ≥ kernel: unfolded
     }
 
     #[test]
@@ -587,6 +673,9 @@ mod tests {
         check_transpose([1, 2, 3, 3], 2, [3, 2], [3, 2], [0, 1], [2, 1]); // kernel < stride (h), phases
         check_transpose([2, 2, 4, 3], 2, [1, 1], [2, 2], [0, 0], [1, 0]); // taps < phases
         check_transpose([2, 12, 3, 3], 2, [2, 2], [2, 2], [0, 0], [0, 0]); // in > out · taps
+                                                                           // Fewer inputs than outputs at stride 1: the mirrored unfold.
+        check_transpose([2, 2, 5, 4], 7, [3, 3], [1, 1], [1, 1], [0, 0]);
+        check_transpose([1, 3, 4, 4], 5, [2, 3], [1, 1], [0, 2], [0, 0]);
     }
 
     #[test]
