@@ -11,6 +11,7 @@
 pub mod attention;
 pub mod beit;
 pub mod classification;
+pub mod conv1d;
 pub mod error;
 pub mod image_preprocess;
 pub mod kernels;

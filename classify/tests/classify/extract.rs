@@ -18,8 +18,14 @@ fn encoder_fixture(name: &str) -> PathBuf {
 }
 
 fn classify(args: &[&str]) -> Output {
+    classify_with(args, &[])
+}
+
+/// `classify` with extra environment variables.
+fn classify_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_classify"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("the classify binary runs")
 }
@@ -218,6 +224,29 @@ fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
     writer.finalize().unwrap();
 }
 
+/// An `IEMOCAP_full_release/`-like tree: per turn `(session, dialog, turn, category, sample
+/// rate, samples)`, its label line and a seeded sine WAV.
+fn write_iemocap(root: &Path, turns: &[(u32, &str, &str, &str, u32, usize)]) {
+    for session in 1..=5 {
+        fs::create_dir_all(root.join(format!("Session{session}/dialog/EmoEvaluation"))).unwrap();
+    }
+    for &(session, dialog, turn, category, rate, n) in turns {
+        let labels = root.join(format!(
+            "Session{session}/dialog/EmoEvaluation/{dialog}.txt"
+        ));
+        let line = format!("[1.0 - 2.0]\t{turn}\t{category}\t[2.5, 2.5, 2.5]\n\n");
+        let mut old = fs::read_to_string(&labels).unwrap_or_default();
+        old.push_str(&line);
+        fs::write(&labels, old).unwrap();
+        let wav_dir = root.join(format!("Session{session}/sentences/wav/{dialog}"));
+        fs::create_dir_all(&wav_dir).unwrap();
+        let samples: Vec<f32> = (0..n)
+            .map(|i| 0.3 * (i as f32 * 0.05 * (session as f32)).sin())
+            .collect();
+        write_wav(&wav_dir.join(format!("{turn}.wav")), rate, &samples);
+    }
+}
+
 #[test]
 fn wavlm_over_iemocap_chunks_utterances_and_keeps_sessions_as_groups() {
     let tmp = tempfile::tempdir().unwrap();
@@ -264,24 +293,7 @@ fn wavlm_over_iemocap_chunks_utterances_and_keeps_sessions_as_groups() {
             2_500,
         ),
     ];
-    for session in 1..=5 {
-        fs::create_dir_all(root.join(format!("Session{session}/dialog/EmoEvaluation"))).unwrap();
-    }
-    for (session, dialog, turn, category, rate, n) in turns {
-        let labels = root.join(format!(
-            "Session{session}/dialog/EmoEvaluation/{dialog}.txt"
-        ));
-        let line = format!("[1.0 - 2.0]\t{turn}\t{category}\t[2.5, 2.5, 2.5]\n\n");
-        let mut old = fs::read_to_string(&labels).unwrap_or_default();
-        old.push_str(&line);
-        fs::write(&labels, old).unwrap();
-        let wav_dir = root.join(format!("Session{session}/sentences/wav/{dialog}"));
-        fs::create_dir_all(&wav_dir).unwrap();
-        let samples: Vec<f32> = (0..n)
-            .map(|i| 0.3 * (i as f32 * 0.05 * (session as f32)).sin())
-            .collect();
-        write_wav(&wav_dir.join(format!("{turn}.wav")), rate, &samples);
-    }
+    write_iemocap(&root, &turns);
     // A corrupt file is skipped and named; the others are extracted.
     fs::write(
         root.join("Session4/sentences/wav/Ses04F_impro02/Ses04F_impro02_F001.wav"),
@@ -334,11 +346,9 @@ fn wavlm_over_iemocap_chunks_utterances_and_keeps_sessions_as_groups() {
     assert_ne!(features[..64], features[64..], "chunks differ");
 }
 
-#[test]
-fn llama_over_ag_news_tokenizes_and_pools_each_text() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("ag_news_csv");
-    fs::create_dir_all(&data).unwrap();
+/// An `ag_news_csv/`-like folder: three training texts of different lengths, one test text.
+fn write_ag_news(data: &Path) {
+    fs::create_dir_all(data).unwrap();
     fs::write(
         data.join("classes.txt"),
         "World\nSports\nBusiness\nSci/Tech\n",
@@ -350,6 +360,13 @@ fn llama_over_ag_news_tokenizes_and_pools_each_text() {
     )
     .unwrap();
     fs::write(data.join("test.csv"), "\"2\",\"sport\",\"news\"\n").unwrap();
+}
+
+#[test]
+fn llama_over_ag_news_tokenizes_and_pools_each_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ag_news_csv");
+    write_ag_news(&data);
     let out = tmp.path().join("store");
     let weights = encoder_fixture("llama");
     let output = classify(&[
@@ -586,4 +603,112 @@ fn bad_weights_folders_are_named_in_the_error() {
         !out.join("train/manifest.json").exists(),
         "no store is started"
     );
+}
+
+/// Every stored value of `a` and `b` (the same items in the same order) within `tolerance`
+/// relative to the larger magnitude (or 1).
+fn assert_same_store(a: &Path, b: &Path, tolerance: f32, what: &str) {
+    let (a, b) = (
+        EmbeddingStore::open(a).unwrap(),
+        EmbeddingStore::open(b).unwrap(),
+    );
+    assert_eq!(a.ids(), b.ids(), "{what}: ids");
+    let all: Vec<usize> = (0..a.len()).collect();
+    let (a, b) = (a.gather(&all), b.gather(&all));
+    assert_eq!(a.len(), b.len(), "{what}: sizes");
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / x.abs().max(y.abs()).max(1.0))
+        .fold(0.0f32, f32::max);
+    assert!(worst <= tolerance, "{what}: off by {worst:e}");
+}
+
+/// `DAAM_KERNELS=composed` turns the CPU kernels off, so the extraction runs burn's ops as a
+/// CUDA build does (WavLM's 1-D convolutions as matrix products with `DAAM_CONV=gemm`, the
+/// default of a build without autotune, or burn's `conv1d`): every encoder's store equals the
+/// kernels' store (measured: within 4.2e-7).
+#[test]
+fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cifar = tmp.path().join("cifar");
+    write_cifar(&cifar, 3, 1);
+    let iemocap = tmp.path().join("IEMOCAP_full_release");
+    write_iemocap(
+        &iemocap,
+        &[
+            (
+                1,
+                "Ses01F_impro01",
+                "Ses01F_impro01_F000",
+                "neu",
+                16_000,
+                6_000,
+            ),
+            (
+                2,
+                "Ses02M_impro01",
+                "Ses02M_impro01_M000",
+                "ang",
+                16_000,
+                3_000,
+            ),
+        ],
+    );
+    let ag_news = tmp.path().join("ag_news_csv");
+    write_ag_news(&ag_news);
+    let cases = [
+        ("beit", "cifar100", &cifar, "train"),
+        ("wavlm", "iemocap", &iemocap, ""),
+        ("llama", "agnews", &ag_news, "train"),
+    ];
+    let paths = [
+        ("kernels", vec![]),
+        (
+            "composed, gemm",
+            vec![("DAAM_KERNELS", "composed"), ("DAAM_CONV", "gemm")],
+        ),
+        (
+            "composed, backend",
+            vec![("DAAM_KERNELS", "composed"), ("DAAM_CONV", "backend")],
+        ),
+    ];
+    for (encoder, task, data, split) in cases {
+        let weights = encoder_fixture(encoder);
+        let stores: Vec<PathBuf> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, (_, env))| {
+                let out = tmp.path().join(format!("{encoder}-{i}"));
+                let mut args = vec![
+                    "extract",
+                    "--encoder",
+                    encoder,
+                    "--weights",
+                    weights.to_str().unwrap(),
+                    "--task",
+                    task,
+                    "--data",
+                    data.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--batch-size",
+                    "2",
+                    "--dtype",
+                    "f32",
+                    "--chunk-seconds",
+                    "0.25",
+                ];
+                if !split.is_empty() {
+                    args.extend(["--split", split]);
+                }
+                let output = classify_with(&args, env);
+                assert!(output.status.success(), "{encoder}: {}", text(&output));
+                out.join(split)
+            })
+            .collect();
+        for ((name, _), store) in paths.iter().zip(&stores).skip(1) {
+            assert_same_store(&stores[0], store, 1e-5, &format!("{encoder}, {name}"));
+        }
+    }
 }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::gemm::{matmul, MatMut, MatRef};
 use super::simd::{self, dispatch, exp};
-use super::{flex_tensor, from_flex, into_flex, into_flex_optional, is_flex, values};
+use super::{flex_tensor, from_flex, into_flex, into_flex_optional, kernels_run, values};
 use crate::attention::{attention, merge_heads, split_heads, MASKED};
 
 /// The additive attention bias.
@@ -204,7 +204,7 @@ pub fn fused_attention<B: Backend>(
             );
         }
     }
-    if !is_flex::<B>() {
+    if !kernels_run::<B>() {
         return composed(query, key, value, num_heads, scale, bias, key_valid);
     }
     let dims = Dims {

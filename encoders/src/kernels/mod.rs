@@ -39,12 +39,26 @@ pub fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<Flex>()
 }
 
-/// Moves a tensor's primitive out as a Flex `f32` tensor, or gives the tensor back when `B` is
-/// not Flex or the values are not `f32`.
+/// The environment variable that turns these kernels off, as it turns off `daam`'s:
+/// `DAAM_KERNELS=composed` runs burn's ops on Flex too, the path a CUDA build takes.
+pub const KERNELS_ENV: &str = "DAAM_KERNELS";
+
+/// Whether the kernels run for backend `B`: `B` is Flex ([`is_flex`]) and `DAAM_KERNELS` is not
+/// `composed` (any case; read once).
+pub fn kernels_run<B: Backend>() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    is_flex::<B>()
+        && !*OFF.get_or_init(|| {
+            std::env::var(KERNELS_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("composed"))
+        })
+}
+
+/// Moves a tensor's primitive out as a Flex `f32` tensor, or gives the tensor back when the
+/// kernels do not run for `B` ([`kernels_run`]) or the values are not `f32`.
 pub(crate) fn into_flex<B: Backend, const D: usize>(
     tensor: Tensor<B, D>,
 ) -> std::result::Result<FlexTensor, Tensor<B, D>> {
-    if !is_flex::<B>() {
+    if !kernels_run::<B>() {
         return Err(tensor);
     }
     let primitive: Box<dyn Any> = Box::new(tensor.into_primitive().tensor());

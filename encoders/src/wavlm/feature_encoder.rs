@@ -6,11 +6,11 @@ use burn::module::{Module, Param};
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, Linear};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv1d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
 use super::config::{FeatureNorm, WavLMConfig};
+use crate::conv1d::conv1d;
 use crate::error::Result;
 use crate::kernels::conv::{strided_conv_stack, FrameNorm, StridedConv};
 use crate::kernels::linear;
@@ -231,6 +231,7 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::nn::LayerNormConfig;
+    use burn::tensor::module::conv1d;
     use burn::tensor::{Distribution, Tolerance};
 
     type B = Flex;

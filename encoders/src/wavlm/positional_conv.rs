@@ -5,11 +5,11 @@
 use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv1d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
 use super::config::WavLMConfig;
+use crate::conv1d::conv1d;
 use crate::error::Result;
 use crate::kernels::grouped_conv::same_grouped_conv_gelu;
 use crate::weights::Weights;
