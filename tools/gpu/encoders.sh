@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue #5 on a GPU, sized for a second call after first_step.sh (~4 minutes, timeout_s ~300):
+# Issue #5 on a GPU, sized for a second call after first_step.sh (~5 minutes, timeout_s ~330):
 # extraction forward (every hidden state + per-layer mean pooling) of random real-size
 # BEiT-Large and WavLM-Large, f32, bench `extract` of the no-autotune build beside transformers
 # on the same card, the pooled features checked against PyTorch's (`--reference`).
@@ -29,6 +29,13 @@ for model in beit wavlm; do
     grep -q '^{' "$OUT/rust-$model.log" || tail -8 "$OUT/rust-$model.log"
     pack
 done
+# WavLM's 1-D convolutions take matrix products in this build (encoders::conv1d, session 13);
+# the same forward with burn's direct `conv1d` for the before/after on the same card.
+stamp "wavlm f32, batch ${BATCH[wavlm]}, DAAM_CONV=backend (burn's conv1d)"
+DAAM_CONV=backend peak_gpu "$OUT/rust-wavlm-backend.log" deadline 60 "$BIN/extract-fixed" \
+    --model wavlm --dir /tmp/enc/${DIR[wavlm]} --device cuda --precision f32 \
+    --batch ${BATCH[wavlm]} --warmup 2 --iters 10 --reference /tmp/ref-wavlm.safetensors
+echo "burn (conv1d) $(grep '^{' "$OUT/rust-wavlm-backend.log" | cut -c1-250) $(tail -1 "$OUT/rust-wavlm-backend.log")"
 save_cache
 stamp done
 pack
