@@ -57,6 +57,7 @@ pub mod kernel_cache;
 mod linear;
 mod mixture_density_attention;
 pub mod plot;
+pub mod record;
 pub mod reference;
 
 pub use attention::scaled_dot_product_attention;

@@ -530,6 +530,34 @@ fn bad_inputs_give_named_errors() {
         "{err}"
     );
     std::fs::write(run.join("config.json"), config).unwrap();
+    // A truncated weights file (an interrupted copy) and a corrupt one (a length prefix at the
+    // start claiming 2⁶³ bytes: burn's own recorder would try to allocate it and abort) are
+    // named as such, as is the optimizer's on --resume; nothing is written over them.
+    let step = run.join("step-00000002");
+    for file in ["model.bin", "optimizer.bin"] {
+        let bytes = std::fs::read(step.join(file)).unwrap();
+        let mut corrupt = vec![253u8, 0, 0, 0, 0, 0, 0, 0, 0x80];
+        corrupt.extend_from_slice(&bytes[9..]);
+        for (damaged, what) in [
+            (bytes[..bytes.len() / 2].to_vec(), "is truncated"),
+            (corrupt, "is corrupt"),
+        ] {
+            std::fs::write(step.join(file), &damaged).unwrap();
+            let args: &[&str] = if file == "model.bin" {
+                &["reconstruct", "--checkpoint", s(&run), "--input", s(&data)]
+            } else {
+                &["train", "--out", s(&run), "--resume", "--max-steps", "4"]
+            };
+            let err = fails(args);
+            assert!(err.contains(file) && err.contains(what), "{err}");
+            assert_eq!(
+                std::fs::read(step.join(file)).unwrap(),
+                damaged,
+                "{file} left as it was"
+            );
+        }
+        std::fs::write(step.join(file), bytes).unwrap();
+    }
 
     let err = fails(&[
         "reconstruct",

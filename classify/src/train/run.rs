@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamWConfig, Optimizer};
-use burn::record::{BinFileRecorder, FullPrecisionSettings};
+use burn::record::FullPrecisionSettings;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use daam::record::{CheckedBinFileRecorder, RecordFault};
 use daam::DaamBackend;
 use datasets::EmbeddingStore;
 use rand::seq::SliceRandom;
@@ -24,7 +25,7 @@ use super::precision::MixedPrecision;
 use super::settings::TrainSettings;
 
 /// The recorder of saved heads.
-pub type HeadRecorder = BinFileRecorder<FullPrecisionSettings>;
+pub type HeadRecorder = CheckedBinFileRecorder<FullPrecisionSettings>;
 
 /// The items a run trains and evaluates on.
 #[derive(Debug, Clone)]
@@ -431,7 +432,15 @@ pub fn load_head<B: Backend>(
         .load_file(path.to_path_buf(), &HeadRecorder::new(), device)
         .map_err(|e| Error::Checkpoint {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: match RecordFault::of(&e) {
+                RecordFault::Truncated => "is truncated (or was written for another \
+                                           configuration): the file ends before its record does"
+                    .into(),
+                RecordFault::Corrupt(what) => format!("is corrupt: {what}"),
+                RecordFault::Other(detail) => {
+                    format!("does not fit this head's configuration (or is corrupt): {detail}")
+                }
+            },
         })
 }
 

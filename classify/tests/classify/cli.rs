@@ -123,6 +123,28 @@ fn replicate_and_report_run_end_to_end() {
     ] {
         assert!(interp.join(f).exists(), "{f} missing");
     }
+    // A damaged head file is named and described, never a panic or an abort: truncated, and a
+    // length prefix at the start claiming 2⁶³ bytes (burn's own recorder would try to allocate
+    // it and abort the process).
+    let model = rep.join("runs/daam-v1/fold-1/model.bin");
+    let bytes = std::fs::read(&model).unwrap();
+    let mut corrupt = vec![253u8, 0, 0, 0, 0, 0, 0, 0, 0x80];
+    corrupt.extend_from_slice(&bytes[9..]);
+    for (damaged, what) in [
+        (bytes[..bytes.len() / 2].to_vec(), "is truncated"),
+        (corrupt, "is corrupt"),
+    ] {
+        std::fs::write(&model, damaged).unwrap();
+        let out = classify(&["report", "--replication", path(&rep), "--method", "daam-v1"]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains("model.bin") && text(&out).contains(what),
+            "{}",
+            text(&out)
+        );
+        assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    }
+    std::fs::write(&model, bytes).unwrap();
     // MHA has no density weights: a clear error, not a panic.
     let out = classify(&["report", "--replication", path(&rep), "--method", "mha"]);
     assert!(!out.status.success());

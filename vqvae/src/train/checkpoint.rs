@@ -5,7 +5,7 @@
 //! RUN/config.json             the RunConfig
 //! RUN/sources.json            the training and validation image folders (`--data`, `--val`)
 //! RUN/latest                  "step-00000500"
-//! RUN/step-00000500/model.bin        weights (burn BinFileRecorder, full precision)
+//! RUN/step-00000500/model.bin        weights (burn BinFileRecorder's format, full precision)
 //! RUN/step-00000500/optimizer.bin    Adam moments
 //! RUN/step-00000500/state.json       step, codebook statistics, skipped-image count
 //! ```
@@ -13,8 +13,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::record::{FullPrecisionSettings, Recorder};
 use burn::tensor::backend::Backend;
+use daam::record::{CheckedBinFileRecorder, RecordFault};
 use serde::{Deserialize, Serialize};
 
 use super::codebook_stats::CodebookStats;
@@ -22,8 +23,9 @@ use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::VqVae;
 
-/// The recorder of every file here.
-pub type CheckpointRecorder = BinFileRecorder<FullPrecisionSettings>;
+/// The recorder of every file here: burn's `BinFileRecorder` format, read with a bound so a
+/// corrupt file is an error, not an abort ([`daam::record`]).
+pub type CheckpointRecorder = CheckedBinFileRecorder<FullPrecisionSettings>;
 
 /// Training progress besides the weights: everything a resumed run needs to continue exactly
 /// (the data order, crops and flips derive from the seed and the step).
@@ -223,8 +225,8 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
 /// Loads a checkpoint's weights into a model built from `config`.
 ///
 /// # Errors
-/// [`Error::Checkpoint`] naming the file when it is missing or was written for another
-/// configuration (different widths, codebook, attention).
+/// [`Error::Checkpoint`] naming the file when it is missing, truncated, corrupt, or was written
+/// for another configuration (different widths, codebook, attention).
 pub fn load_model<B: Backend>(
     config: &RunConfig,
     dir: &Path,
@@ -243,7 +245,7 @@ pub fn load_model<B: Backend>(
         .load_file(dir.join("model"), &CheckpointRecorder::new(), device)
         .map_err(|e| Error::Checkpoint {
             path: path.clone(),
-            message: format!("does not fit this configuration: {e}"),
+            message: record_error(&e),
         })?;
     // burn loads tensors without checking their shapes against the module's: compare them.
     let loaded = param_shapes(&model);
@@ -292,6 +294,22 @@ pub fn load_optimizer<B: Backend, R: burn::record::Record<B>>(
         .load(dir.join("optimizer"), device)
         .map_err(|e| Error::Checkpoint {
             path,
-            message: e.to_string(),
+            message: record_error(&e),
         })
+}
+
+/// What a record file that burn could not load is, in words (our own writes are atomic, so a
+/// damaged file comes from a copy, a full disk or another program).
+fn record_error(error: &burn::record::RecorderError) -> String {
+    let hint = "an earlier `step-*` checkpoint of the run may be intact";
+    match RecordFault::of(error) {
+        RecordFault::Truncated => format!(
+            "is truncated (or was written for another configuration): the file ends before its \
+             record does; {hint}"
+        ),
+        RecordFault::Corrupt(what) => format!("is corrupt: {what}; {hint}"),
+        RecordFault::Other(detail) => {
+            format!("does not fit this configuration (or is corrupt): {detail}")
+        }
+    }
 }
