@@ -16,8 +16,9 @@
 //! [`ComposedConv`] chooses between them and the backend's own `conv2d` in the composed
 //! [`DaamBackend::fused_conv2d`](crate::DaamBackend::fused_conv2d) default.
 
+use std::ops::Range;
+
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::PadMode;
 use burn::tensor::{s, Tensor};
 
 /// How a backend without a fused convolution computes the composed one.
@@ -137,14 +138,7 @@ fn unfold<B: Backend>(
 ) -> Tensor<B, 3> {
     let [batch_size, channels, _, _] = x.dims();
     let taps = kernel[0] * kernel[1];
-    let x = if padding == [0, 0] {
-        x
-    } else {
-        x.pad(
-            [(padding[0], padding[0]), (padding[1], padding[1])],
-            PadMode::Constant(0.0),
-        )
-    };
+    let x = pad_zeros(x, [(padding[0], padding[0]), (padding[1], padding[1])]);
     let [_, _, padded_h, padded_w] = x.dims();
     if taps == 1 && stride == [1, 1] && out == [padded_h, padded_w] {
         return x.reshape([batch_size, channels, out[0] * out[1]]);
@@ -176,6 +170,28 @@ fn mirrored_padding(kernel: [usize; 2], padding: [usize; 2]) -> Option<[usize; 2
 /// axes swapped (`[out, in, kh, kw]` ↔ `[in, out, kh, kw]`).
 fn mirror<B: Backend>(weight: Tensor<B, 4>) -> Tensor<B, 4> {
     weight.flip([2, 3]).swap_dims(0, 1)
+}
+
+/// Zero padding of the last two dimensions, `[(top, bottom), (left, right)]`, in `x`'s dtype.
+/// burn 0.21's `pad` fills a tensor of the device's default float dtype and assigns `x` into it,
+/// which fails for a bf16 tensor of an f32 backend (mixed precision: on Flex "storage: dtype
+/// mismatch (expected BF16, got F32)").
+fn pad_zeros<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    [(top, bottom), (left, right)]: [(usize, usize); 2],
+) -> Tensor<B, D> {
+    if top + bottom + left + right == 0 {
+        return x;
+    }
+    let mut dims = x.dims();
+    dims[D - 2] += top + bottom;
+    dims[D - 1] += left + right;
+    let ranges: [Range<usize>; D] = std::array::from_fn(|i| match i {
+        _ if i == D - 2 => top..dims[i] - bottom,
+        _ if i == D - 1 => left..dims[i] - right,
+        _ => 0..dims[i],
+    });
+    Tensor::zeros(dims, (&x.device(), x.dtype())).slice_assign(ranges, x)
 }
 
 /// `conv_transpose2d(x, weight) + bias` (one group, no dilation) as one batched matrix product
@@ -249,7 +265,7 @@ fn conv_transpose2d_folded<B: Backend>(
     ];
     let out_h = full[0] - 2 * padding[0];
     let out_w = full[1] - 2 * padding[1];
-    let device = x.device();
+    let (device, dtype) = (x.device(), x.dtype());
 
     // contributions[b, o, i, j, y, x] = Σ_c weight[c, o, i, j] · x[b, c, y, x]
     let contributions = weight
@@ -281,18 +297,15 @@ fn conv_transpose2d_folded<B: Backend>(
                     let tap = contributions
                         .clone()
                         .slice(s![.., .., i..i + 1, j..j + 1, .., ..])
-                        .reshape([batch_size, out_channels, height, width])
-                        .pad(
-                            [(q_h, steps_h - 1 - q_h), (q_w, steps_w - 1 - q_w)],
-                            PadMode::Constant(0.0),
-                        );
+                        .reshape([batch_size, out_channels, height, width]);
+                    let tap = pad_zeros(tap, [(q_h, steps_h - 1 - q_h), (q_w, steps_w - 1 - q_w)]);
                     phase = Some(match phase {
                         Some(sum) => sum + tap,
                         None => tap,
                     });
                 }
             }
-            phases.push(phase.unwrap_or_else(|| Tensor::zeros(phase_dims, &device)));
+            phases.push(phase.unwrap_or_else(|| Tensor::zeros(phase_dims, (&device, dtype))));
         }
     }
     // Interleave: full[b, o, a·stride_h + r_h, c·stride_w + r_w] = phase (r_h, r_w)[b, o, a, c].
@@ -316,11 +329,7 @@ fn conv_transpose2d_folded<B: Backend>(
     // The phases cover (height + steps − 1)·stride rows; the output padding can reach past them.
     let short_h = full[0].saturating_sub(phase_h * stride[0]);
     let short_w = full[1].saturating_sub(phase_w * stride[1]);
-    let interleaved = if short_h + short_w > 0 {
-        interleaved.pad([(0, short_h), (0, short_w)], PadMode::Constant(0.0))
-    } else {
-        interleaved
-    };
+    let interleaved = pad_zeros(interleaved, [(0, short_h), (0, short_w)]);
     let output = interleaved.slice(s![
         ..,
         ..,
@@ -676,6 +685,62 @@ mod tests {
                                                                            // Fewer inputs than outputs at stride 1: the mirrored unfold.
         check_transpose([2, 2, 5, 4], 7, [3, 3], [1, 1], [1, 1], [0, 0]);
         check_transpose([1, 3, 4, 4], 5, [2, 3], [1, 1], [0, 2], [0, 0]);
+    }
+
+    /// bf16 tensors of an f32 backend (mixed precision, as `classify --precision bf16` casts
+    /// them): every route keeps the dtype (burn's `pad` did not) and stays near the f32 result.
+    #[test]
+    fn bf16_tensors_of_an_f32_backend_stay_bf16() {
+        use burn::tensor::DType;
+        let device = Default::default();
+        let normal = |dims: [usize; 4]| {
+            Tensor::<Flex, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device)
+        };
+        let bf16 = |t: &Tensor<Flex, 4>| t.clone().cast(DType::BF16);
+        let close = |actual: Tensor<Flex, 4>, expected: Tensor<Flex, 4>, what: &str| {
+            assert_eq!(actual.dtype(), DType::BF16, "{what}: dtype");
+            let actual = actual.cast(DType::F32).into_data().to_vec::<f32>().unwrap();
+            let expected = expected.into_data().to_vec::<f32>().unwrap();
+            let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let worst = actual
+                .iter()
+                .zip(&expected)
+                .fold(0.0f32, |m, (a, e)| m.max((a - e).abs() / scale));
+            assert!(
+                worst < 2e-2,
+                "{what}: off by {worst:e} of the largest value"
+            );
+        };
+        // (x, out channels, kernel, stride, padding): the mirrored stride-1 route and a strided one.
+        for (dims, out, kernel, stride, padding) in [
+            ([2, 12, 6, 6], 3, 3, 1, 1),
+            ([2, 3, 6, 6], 5, 3, 1, 1),
+            ([2, 4, 8, 7], 6, 4, 2, 1),
+        ] {
+            let (x, w) = (normal(dims), normal([out, dims[1], kernel, kernel]));
+            let what = format!("conv {dims:?} → {out}, k {kernel}, s {stride}, p {padding}");
+            let y = conv2d_gemm(x.clone(), w.clone(), None, [stride; 2], [padding; 2]);
+            let y16 = conv2d_gemm(bf16(&x), bf16(&w), None, [stride; 2], [padding; 2]);
+            close(y16, y.clone(), &what);
+            let g = normal(y.dims());
+            let full =
+                conv2d_gemm_backward(x.clone(), w.clone(), [stride; 2], [padding; 2], g.clone());
+            let half =
+                conv2d_gemm_backward(bf16(&x), bf16(&w), [stride; 2], [padding; 2], bf16(&g));
+            close(half.x, full.x, &format!("{what}: ∂x"));
+            close(half.weight, full.weight, &format!("{what}: ∂w"));
+        }
+        // The VQ-VAE's up-sampling, and output padding past the phases (a zero phase, a pad).
+        for (dims, out, kernel, stride, padding, padding_out) in
+            [([2, 4, 4, 4], 3, 4, 2, 1, 0), ([2, 2, 3, 3], 2, 1, 2, 0, 1)]
+        {
+            let (x, w) = (normal(dims), normal([dims[1], out, kernel, kernel]));
+            let what = format!("transposed {dims:?} → {out}, k {kernel}, s {stride}");
+            let args = ([stride; 2], [padding; 2], [padding_out; 2]);
+            let y = conv_transpose2d_gemm(x.clone(), w.clone(), None, args.0, args.1, args.2);
+            let y16 = conv_transpose2d_gemm(bf16(&x), bf16(&w), None, args.0, args.1, args.2);
+            close(y16, y, &what);
+        }
     }
 
     #[test]
