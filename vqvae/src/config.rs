@@ -140,6 +140,15 @@ pub struct RunConfig {
 }
 
 impl Preset {
+    /// The name `--preset` and `config.json` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Paper => "paper",
+            Self::Small => "small",
+            Self::Tiny => "tiny",
+        }
+    }
+
     /// The full configuration of this preset.
     pub fn config(self) -> RunConfig {
         let data = |image_size, holdout, procedural_images| DataSettings {
@@ -285,6 +294,15 @@ impl RunConfig {
     /// [`Error::Io`] when the file cannot be read, [`Error::Config`] when it is not valid TOML
     /// or names an unknown field or a wrong type.
     pub fn from_toml_over(preset: Preset, path: &Path) -> Result<Self> {
+        preset.config().overlay_toml(path)
+    }
+
+    /// This configuration with the fields a TOML file sets replaced (as
+    /// [`RunConfig::from_toml_over`], over this configuration instead of a preset's).
+    ///
+    /// # Errors
+    /// As [`RunConfig::from_toml_over`].
+    pub fn overlay_toml(self, path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
@@ -293,7 +311,7 @@ impl RunConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let mut base = toml::Value::try_from(preset.config()).expect("presets serialise");
+        let mut base = toml::Value::try_from(self).expect("configs serialise");
         merge(&mut base, overlay);
         let config: RunConfig = base
             .try_into()

@@ -160,9 +160,35 @@ fn resuming_continues_the_same_trajectory() {
         .concat(),
     );
     assert!(
-        err.contains("different configuration") && err.contains("\"sampling_norm\":false"),
+        err.contains("different configuration")
+            && err.contains("model.sampling_norm: true → false"),
         "{err}"
     );
+    // Another preset is refused, not silently replaced by the stored one; a TOML file applies
+    // over the stored configuration, so a model field in it is a named difference.
+    let err = fails(&[
+        "train",
+        "--preset",
+        "small",
+        "--resume",
+        "--out",
+        s(&resumed),
+    ]);
+    assert!(
+        err.contains("trained with --preset tiny, not small"),
+        "{err}"
+    );
+    let toml = dir.path().join("codes.toml");
+    std::fs::write(&toml, "[model]\nnum_codes = 16\n").unwrap();
+    let err = fails(&[
+        "train",
+        "--config",
+        s(&toml),
+        "--resume",
+        "--out",
+        s(&resumed),
+    ]);
+    assert!(err.contains("model.num_codes: 32 → 16"), "{err}");
 }
 
 /// The values of the metrics.csv column named `name`, one per step.

@@ -90,10 +90,12 @@ struct TrainArgs {
     /// Folder of validation images. Without it, `data.holdout` images are held out.
     #[arg(long)]
     val: Option<PathBuf>,
-    /// Starting configuration.
-    #[arg(long, value_enum, default_value = "small")]
-    preset: PresetArg,
-    /// TOML file overriding any preset field, e.g. `[train]\nlearning_rate = 1e-4`.
+    /// Starting configuration [default: small]. With --resume the run's stored one is used: a
+    /// different preset is refused.
+    #[arg(long, value_enum)]
+    preset: Option<PresetArg>,
+    /// TOML file overriding any preset field, e.g. `[train]\nlearning_rate = 1e-4`. With
+    /// --resume it overrides the run's stored configuration (where --resume allows changes).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Channel attention in the residual blocks.
@@ -270,14 +272,27 @@ pub fn run() -> Result<()> {
 
 /// The configuration a `train` invocation asks for.
 fn run_config(args: &TrainArgs) -> Result<RunConfig> {
-    let preset = match args.preset {
+    let preset = match args.preset.unwrap_or(PresetArg::Small) {
         PresetArg::Paper => Preset::Paper,
         PresetArg::Small => Preset::Small,
         PresetArg::Tiny => Preset::Tiny,
     };
     let stored = args.out.join("config.json");
     let mut config = if args.resume && stored.is_file() {
-        checkpoint::read_config(&args.out)?
+        let config = checkpoint::read_config(&args.out)?;
+        if args.preset.is_some() && config.preset != preset {
+            bail!(
+                "{} was trained with --preset {}, not {}: --resume continues the stored \
+                 configuration (leave --preset out)",
+                args.out.display(),
+                config.preset.name(),
+                preset.name()
+            );
+        }
+        match &args.config {
+            Some(path) => config.overlay_toml(path)?,
+            None => config,
+        }
     } else {
         match &args.config {
             Some(path) => RunConfig::from_toml_over(preset, path)?,
