@@ -183,13 +183,27 @@ where
     let path = options.out.join("replicate.json");
     if path.exists() {
         let stored = ReplicationRecord::read(&options.out)?;
-        let comparable = |r: &ReplicationRecord| (r.task, r.settings.clone(), r.layers.clone());
-        if comparable(&stored) != comparable(&record) {
+        /// What a rerun into the same folder must keep.
+        #[derive(PartialEq, Serialize)]
+        struct Kept {
+            task: Task,
+            settings: TrainSettings,
+            layers: Option<Vec<usize>>,
+        }
+        let kept = |r: &ReplicationRecord| Kept {
+            task: r.task,
+            settings: r.settings.clone(),
+            layers: r.layers.clone(),
+        };
+        if kept(&stored) != kept(&record) {
+            let changed = daam::settings_diff::differences(&kept(&stored), &kept(&record));
             return Err(Error::Store {
                 path,
-                message: "this --out folder holds a replication with other settings (task, \
-                          training settings or layers); choose another --out"
-                    .into(),
+                message: format!(
+                    "this --out folder holds a replication with other settings ({}); choose \
+                     another --out",
+                    changed.join("; ")
+                ),
             });
         }
     }

@@ -59,6 +59,7 @@ mod mixture_density_attention;
 pub mod plot;
 pub mod record;
 pub mod reference;
+pub mod settings_diff;
 
 pub use attention::scaled_dot_product_attention;
 pub use backend::{

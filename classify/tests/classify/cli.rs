@@ -104,6 +104,26 @@ fn replicate_and_report_run_end_to_end() {
     }
     let csv = std::fs::read_to_string(rep.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
+    // Rerunning into the same folder with other settings is refused, naming what differs.
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--methods",
+        "daam-v1,mha",
+        "--epochs",
+        "3",
+        "--out",
+        path(&rep),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("other settings (settings.epochs: 2 → 3)"),
+        "{}",
+        text(&out)
+    );
 
     let out = classify(&[
         "report",

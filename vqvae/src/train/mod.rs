@@ -125,32 +125,6 @@ fn resumable_view(config: &RunConfig) -> RunConfig {
     c
 }
 
-/// Every field where `stored` and `requested` differ, as `path: stored → requested`.
-fn differences(
-    stored: &serde_json::Value,
-    requested: &serde_json::Value,
-    path: &str,
-    out: &mut Vec<String>,
-) {
-    match (stored, requested) {
-        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for key in keys {
-                let null = serde_json::Value::Null;
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                let (x, y) = (a.get(key).unwrap_or(&null), b.get(key).unwrap_or(&null));
-                differences(x, y, &child, out);
-            }
-        }
-        (a, b) if a != b => out.push(format!("{path}: {a} → {b}")),
-        _ => {}
-    }
-}
-
 /// Steps the run takes: `epochs` passes, capped by `max_steps` when it is set.
 fn total_steps(config: &RunConfig, images: usize) -> u64 {
     let total = images.div_ceil(config.train.batch_size) as u64 * config.train.epochs;
@@ -234,11 +208,10 @@ where
             (Some(dir), true) => {
                 let stored = checkpoint::read_config(run)?;
                 if resumable_view(&stored) != resumable_view(config) {
-                    let json = |c: &RunConfig| {
-                        serde_json::to_value(resumable_view(c)).expect("configs serialise")
-                    };
-                    let mut changed = Vec::new();
-                    differences(&json(&stored), &json(config), "", &mut changed);
+                    let changed = daam::settings_diff::differences(
+                        &resumable_view(&stored),
+                        &resumable_view(config),
+                    );
                     return Err(Error::Checkpoint {
                         path: run.join("config.json"),
                         message: format!(
