@@ -13,6 +13,12 @@
 //! convolution) in the backward pass; autodiff over the forward's ops would keep it from the
 //! forward to the backward pass, every convolution's at once.
 //!
+//! A stride-1 convolution, both its gradients and a stride-1 transposed convolution's forward
+//! and input gradient are computed from whichever side has fewer channels, so their
+//! intermediates hold `min(in, out) · kh·kw` rows (a stride-1 transposed convolution's weight
+//! gradient still unfolds its output gradient: no model here has one). Padding keeps the
+//! input's dtype, so bf16 tensors of an f32 backend (mixed precision) stay bf16.
+//!
 //! [`ComposedConv`] chooses between them and the backend's own `conv2d` in the composed
 //! [`DaamBackend::fused_conv2d`](crate::DaamBackend::fused_conv2d) default.
 
@@ -247,8 +253,8 @@ pub fn conv_transpose2d_gemm<B: Backend>(
     conv_transpose2d_folded(x, weight, bias, stride, padding, padding_out)
 }
 
-/// [`conv_transpose2d_gemm`] by its matrix product and fold, whatever the channel counts; the
-/// arguments are checked.
+/// [`conv_transpose2d_gemm`] by its matrix product and fold, whatever the channel counts (the
+/// callers have checked the arguments).
 fn conv_transpose2d_folded<B: Backend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
@@ -666,8 +672,9 @@ mod tests {
         check_conv([3, 2, 5, 5], 4, [5, 5], [1, 1], [0, 0]); // kernel = input
         check_conv([1, 2, 8, 7], 3, [3, 3], [2, 2], [1, 1]); // last row unreached (∂x's padding)
         check_conv([2, 2, 5, 5], 20, [3, 1], [1, 1], [1, 0]); // more outputs than in · taps
-                                                              // Fewer outputs than inputs at stride 1: the mirrored fold forward, ∂x by the unfolded
-                                                              // gradient, ∂w by the gradient's unfold (the DAT head's 512 → 24).
+
+        // Fewer outputs than inputs at stride 1: the mirrored fold forward, ∂x by the unfolded
+        // gradient, ∂w by the gradient's unfold (the DAT head's 512 → 24).
         check_conv([2, 12, 6, 6], 3, [3, 3], [1, 1], [1, 1]);
         check_conv([1, 5, 7, 6], 2, [3, 2], [1, 1], [2, 1]); // non-square, padding k − 1
         check_conv([2, 6, 5, 5], 2, [3, 3], [1, 1], [0, 0]); // valid convolution

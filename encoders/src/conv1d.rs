@@ -11,7 +11,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module;
-use burn::tensor::ops::{ConvOptions, PadMode};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{s, Tensor};
 
 /// The environment variable that chooses the route for every backend without CPU kernels:
@@ -101,10 +101,11 @@ pub fn conv1d_gemm<B: Backend>(
     let x = if padding == 0 {
         x
     } else {
-        // `pad` pads the last two dimensions: give the signal a unit height.
-        x.unsqueeze_dim::<4>(2)
-            .pad([(0, 0), (padding, padding)], PadMode::Constant(0.0))
-            .squeeze_dim::<3>(2)
+        // Zeros in x's dtype (burn's `pad` fills the device's default dtype).
+        Tensor::zeros([batch_size, in_channels, padded], (&x.device(), x.dtype())).slice_assign(
+            [0..batch_size, 0..in_channels, padding..padding + length],
+            x,
+        )
     };
     // One strided window of the padded input per kernel tap: cols[b, c, k, t] = x[b, c, t·s + k].
     let span = (out_len - 1) * stride + 1;
