@@ -13,11 +13,10 @@
 //! convolution) in the backward pass; autodiff over the forward's ops would keep it from the
 //! forward to the backward pass, every convolution's at once.
 //!
-//! A stride-1 convolution, both its gradients and a stride-1 transposed convolution's forward
-//! and input gradient are computed from whichever side has fewer channels, so their
-//! intermediates hold `min(in, out) · kh·kw` rows (a stride-1 transposed convolution's weight
-//! gradient still unfolds its output gradient: no model here has one). Padding keeps the
-//! input's dtype, so bf16 tensors of an f32 backend (mixed precision) stay bf16.
+//! A stride-1 convolution or transposed convolution, forward and backward, is computed from
+//! whichever side has fewer channels, so its intermediates hold `min(in, out) · kh·kw` rows.
+//! Padding keeps the input's dtype, so bf16 tensors of an f32 backend (mixed precision) stay
+//! bf16.
 //!
 //! [`ComposedConv`] chooses between them and the backend's own `conv2d` in the composed
 //! [`DaamBackend::fused_conv2d`](crate::DaamBackend::fused_conv2d) default.
@@ -472,6 +471,17 @@ pub fn conv_transpose2d_gemm_backward<B: Backend>(
         expected,
         "conv_transpose2d_gemm_backward: gradient shape"
     );
+    if stride == [1, 1] && padding_out == [0, 0] && in_channels < out_channels {
+        if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
+            // The forward ran as the mirrored convolution: its gradients, whose weight gradient
+            // unfolds the input's `in · kh·kw` rows, not the gradient's `out · kh·kw`.
+            let grads = conv2d_gemm_backward(x, mirror(weight), stride, mirrored, grad_out);
+            return GemmGrads {
+                weight: mirror(grads.weight),
+                ..grads
+            };
+        }
+    }
     // An output padding of a stride or more adds output rows no input reaches: drop them.
     let grad_x = conv2d_gemm(grad_out.clone(), weight, None, stride, padding).slice(s![
         ..,
