@@ -8,6 +8,7 @@
 #   vqvae-fixed paper, cold (Ctrl-C at 280 s): issue #3's CUDA figure; pays the compilation
 #   vqvae-fixed small (Ctrl-C at 60 s), on the kernel cache paper left
 #   train_step-fixed, the DAT heads (deadline 75 s), then three heads in bf16 (deadline 40 s)
+#   if under 500 s have passed: two heads with DAAM_CONV=backend (burn's direct convolutions)
 # Phase timings are on for both `vqvae` runs (RUST_LOG=vqvae::train=debug: a step that never
 # ends shows where it stopped; their syncs cost little beside a 250-ms `paper` step).
 # The cache (DAAM_KERNEL_CACHE=/tmp/kc) comes back as $OUT/kc.tgz; put it at .gpudata/kc.tgz to
@@ -61,6 +62,18 @@ deadline 40 "$BIN/train_step-fixed" --device cuda --precision bf16 --heads daam-
     --warmup 5 --iters 30 2>"$OUT/heads-bf16.err" | tee "$OUT/heads-rust-bf16.jsonl"
 tail -2 "$OUT/heads-bf16.err"
 pack
+
+# Same card, other route: burn's direct convolutions (DAAM_CONV=backend, session 11's path) for
+# two heads, only when the call has time left (timeout_s 590: this needs ~45 s).
+if [ $(( $(date +%s) - t0 )) -lt 500 ]; then
+    stamp "DAT heads with burn's convolution (DAAM_CONV=backend; deadline 40 s)"
+    DAAM_CONV=backend deadline 40 "$BIN/train_step-fixed" --device cuda --heads daam-v1,mha \
+        --warmup 3 --iters 20 2>"$OUT/heads-backend.err" | tee "$OUT/heads-rust-backend.jsonl"
+    tail -2 "$OUT/heads-backend.err"
+    pack
+else
+    stamp "no time left for the DAAM_CONV=backend heads"
+fi
 
 kill "$watcher" 2>/dev/null
 tail -3 "$OUT/cache-growth.txt"
