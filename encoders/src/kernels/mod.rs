@@ -13,6 +13,8 @@
 //! `B: Backend` so that the encoders keep their `B: Backend` bound: when `B` is [`Flex`] (checked
 //! by `TypeId`, so `Autodiff<Flex>` and every other backend take burn's own ops and stay
 //! differentiable) the primitive is moved into the kernel and back, with no copy.
+//! `DAAM_KERNELS=composed` turns them off ([`kernels_run`]), so the CPU runs burn's ops as a
+//! CUDA build does.
 
 #![allow(unsafe_code)]
 
