@@ -4,9 +4,9 @@
 //! (about 1.5 per second on an H200) and was not done after 100 s (BENCHMARKS.md, GPU section).
 //! cubecl can keep the compiled PTX and the autotune choices on disk, but by default keeps no
 //! PTX at all and the autotune results under the `target/` of the nearest Cargo project, so
-//! every run of an installed binary pays the whole warm-up again. [`configure`] turns both
-//! caches on in one directory before the first CUDA kernel, unless a cubecl configuration file
-//! (`cubecl.toml`, `burn.toml`) is found, which then wins.
+//! every run of an installed binary pays the whole warm-up again. `configure` (with the `cuda`
+//! feature) turns both caches on in one directory before the first CUDA kernel, unless a cubecl
+//! configuration file (`cubecl.toml`, `burn.toml`) is found, which then wins.
 //!
 //! The directory: `DAAM_KERNEL_CACHE` if set (empty turns the cache off), else
 //! `$XDG_CACHE_HOME/daam/cubecl`, else `$HOME/.cache/daam/cubecl`.
@@ -19,7 +19,7 @@ pub const ENV: &str = "DAAM_KERNEL_CACHE";
 /// The configuration files cubecl reads, in the working directory or any directory above it.
 const CONFIG_FILES: [&str; 4] = ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"];
 
-/// What [`configure`] decided.
+/// What `configure` decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelCache {
     /// Compiled kernels and autotune results are kept in this directory.

@@ -10,7 +10,7 @@
 //! Also [`GroupedQueryAttention`], [`GqDaam`], and the [`ImportanceFactor`] with its plots.
 //!
 //! Both DAAM modules run as one fused op with its own backward through [`DaamBackend`]
-//! (rayon kernels on burn's Flex CPU backend); [`reference`] holds the composed tensor-op
+//! (rayon kernels on burn's Flex CPU backend); [`reference`](mod@reference) holds the composed tensor-op
 //! versions they are tested against.
 //!
 //! ```

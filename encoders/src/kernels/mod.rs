@@ -9,7 +9,7 @@
 //! GELU, and the feature encoder's strided convolutions as single `gemm` calls over a
 //! frames-first view.
 //!
-//! The entry points ([`linear`], [`gelu`], [`attention::fused_attention`], ...) are generic over
+//! The entry points ([`linear()`], [`gelu()`], [`attention::fused_attention`], ...) are generic over
 //! `B: Backend` so that the encoders keep their `B: Backend` bound: when `B` is [`Flex`] (checked
 //! by `TypeId`, so `Autodiff<Flex>` and every other backend take burn's own ops and stay
 //! differentiable) the primitive is moved into the kernel and back, with no copy.
