@@ -109,10 +109,7 @@ pub fn conv2d_gemm<B: Backend>(
             return conv_transpose2d_folded(x, mirror(weight), bias, stride, mirrored, [0, 0]);
         }
     }
-    let out = [
-        (padded_h - kernel_h) / stride[0] + 1,
-        (padded_w - kernel_w) / stride[1] + 1,
-    ];
+    let out = conv_out([height, width], [kernel_h, kernel_w], stride, padding);
     let taps = kernel_h * kernel_w;
     let cols = unfold(x, [kernel_h, kernel_w], stride, padding, out);
     let output = weight
@@ -123,6 +120,28 @@ pub fn conv2d_gemm<B: Backend>(
         None => output,
     };
     output.reshape([batch_size, out_channels, out[0], out[1]])
+}
+
+/// A convolution's output size per axis: `(size + 2·padding − kernel) / stride + 1` (the
+/// kernel must fit the padded input).
+fn conv_out(
+    size: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> [usize; 2] {
+    std::array::from_fn(|a| (size[a] + 2 * padding[a] - kernel[a]) / stride[a] + 1)
+}
+
+/// A transposed convolution's output per axis before the padding crops it: `(size − 1)·stride
+/// + kernel + padding_out`.
+fn transposed_full(
+    size: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding_out: [usize; 2],
+) -> [usize; 2] {
+    std::array::from_fn(|a| (size[a] - 1) * stride[a] + kernel[a] + padding_out[a])
 }
 
 /// The unfolded (im2col) input: row `c · kh·kw + i · kw + j` holds, for each of the `out`
@@ -181,7 +200,11 @@ fn mirror<B: Backend>(weight: Tensor<B, 4>) -> Tensor<B, 4> {
 /// burn 0.21's `pad` fills a tensor of the device's default float dtype and assigns `x` into it,
 /// which fails for a bf16 tensor of an f32 backend (mixed precision: on Flex "storage: dtype
 /// mismatch (expected BF16, got F32)").
-fn pad_zeros<B: Backend, const D: usize>(
+///
+/// # Shapes
+/// - `x`: `[..., height, width]`
+/// - output: `[..., top + height + bottom, left + width + right]`
+pub fn pad_zeros<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     [(top, bottom), (left, right)]: [(usize, usize); 2],
 ) -> Tensor<B, D> {
@@ -236,10 +259,7 @@ pub fn conv_transpose2d_gemm<B: Backend>(
         stride[0] > 0 && stride[1] > 0,
         "conv_transpose2d_gemm: zero stride"
     );
-    let full = [
-        (height - 1) * stride[0] + kernel_h + padding_out[0],
-        (width - 1) * stride[1] + kernel_w + padding_out[1],
-    ];
+    let full = transposed_full([height, width], [kernel_h, kernel_w], stride, padding_out);
     assert!(
         full[0] > 2 * padding[0] && full[1] > 2 * padding[1],
         "conv_transpose2d_gemm: padding {padding:?} crops the whole output"
@@ -264,10 +284,7 @@ fn conv_transpose2d_folded<B: Backend>(
 ) -> Tensor<B, 4> {
     let [batch_size, in_channels, height, width] = x.dims();
     let [_, out_channels, kernel_h, kernel_w] = weight.dims();
-    let full = [
-        (height - 1) * stride[0] + kernel_h + padding_out[0],
-        (width - 1) * stride[1] + kernel_w + padding_out[1],
-    ];
+    let full = transposed_full([height, width], [kernel_h, kernel_w], stride, padding_out);
     let out_h = full[0] - 2 * padding[0];
     let out_w = full[1] - 2 * padding[1];
     let (device, dtype) = (x.device(), x.dtype());
@@ -381,12 +398,8 @@ pub fn conv2d_gemm_backward<B: Backend>(
     let [batch_size, in_channels, height, width] = x.dims();
     let [out_channels, _, kernel_h, kernel_w] = weight.dims();
     let [grad_batch, grad_channels, out_h, out_w] = grad_out.dims();
-    let expected = [
-        batch_size,
-        out_channels,
-        (height + 2 * padding[0] - kernel_h) / stride[0] + 1,
-        (width + 2 * padding[1] - kernel_w) / stride[1] + 1,
-    ];
+    let [expected_h, expected_w] = conv_out([height, width], [kernel_h, kernel_w], stride, padding);
+    let expected = [batch_size, out_channels, expected_h, expected_w];
     assert_eq!(
         [grad_batch, grad_channels, out_h, out_w],
         expected,
@@ -460,11 +473,12 @@ pub fn conv_transpose2d_gemm_backward<B: Backend>(
 ) -> GemmGrads<B> {
     let [batch_size, in_channels, height, width] = x.dims();
     let [_, out_channels, kernel_h, kernel_w] = weight.dims();
+    let full = transposed_full([height, width], [kernel_h, kernel_w], stride, padding_out);
     let expected = [
         batch_size,
         out_channels,
-        ((height - 1) * stride[0] + kernel_h + padding_out[0]).saturating_sub(2 * padding[0]),
-        ((width - 1) * stride[1] + kernel_w + padding_out[1]).saturating_sub(2 * padding[1]),
+        full[0].saturating_sub(2 * padding[0]),
+        full[1].saturating_sub(2 * padding[1]),
     ];
     assert_eq!(
         grad_out.dims(),

@@ -63,8 +63,8 @@ pub mod settings_diff;
 
 pub use attention::scaled_dot_product_attention;
 pub use backend::{
-    AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend, DensityGrads,
-    DensityOutput, GroupNormGrads, GroupNormSettings,
+    cpu_kernels_enabled, AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend,
+    DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings,
 };
 pub use conv::{conv2d, conv2d_module, conv2d_relu, conv2d_relu_module, conv_transpose2d_module};
 pub use density_adaptive_attention::{

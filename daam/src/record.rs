@@ -127,6 +127,20 @@ impl RecordFault {
     }
 }
 
+impl RecordFault {
+    /// The fault in words, to follow a file's name: `fits` says what the file was to hold
+    /// (`"this configuration"`), for records of another model.
+    pub fn describe(&self, fits: &str) -> String {
+        match self {
+            Self::Truncated => "is truncated (or was written for another configuration): the \
+                                file ends before its record does"
+                .into(),
+            Self::Corrupt(what) => format!("is corrupt: {what}"),
+            Self::Other(detail) => format!("does not fit {fits} (or is corrupt): {detail}"),
+        }
+    }
+}
+
 /// The most bytes a record file of `size` bytes may claim: bincode counts every decoded integer
 /// at its full width (a `usize` written in one varint byte claims 8), so a valid file claims
 /// somewhat more than its size; twice the size plus 64 KiB leaves room for that.

@@ -7,29 +7,28 @@
 //! without cubecl's `autotune` runs as a direct convolution — the kernel that took 86 % of a DAT
 //! head's training step on an H200 (BENCHMARKS.md, GPU session 11). [`conv1d`] runs them as
 //! matrix products there instead ([`conv1d_gemm`]), as `daam::conv_gemm` does for the 2-D
-//! convolutions; `DAAM_CONV=gemm|backend` overrides the choice, as it does for those.
+//! convolutions; `DAAM_CONV=gemm|backend` overrides the choice, as it does for those
+//! ([`ComposedConv`]).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{s, Tensor};
-
-/// The environment variable that chooses the route for every backend without CPU kernels:
-/// `gemm` or `backend` (the name and values `daam::conv_gemm::ComposedConv` reads).
-pub const CONV_ENV: &str = "DAAM_CONV";
+use daam::conv_gemm::{pad_zeros, ComposedConv};
 
 /// Whether [`conv1d`] takes matrix products on a backend without the CPU kernels: `DAAM_CONV`
-/// when it says `gemm` or `backend`, else yes in CUDA builds without cubecl's autotune (whose
-/// `conv1d` is a direct convolution) and no otherwise. Read once.
+/// when it says `gemm` or `backend` ([`ComposedConv::from_env_or`]), else yes in CUDA builds
+/// without cubecl's autotune (whose `conv1d` is a direct convolution) and no otherwise. Read
+/// once.
 pub fn gemm_route() -> bool {
     static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
-        let default = cfg!(all(feature = "cuda", not(feature = "autotune")));
-        match std::env::var(CONV_ENV).ok().as_deref().map(str::trim) {
-            Some(v) if v.eq_ignore_ascii_case("gemm") => true,
-            Some(v) if v.eq_ignore_ascii_case("backend") => false,
-            _ => default,
-        }
+        let default = if cfg!(all(feature = "cuda", not(feature = "autotune"))) {
+            ComposedConv::Gemm
+        } else {
+            ComposedConv::Backend
+        };
+        ComposedConv::from_env_or(default) == ComposedConv::Gemm
     })
 }
 
@@ -98,15 +97,7 @@ pub fn conv1d_gemm<B: Backend>(
         "conv1d_gemm: kernel {kernel_size} longer than the padded input {padded}"
     );
     let out_len = (padded - kernel_size) / stride + 1;
-    let x = if padding == 0 {
-        x
-    } else {
-        // Zeros in x's dtype (burn's `pad` fills the device's default dtype).
-        Tensor::zeros([batch_size, in_channels, padded], (&x.device(), x.dtype())).slice_assign(
-            [0..batch_size, 0..in_channels, padding..padding + length],
-            x,
-        )
-    };
+    let x = pad_zeros(x, [(0, 0), (padding, padding)]);
     // One strided window of the padded input per kernel tap: cols[b, c, k, t] = x[b, c, t·s + k].
     let span = (out_len - 1) * stride + 1;
     let cols = if kernel_size == 1 && stride == 1 {

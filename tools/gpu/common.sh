@@ -47,6 +47,14 @@ for packed in .gpudata/*.xz; do
     [ -x "$BIN/$name" ] || { python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())" "$packed" >"$BIN/$name" && chmod +x "$BIN/$name"; }
 done
 
+# `require_bin NAME...`: stop at once, naming build.sh, when a binary did not travel.
+require_bin() {
+    local name
+    for name in "$@"; do
+        [ -x "$BIN/$name" ] || { echo "$BIN/$name missing: run tools/gpu/build.sh and carry .gpudata" >&2; exit 1; }
+    done
+}
+
 # `kernel_cache DIR` (or KERNEL_CACHE=DIR): a cubecl.toml in the working directory that keeps
 # cubecl's PTX and autotune caches in DIR (PTX files appear there: session 7). Our binaries
 # defer to it over DAAM_KERNEL_CACHE. Bring DIR back through $OUT and carry it to start warm.

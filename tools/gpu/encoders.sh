@@ -10,7 +10,7 @@ source tools/gpu/common.sh
 PACK=encoders-results
 export NO_COLOR=1
 carried_kernel_cache
-[ -x "$BIN/extract-fixed" ] || { echo "$BIN/extract-fixed missing: run tools/gpu/build.sh" >&2; exit 1; }
+require_bin extract-fixed
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 
 stamp "random real-size checkpoints"

@@ -15,9 +15,7 @@
 # start the next call warm. Binaries (carry .gpudata): `bash tools/gpu/build.sh` here first.
 set -u
 source tools/gpu/common.sh
-for name in vqvae-fixed train_step-fixed; do
-    [ -x "$BIN/$name" ] || { echo "$BIN/$name missing: run tools/gpu/build.sh and carry .gpudata" >&2; exit 1; }
-done
+require_bin vqvae-fixed train_step-fixed
 PACK=first-step-results
 export NO_COLOR=1 RUST_LOG=vqvae::train=debug
 rm -f cubecl.toml

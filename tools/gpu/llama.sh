@@ -1,8 +1,9 @@
 #!/bin/bash
 # Issue #5's last GPU figure: Llama-2-13B at real size (random weights of its shape, f16), the
 # extraction forward (every hidden state + per-layer mean pooling), burn CUDA beside
-# transformers on the same card. Sized for a device call of its own (~6 minutes, timeout_s
-# ~450; first_step.sh and encoders.sh fill a session's 15 minutes): transformers builds the
+# transformers on the same card. Sized for a device call of its own (~6 minutes by estimate,
+# never run; timeout_s ~450; first_step.sh and encoders.sh fill a session's 15 minutes):
+# transformers builds the
 # 13 B parameters on the card in f16, writes them with `save_pretrained` (26 GB of safetensors
 # shards with an index) to /tmp/enc/llama-2-13b and times its forward; then the bench
 # `extract-fixed --model llama --precision f16` loads those shards (kept in f16 on the card) and
@@ -13,7 +14,7 @@ source tools/gpu/common.sh
 PACK=llama-results
 export NO_COLOR=1
 carried_kernel_cache
-[ -x "$BIN/extract-fixed" ] || { echo "$BIN/extract-fixed missing: run tools/gpu/build.sh" >&2; exit 1; }
+require_bin extract-fixed
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 df -h /tmp | tail -1
 

@@ -432,15 +432,7 @@ pub fn load_head<B: Backend>(
         .load_file(path.to_path_buf(), &HeadRecorder::new(), device)
         .map_err(|e| Error::Checkpoint {
             path: path.to_path_buf(),
-            message: match RecordFault::of(&e) {
-                RecordFault::Truncated => "is truncated (or was written for another \
-                                           configuration): the file ends before its record does"
-                    .into(),
-                RecordFault::Corrupt(what) => format!("is corrupt: {what}"),
-                RecordFault::Other(detail) => {
-                    format!("does not fit this head's configuration (or is corrupt): {detail}")
-                }
-            },
+            message: RecordFault::of(&e).describe("this head's configuration"),
         })
 }
 

@@ -79,19 +79,22 @@ fn replicate_and_report_run_end_to_end() {
     assert!(out.status.success(), "{}", text(&out));
 
     let rep = dir.path().join("rep");
-    let out = classify(&[
-        "replicate",
-        "--task",
-        "iemocap",
-        "--embeddings",
-        path(&store),
-        "--methods",
-        "daam-v1,mha",
-        "--epochs",
-        "2",
-        "--out",
-        path(&rep),
-    ]);
+    let replicate = |epochs: &str| {
+        classify(&[
+            "replicate",
+            "--task",
+            "iemocap",
+            "--embeddings",
+            path(&store),
+            "--methods",
+            "daam-v1,mha",
+            "--epochs",
+            epochs,
+            "--out",
+            path(&rep),
+        ])
+    };
+    let out = replicate("2");
     assert!(out.status.success(), "{}", text(&out));
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
     for method in ["daam-v1", "mha"] {
@@ -105,19 +108,7 @@ fn replicate_and_report_run_end_to_end() {
     let csv = std::fs::read_to_string(rep.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
     // Rerunning into the same folder with other settings is refused, naming what differs.
-    let out = classify(&[
-        "replicate",
-        "--task",
-        "iemocap",
-        "--embeddings",
-        path(&store),
-        "--methods",
-        "daam-v1,mha",
-        "--epochs",
-        "3",
-        "--out",
-        path(&rep),
-    ]);
+    let out = replicate("3");
     assert!(!out.status.success());
     assert!(
         text(&out).contains("other settings (settings.epochs: 2 → 3)"),

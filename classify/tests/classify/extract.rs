@@ -58,27 +58,37 @@ fn write_cifar(dir: &Path, train: usize, test: usize) {
     }
 }
 
-fn extract_beit(data: &Path, out: &Path, extra: &[&str]) -> Output {
-    let weights = encoder_fixture("beit");
+/// `classify extract --encoder ENCODER --weights <its fixture> --task TASK --data DATA --out OUT
+/// EXTRA...` with extra environment variables.
+fn extract_with(
+    (encoder, task): (&str, &str),
+    data: &Path,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let weights = encoder_fixture(encoder);
     let mut args = vec![
         "extract",
         "--encoder",
-        "beit",
+        encoder,
         "--weights",
         weights.to_str().unwrap(),
         "--task",
-        "cifar100",
+        task,
         "--data",
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--batch-size",
-        "2",
-        "--shard-size",
-        "2",
     ];
     args.extend_from_slice(extra);
-    classify(&args)
+    classify_with(&args, env)
+}
+
+fn extract_beit(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--batch-size", "2", "--shard-size", "2"];
+    args.extend_from_slice(extra);
+    extract_with(("beit", "cifar100"), data, out, &args, &[])
 }
 
 #[test]
@@ -301,24 +311,13 @@ fn wavlm_over_iemocap_chunks_utterances_and_keeps_sessions_as_groups() {
     )
     .unwrap();
     let out = tmp.path().join("store");
-    let weights = encoder_fixture("wavlm");
-    let output = classify(&[
-        "extract",
-        "--encoder",
-        "wavlm",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--task",
-        "iemocap",
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--chunk-seconds",
-        "0.25",
-        "--batch-size",
-        "3",
-    ]);
+    let output = extract_with(
+        ("wavlm", "iemocap"),
+        &root,
+        &out,
+        &["--chunk-seconds", "0.25", "--batch-size", "3"],
+        &[],
+    );
     assert!(output.status.success(), "{}", text(&output));
     assert!(
         text(&output).contains("Ses04F_impro02_F001.wav"),
@@ -368,22 +367,8 @@ fn llama_over_ag_news_tokenizes_and_pools_each_text() {
     let data = tmp.path().join("ag_news_csv");
     write_ag_news(&data);
     let out = tmp.path().join("store");
-    let weights = encoder_fixture("llama");
-    let output = classify(&[
-        "extract",
-        "--encoder",
-        "llama",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--task",
-        "agnews",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch-size",
-        "2",
-    ]);
+    let llama = ("llama", "agnews");
+    let output = extract_with(llama, &data, &out, &["--batch-size", "2"], &[]);
     assert!(output.status.success(), "{}", text(&output));
     let train = EmbeddingStore::open(&out.join("train")).unwrap();
     assert_eq!(train.labels(), &[2, 0, 3]);
@@ -392,25 +377,13 @@ fn llama_over_ag_news_tokenizes_and_pools_each_text() {
     // Padding does not change a text's features: text 0 batched with the longer text 1 equals
     // text 0 alone (batch size 1).
     let alone = tmp.path().join("alone");
-    let output = classify(&[
-        "extract",
-        "--encoder",
-        "llama",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--task",
-        "agnews",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        alone.to_str().unwrap(),
-        "--split",
-        "train",
-        "--batch-size",
-        "1",
-        "--dtype",
-        "f32",
-    ]);
+    let output = extract_with(
+        llama,
+        &data,
+        &alone,
+        &["--split", "train", "--batch-size", "1", "--dtype", "f32"],
+        &[],
+    );
     assert!(output.status.success(), "{}", text(&output));
     let single = EmbeddingStore::open(&alone.join("train"))
         .unwrap()
@@ -674,24 +647,12 @@ fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
         ),
     ];
     for (encoder, task, data, split) in cases {
-        let weights = encoder_fixture(encoder);
         let stores: Vec<PathBuf> = paths
             .iter()
             .enumerate()
             .map(|(i, (_, env))| {
                 let out = tmp.path().join(format!("{encoder}-{i}"));
                 let mut args = vec![
-                    "extract",
-                    "--encoder",
-                    encoder,
-                    "--weights",
-                    weights.to_str().unwrap(),
-                    "--task",
-                    task,
-                    "--data",
-                    data.to_str().unwrap(),
-                    "--out",
-                    out.to_str().unwrap(),
                     "--batch-size",
                     "2",
                     "--dtype",
@@ -702,7 +663,7 @@ fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
                 if !split.is_empty() {
                     args.extend(["--split", split]);
                 }
-                let output = classify_with(&args, env);
+                let output = extract_with((encoder, task), data, &out, &args, env);
                 assert!(output.status.success(), "{encoder}: {}", text(&output));
                 out.join(split)
             })

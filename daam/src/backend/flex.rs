@@ -42,11 +42,12 @@ fn kernels_off(value: Option<&str>) -> bool {
     value.is_some_and(|v| v.trim().eq_ignore_ascii_case("composed"))
 }
 
-/// Whether Flex's kernels run for these tensors: f32 only, and not turned off by
-/// [`KERNELS_ENV`] (read once).
-fn kernels_for(tensors: &[&FlexTensor]) -> bool {
+/// Whether the CPU kernels are on: not turned off by [`KERNELS_ENV`] (read once, with a
+/// warning for a value that is neither `composed` nor `fused`). The `encoders` crate's kernels
+/// follow the same switch.
+pub fn cpu_kernels_enabled() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let off = *OFF.get_or_init(|| {
+    !*OFF.get_or_init(|| {
         let value = std::env::var(KERNELS_ENV).ok();
         if let Some(v) = value.as_deref().filter(|v| !kernels_off(Some(v))) {
             if !v.trim().eq_ignore_ascii_case("fused") {
@@ -54,8 +55,12 @@ fn kernels_for(tensors: &[&FlexTensor]) -> bool {
             }
         }
         kernels_off(value.as_deref())
-    });
-    !off && tensors.iter().all(|t| t.dtype() == DType::F32)
+    })
+}
+
+/// Whether Flex's kernels run for these tensors: f32 only, and [`cpu_kernels_enabled`].
+fn kernels_for(tensors: &[&FlexTensor]) -> bool {
+    cpu_kernels_enabled() && tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
 fn view(x: &FlexTensor) -> (ViewDims, Vec<usize>) {

@@ -8,6 +8,7 @@
 
 mod autodiff;
 mod flex;
+pub use flex::cpu_kernels_enabled;
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;

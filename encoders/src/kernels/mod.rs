@@ -41,18 +41,10 @@ pub fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<Flex>()
 }
 
-/// The environment variable that turns these kernels off, as it turns off `daam`'s:
-/// `DAAM_KERNELS=composed` runs burn's ops on Flex too, the path a CUDA build takes.
-pub const KERNELS_ENV: &str = "DAAM_KERNELS";
-
-/// Whether the kernels run for backend `B`: `B` is Flex ([`is_flex`]) and `DAAM_KERNELS` is not
-/// `composed` (any case; read once).
+/// Whether the kernels run for backend `B`: `B` is Flex ([`is_flex`]) and `DAAM_KERNELS` does
+/// not turn the CPU kernels off ([`daam::cpu_kernels_enabled`], the switch of `daam`'s kernels).
 pub fn kernels_run<B: Backend>() -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    is_flex::<B>()
-        && !*OFF.get_or_init(|| {
-            std::env::var(KERNELS_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("composed"))
-        })
+    is_flex::<B>() && daam::cpu_kernels_enabled()
 }
 
 /// Moves a tensor's primitive out as a Flex `f32` tensor, or gives the tensor back when the

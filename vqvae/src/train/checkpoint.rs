@@ -301,15 +301,10 @@ pub fn load_optimizer<B: Backend, R: burn::record::Record<B>>(
 /// What a record file that burn could not load is, in words (our own writes are atomic, so a
 /// damaged file comes from a copy, a full disk or another program).
 fn record_error(error: &burn::record::RecorderError) -> String {
-    let hint = "an earlier `step-*` checkpoint of the run may be intact";
-    match RecordFault::of(error) {
-        RecordFault::Truncated => format!(
-            "is truncated (or was written for another configuration): the file ends before its \
-             record does; {hint}"
-        ),
-        RecordFault::Corrupt(what) => format!("is corrupt: {what}; {hint}"),
-        RecordFault::Other(detail) => {
-            format!("does not fit this configuration (or is corrupt): {detail}")
-        }
+    let fault = RecordFault::of(error);
+    let text = fault.describe("this configuration");
+    match fault {
+        RecordFault::Other(_) => text,
+        _ => format!("{text}; an earlier `step-*` checkpoint of the run may be intact"),
     }
 }
