@@ -395,6 +395,68 @@ mod tests {
             .is_none_or(|g| g.abs().sum().into_scalar() == 0.0));
     }
 
+    /// The commitment loss moves only the latent (the encoder), toward its code; the codebook
+    /// loss moves only the code, toward its latents (van den Oord et al., eq. 3).
+    #[test]
+    fn each_loss_moves_only_its_own_side() {
+        let mut q = VectorQuantizerConfig::new(3, 2).init::<TestAutodiff>(&Default::default());
+        let codes = Tensor::from_floats([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], &Default::default());
+        q.codebook = q.codebook.map(|_| codes.require_grad());
+        let vectors = [[0.9, 0.1], [0.1, 1.2], [-0.2, 0.1]];
+        let z = latent::<TestAutodiff>(vectors).require_grad();
+        let out = q.forward(z.clone());
+        let zero = |g: Option<Tensor<_, 2>>| g.is_none_or(|g| g.abs().sum().into_scalar() == 0.0);
+
+        // ∂/∂z of β·mean((z − sg[e])²) = 2β(z − e)/n with n = 6 entries; channel-major order.
+        let grads = out.commitment_loss.backward();
+        let gz = z
+            .grad(&grads)
+            .expect("the commitment loss gives the latent no gradient");
+        let gz = gz.into_data().to_vec::<f32>().unwrap();
+        let chosen = [[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]];
+        let expected: Vec<f32> = (0..2)
+            .flat_map(|d| (0..3).map(move |i| 2.0 * 0.25 * (vectors[i][d] - chosen[i][d]) / 6.0))
+            .collect();
+        for (g, e) in gz.iter().zip(&expected) {
+            assert!(
+                (g - e).abs() < 1e-6,
+                "commitment ∂z {gz:?}, expected {expected:?}"
+            );
+        }
+        assert!(
+            zero(q.codebook.grad(&grads)),
+            "the commitment loss moved the codebook"
+        );
+
+        let out = q.forward(z.clone());
+        let grads = out.codebook_loss.backward();
+        assert!(
+            z.grad(&grads)
+                .is_none_or(|g| g.abs().sum().into_scalar() == 0.0),
+            "the codebook loss moved the latent"
+        );
+        // ∂/∂e_k = Σ over its latents of 2(e_k − z)/n: code 1 has latent 0, code 2 latent 1.
+        let ge = q
+            .codebook
+            .grad(&grads)
+            .expect("the codebook loss gives the codes no gradient");
+        let ge = ge.into_data().to_vec::<f32>().unwrap();
+        let expected = [
+            2.0 * (0.0 - -0.2) / 6.0,
+            2.0 * (0.0 - 0.1) / 6.0,
+            2.0 * (1.0 - 0.9) / 6.0,
+            2.0 * (0.0 - 0.1) / 6.0,
+            2.0 * (0.0 - 0.1) / 6.0,
+            2.0 * (2.0 - 1.2) / 6.0,
+        ];
+        for (g, e) in ge.iter().zip(expected) {
+            assert!(
+                (g - e).abs() < 1e-6,
+                "codebook ∂e {ge:?}, expected {expected:?}"
+            );
+        }
+    }
+
     #[test]
     fn ema_moves_codes_toward_their_latents() {
         let q = quantizer(CodebookUpdate::Ema { decay: 0.5 }, CodeNorm::Euclidean);
