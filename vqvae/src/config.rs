@@ -12,6 +12,19 @@ use crate::model::{
 };
 use crate::train::LrSchedule;
 
+/// Largest width, code dimension (channels) a configuration may ask for.
+pub const MAX_CHANNELS: usize = 1 << 16;
+/// Largest codebook a configuration may ask for.
+pub const MAX_CODES: usize = 1 << 20;
+/// Most down-sampling blocks (the factor is `2^blocks`).
+pub const MAX_BLOCKS: usize = 10;
+/// Smallest training image side: SSIM's 7×7 window, which validation computes, must fit.
+pub const MIN_IMAGE_SIZE: u32 = datasets::image_quality::SSIM_WINDOW as u32;
+/// Largest training image side and resize side.
+pub const MAX_IMAGE_SIZE: u32 = 4096;
+/// Most image-decoding threads.
+pub const MAX_WORKERS: usize = 256;
+
 /// Named starting points for a run; every field can be overridden from TOML or the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -332,6 +345,17 @@ impl RunConfig {
         if m.hidden.is_empty() {
             return Err("model.hidden must list at least one width".into());
         }
+        if let Some(w) = m.hidden.iter().find(|&&w| w == 0 || w > MAX_CHANNELS) {
+            return Err(format!(
+                "model.hidden widths must be between 1 and {MAX_CHANNELS} (got {w})"
+            ));
+        }
+        if m.hidden.len() > MAX_BLOCKS {
+            return Err(format!(
+                "model.hidden lists {} widths; at most {MAX_BLOCKS} down-sampling blocks",
+                m.hidden.len()
+            ));
+        }
         if let Some(w) = m
             .hidden
             .iter()
@@ -342,43 +366,96 @@ impl RunConfig {
                 m.norm_groups
             ));
         }
-        if let ChannelAttention::Daam { num_heads, .. } = m.attention {
+        if m.code_dim == 0 || m.code_dim > MAX_CHANNELS {
+            return Err(format!(
+                "model.code_dim ({}) must be between 1 and {MAX_CHANNELS}",
+                m.code_dim
+            ));
+        }
+        if m.num_codes == 0 || m.num_codes > MAX_CODES {
+            return Err(format!(
+                "model.num_codes ({}) must be between 1 and {MAX_CODES}",
+                m.num_codes
+            ));
+        }
+        if let ChannelAttention::Daam {
+            num_heads,
+            num_gaussians,
+            num_layers,
+        } = m.attention
+        {
             if let Some(w) = m.hidden.iter().find(|&&w| num_heads == 0 || num_heads > w) {
                 return Err(format!(
                     "model.attention.num_heads ({num_heads}) must be between 1 and every width \
                      (got {w})"
                 ));
             }
-        }
-        let f = 1u32 << m.hidden.len();
-        if self.data.image_size == 0 || self.data.image_size % f != 0 {
-            return Err(format!(
-                "data.image_size ({}) must be a positive multiple of the down-sampling factor ({f})",
-                self.data.image_size
-            ));
-        }
-        if let Some(resize) = self.data.resize {
-            if resize < self.data.image_size || resize % f != 0 {
+            if num_gaussians == 0 || num_layers == 0 {
                 return Err(format!(
-                    "data.resize ({resize}) must be at least data.image_size ({}) and a multiple \
-                     of the down-sampling factor ({f})",
-                    self.data.image_size
+                    "model.attention.num_gaussians ({num_gaussians}) and num_layers \
+                     ({num_layers}) must be positive (for no attention: kind = \"none\")"
                 ));
             }
         }
-        if self.train.batch_size == 0 || self.train.learning_rate <= 0.0 {
+        if !(m.commitment.is_finite() && m.commitment >= 0.0) {
             return Err(format!(
-                "train.batch_size ({}) and train.learning_rate ({}) must be positive",
-                self.train.batch_size, self.train.learning_rate
+                "model.commitment ({}) must be a finite number ≥ 0",
+                m.commitment
             ));
         }
-        self.train.schedule.validate()?;
         if !(0.0..1.0).contains(&m.ema_decay) {
             return Err(format!(
                 "model.ema_decay ({}) must be in [0, 1)",
                 m.ema_decay
             ));
         }
+        let f = 1u32 << m.hidden.len();
+        let d = &self.data;
+        if d.image_size == 0 || d.image_size % f != 0 {
+            return Err(format!(
+                "data.image_size ({}) must be a positive multiple of the down-sampling factor ({f})",
+                d.image_size
+            ));
+        }
+        if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&d.image_size) {
+            return Err(format!(
+                "data.image_size ({}) must be between {MIN_IMAGE_SIZE} (SSIM's window, which \
+                 validation computes) and {MAX_IMAGE_SIZE}",
+                d.image_size
+            ));
+        }
+        if let Some(resize) = d.resize {
+            if resize < d.image_size || resize % f != 0 || resize > MAX_IMAGE_SIZE {
+                return Err(format!(
+                    "data.resize ({resize}) must be at least data.image_size ({}), at most \
+                     {MAX_IMAGE_SIZE} and a multiple of the down-sampling factor ({f})",
+                    d.image_size
+                ));
+            }
+        }
+        if d.workers > MAX_WORKERS {
+            return Err(format!(
+                "data.workers ({}) must be at most {MAX_WORKERS} (0: one per core)",
+                d.workers
+            ));
+        }
+        if d.procedural_images == 0 {
+            return Err("data.procedural_images must be positive".into());
+        }
+        let t = &self.train;
+        if t.batch_size == 0 {
+            return Err("train.batch_size must be positive".into());
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            return Err(format!(
+                "train.learning_rate ({}) must be a positive finite number",
+                t.learning_rate
+            ));
+        }
+        if t.epochs == 0 {
+            return Err("train.epochs must be positive".into());
+        }
+        t.schedule.validate()?;
         Ok(())
     }
 
@@ -459,6 +536,61 @@ mod tests {
             config.train.batch_size,
             Preset::Small.config().train.batch_size
         );
+    }
+
+    /// Every field a user can set to a size, rate or count the run cannot use is refused up
+    /// front with the field named (each of these panicked, aborted or hung the run before).
+    #[test]
+    fn unusable_values_are_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        let cases = [
+            ("[model]\nnum_codes = 0", "model.num_codes (0)"),
+            (
+                "[model]\nnum_codes = 1000000000",
+                "model.num_codes (1000000000)",
+            ),
+            ("[model]\ncode_dim = 0", "model.code_dim (0)"),
+            ("[model]\nhidden = [0, 16]", "model.hidden widths"),
+            ("[model]\ncommitment = -1.0", "model.commitment (-1)"),
+            ("[model]\ncommitment = nan", "model.commitment (NaN)"),
+            (
+                "[model]\nattention = { kind = \"daam\", num_heads = 2, num_gaussians = 0, \
+                 num_layers = 1 }",
+                "num_gaussians (0)",
+            ),
+            (
+                "[model]\nattention = { kind = \"daam\", num_heads = 2, num_gaussians = 2, \
+                 num_layers = 0 }",
+                "num_layers (0)",
+            ),
+            (
+                "[model]\nattention = { kind = \"daam\", num_heads = 2, num_gaussians = 2, \
+                 num_layers = 1, foo = 1 }",
+                "foo",
+            ),
+            (
+                "[data]\nimage_size = 4",
+                "data.image_size (4) must be between 7",
+            ),
+            ("[data]\nimage_size = 65536", "data.image_size (65536)"),
+            ("[data]\nresize = 65536", "data.resize (65536)"),
+            ("[data]\nworkers = 100000", "data.workers (100000)"),
+            ("[data]\nprocedural_images = 0", "data.procedural_images"),
+            ("[train]\nlearning_rate = nan", "train.learning_rate (NaN)"),
+            ("[train]\nlearning_rate = inf", "train.learning_rate (inf)"),
+            ("[train]\nepochs = 0", "train.epochs"),
+        ];
+        for (toml, expected) in cases {
+            std::fs::write(&path, toml).unwrap();
+            let err = RunConfig::from_toml_over(Preset::Tiny, &path)
+                .expect_err(toml)
+                .to_string();
+            assert!(
+                err.contains("run.toml") && err.contains(expected),
+                "{toml}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -555,6 +555,47 @@ fn bad_inputs_give_named_errors() {
         err.contains("model.bin") && err.contains("does not fit"),
         "{err}"
     );
+    // Edits burn would not catch: a third width (burn's loader panicked on the list length),
+    // no attention (burn loaded the DAAM weights' file silently, ignoring them), and values no
+    // model can have (the quantizer's constructor panicked).
+    let edits = [
+        (
+            "\"hidden\": [\n      8,\n      16\n    ]",
+            "\"hidden\": [8, 16, 32]",
+            "the configuration builds encoder.blocks.2.conv.weight [32, 16, 4, 4]",
+        ),
+        (
+            "\"attention\": {\n      \"kind\": \"daam\",\n      \"num_heads\": 2,\n      \
+             \"num_gaussians\": 2,\n      \"num_layers\": 1\n    }",
+            "\"attention\": {\"kind\": \"none\"}",
+            "does not fit this configuration",
+        ),
+        (
+            "\"num_codes\": 32",
+            "\"num_codes\": 0",
+            "model.num_codes (0) must be between 1",
+        ),
+    ];
+    for (from, to, expected) in edits {
+        assert!(config.contains(from), "{config}");
+        std::fs::write(run.join("config.json"), config.replace(from, to)).unwrap();
+        for command in ["reconstruct", "resume"] {
+            let err = if command == "resume" {
+                fails(&["train", "--out", s(&run), "--resume", "--max-steps", "3"])
+            } else {
+                fails(&[
+                    "reconstruct",
+                    "--checkpoint",
+                    s(&run),
+                    "--input",
+                    s(&data),
+                    "--out",
+                    s(&dir.path().join("o")),
+                ])
+            };
+            assert!(err.contains(expected), "{to}, {command}: {err}");
+        }
+    }
     std::fs::write(run.join("config.json"), config).unwrap();
     // A truncated weights file (an interrupted copy) and a corrupt one (a length prefix at the
     // start claiming 2⁶³ bytes: burn's own recorder would try to allocate it and abort) are

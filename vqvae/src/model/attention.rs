@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Channel attention after each residual block (blog "Advanced Applications": DAAM on the
 /// channel axis, `norm_axis = 1`, 4 heads × 3 Gaussians).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum ChannelAttention {
     /// A `DensityBlock` on the channel axis.
     Daam {

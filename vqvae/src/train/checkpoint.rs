@@ -64,10 +64,15 @@ pub fn write_config(run: &Path, config: &RunConfig) -> Result<()> {
 pub fn read_config(run: &Path) -> Result<RunConfig> {
     let path = run.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
-        path,
+    let config: RunConfig = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
         message: format!("config.json is not a valid run configuration: {e}"),
-    })
+    })?;
+    config.validate().map_err(|message| Error::Checkpoint {
+        path,
+        message: format!("config.json is not a usable run configuration: {message}"),
+    })?;
+    Ok(config)
 }
 
 /// The image folders a run trains and validates on, kept beside its `config.json` so that
@@ -180,6 +185,8 @@ pub fn save<B: Backend, R: burn::record::Record<B>>(
     recorder
         .record(optimizer, tmp.join("optimizer"))
         .map_err(|e| failed("optimizer.bin", e))?;
+    let shapes = serde_json::to_string(&ParamList::of(model)).expect("shapes serialise");
+    std::fs::write(tmp.join(PARAMS_FILE), shapes).map_err(io(&tmp))?;
     let json = serde_json::to_string(state).expect("states serialise");
     std::fs::write(tmp.join("state.json"), json).map_err(io(&tmp))?;
     let dir = run.join(&name);
@@ -240,6 +247,26 @@ pub fn load_model<B: Backend>(
         });
     }
     let fresh = config.model_config().init::<B>(device);
+    // burn panics when a record's module lists have another length than the module's (e.g. a
+    // width added to `model.hidden`), and loads a record with extra modules silently (DAAM
+    // weights under `attention: none`): compare the parameter list the checkpoint was saved
+    // with first. Checkpoints written before `model.json` existed skip this check.
+    let params_path = dir.join(PARAMS_FILE);
+    if let Ok(text) = std::fs::read_to_string(&params_path) {
+        let saved: ParamList = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+            path: params_path.clone(),
+            message: format!("not a parameter list: {e}"),
+        })?;
+        if let Some(difference) = saved.difference(&ParamList::of(&fresh)) {
+            return Err(Error::Checkpoint {
+                path,
+                message: format!(
+                    "does not fit this configuration: {difference} (config.json was changed \
+                     after the checkpoint was written, or the checkpoint comes from another run)"
+                ),
+            });
+        }
+    }
     let expected = param_shapes(&fresh);
     let model = fresh
         .load_file(dir.join("model"), &CheckpointRecorder::new(), device)
@@ -266,6 +293,72 @@ pub fn load_model<B: Backend>(
         });
     }
     Ok(model)
+}
+
+/// The file in each checkpoint folder listing the saved model's parameters.
+const PARAMS_FILE: &str = "model.json";
+
+/// A model's parameters, by path (`encoder.blocks.0.conv.weight`) and shape, in visiting order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ParamList {
+    parameters: Vec<(String, Vec<usize>)>,
+}
+
+impl ParamList {
+    fn of<B: Backend, M: Module<B>>(module: &M) -> Self {
+        struct Named {
+            path: Vec<String>,
+            parameters: Vec<(String, Vec<usize>)>,
+        }
+        impl<B: Backend> burn::module::ModuleVisitor<B> for Named {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(
+                &mut self,
+                param: &burn::module::Param<burn::tensor::Tensor<B, D>>,
+            ) {
+                self.parameters
+                    .push((self.path.join("."), param.dims().to_vec()));
+            }
+        }
+        let mut named = Named {
+            path: Vec::new(),
+            parameters: Vec::new(),
+        };
+        module.visit(&mut named);
+        Self {
+            parameters: named.parameters,
+        }
+    }
+
+    /// The first way `self` (saved) and `model` (built from the configuration) differ.
+    fn difference(&self, model: &Self) -> Option<String> {
+        let (saved, built) = (&self.parameters, &model.parameters);
+        if let Some((s, b)) = saved.iter().zip(built).find(|(s, b)| s != b) {
+            return Some(format!(
+                "the file holds {} {:?} where the configuration builds {} {:?}",
+                s.0, s.1, b.0, b.1
+            ));
+        }
+        let common = saved.len().min(built.len());
+        (saved.len() != built.len()).then(|| {
+            let (which, first) = if saved.len() > built.len() {
+                ("extra", &saved[common].0)
+            } else {
+                ("missing", &built[common].0)
+            };
+            format!(
+                "the file holds {} parameters, the configuration builds {} (the first {which} \
+                 one: {first})",
+                saved.len(),
+                built.len()
+            )
+        })
+    }
 }
 
 /// The shapes of a module's parameters, in visiting order.
@@ -306,5 +399,42 @@ fn record_error(error: &burn::record::RecorderError) -> String {
     match fault {
         RecordFault::Other(_) => text,
         _ => format!("{text}; an earlier `step-*` checkpoint of the run may be intact"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ParamList;
+
+    fn list(entries: &[(&str, &[usize])]) -> ParamList {
+        ParamList {
+            parameters: entries
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn parameter_lists_name_their_first_difference() {
+        let a = list(&[("stem.weight", &[8, 3, 3, 3]), ("stem.bias", &[8])]);
+        assert_eq!(a.difference(&a.clone()), None);
+        let wider = list(&[("stem.weight", &[16, 3, 3, 3]), ("stem.bias", &[16])]);
+        assert_eq!(
+            a.difference(&wider).unwrap(),
+            "the file holds stem.weight [8, 3, 3, 3] where the configuration builds stem.weight \
+             [16, 3, 3, 3]"
+        );
+        let shorter = list(&[("stem.weight", &[8, 3, 3, 3])]);
+        assert_eq!(
+            a.difference(&shorter).unwrap(),
+            "the file holds 2 parameters, the configuration builds 1 (the first extra one: \
+             stem.bias)"
+        );
+        assert_eq!(
+            shorter.difference(&a).unwrap(),
+            "the file holds 1 parameters, the configuration builds 2 (the first missing one: \
+             stem.bias)"
+        );
     }
 }
