@@ -98,13 +98,12 @@ pub fn compare<B: DaamBackend>(
         .unwrap_or(models[0].1.config.data.resize_side());
     for (label, m) in models {
         let f = m.config.downsampling();
-        if size % f != 0 {
-            return Err(Error::Config {
-                path: m.checkpoint.clone(),
-                message: format!("{label}: image size {size} is not a multiple of its factor {f}"),
-            });
-        }
+        crate::reconstruct::check_eval_size(size, f).map_err(|message| Error::Config {
+            path: m.checkpoint.clone(),
+            message: format!("{label}: {message}"),
+        })?;
     }
+    crate::reconstruct::check_output_apart(input, out)?;
     let mut tiles = Vec::new();
     for (label, m) in models {
         let tile = crate::tiles::choose_tile(&m.config, size, options.tile).map_err(|message| {

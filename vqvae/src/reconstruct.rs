@@ -42,6 +42,80 @@ pub fn load<B: DaamBackend>(path: &Path, device: &B::Device) -> Result<LoadedMod
     })
 }
 
+/// Largest side `--size` may ask for (an image of it is decoded whole before tiling).
+pub const MAX_EVAL_SIZE: u32 = 8192;
+
+/// Checks an evaluation side `size` for a model of down-sampling factor `f`: at least SSIM's
+/// window, at most [`MAX_EVAL_SIZE`], a multiple of `f`.
+pub fn check_eval_size(size: u32, f: u32) -> std::result::Result<(), String> {
+    let min = crate::config::MIN_IMAGE_SIZE;
+    if !(min..=MAX_EVAL_SIZE).contains(&size) {
+        return Err(format!(
+            "--size ({size}) must be between {min} (SSIM's window) and {MAX_EVAL_SIZE}"
+        ));
+    }
+    if size % f != 0 {
+        return Err(format!(
+            "--size ({size}) must be a multiple of the down-sampling factor ({f})"
+        ));
+    }
+    Ok(())
+}
+
+/// `path` made absolute with symbolic links resolved, also where its last components do not
+/// exist yet (an output folder to be created).
+fn resolved(path: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = existing.canonicalize() {
+            return Ok(rest.iter().rev().fold(canonical, |p, c| p.join(c)));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return Ok(absolute),
+        }
+    }
+}
+
+/// Refuses an output folder that would write among the input images: the folder of an input
+/// file, an input folder or a folder inside it (reconstructions would replace originals of the
+/// same name, and be read back as inputs by the next run).
+///
+/// # Errors
+/// [`Error::Config`] naming both folders.
+pub fn check_output_apart(input: &Path, out: &Path) -> Result<()> {
+    let input_dir = if input.is_file() {
+        resolved(input)?.parent().map(Path::to_path_buf)
+    } else {
+        Some(resolved(input)?)
+    };
+    let out_dir = resolved(out)?;
+    match input_dir {
+        Some(dir) if out_dir.starts_with(&dir) => Err(Error::Config {
+            path: out.to_path_buf(),
+            message: format!(
+                "--out is {} {}: its images would be written over originals of the same name \
+                 and read as inputs next time; choose a folder outside it",
+                if out_dir == dir {
+                    "the input folder"
+                } else {
+                    "inside the input folder"
+                },
+                dir.display()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Images of `--input`: one file or a folder (recursively).
 pub fn input_source(input: &Path) -> Result<ImageSource> {
     if input.is_file() {
@@ -157,14 +231,11 @@ pub fn reconstruct<B: DaamBackend>(
 ) -> Result<Evaluation> {
     let size = size.unwrap_or(loaded.config.data.resize_side());
     let f = loaded.config.downsampling();
-    if size % f != 0 {
-        return Err(Error::Config {
-            path: input.to_path_buf(),
-            message: format!(
-                "--size ({size}) must be a multiple of the down-sampling factor ({f})"
-            ),
-        });
-    }
+    check_eval_size(size, f).map_err(|message| Error::Config {
+        path: input.to_path_buf(),
+        message,
+    })?;
+    check_output_apart(input, out)?;
     let tile =
         crate::tiles::choose_tile(&loaded.config, size, tile).map_err(|message| Error::Config {
             path: loaded.checkpoint.clone(),
@@ -229,6 +300,42 @@ pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
         source,
     })?;
     let file: CodeFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if file.height == 0 || file.width == 0 {
+        return Err(bad(format!(
+            "the code grid is {}×{}: empty",
+            file.height, file.width
+        )));
+    }
+    // The grid becomes an image of (grid · factor)² pixels: refuse sizes no evaluation makes.
+    let max_grid = MAX_EVAL_SIZE as usize;
+    if file.height > max_grid || file.width > max_grid {
+        return Err(bad(format!(
+            "the code grid is {}×{}: more than {max_grid} codes a side",
+            file.height, file.width
+        )));
+    }
+    if file.tile == Some(0) {
+        return Err(bad("tile 0: a tile must be positive".into()));
+    }
+    // Names become file names in `--out`: one plain, distinct name per image.
+    let mut names = std::collections::HashSet::new();
+    for image in &file.images {
+        let name = &image.name;
+        let plain = !name.is_empty()
+            && !name.contains(['/', '\\', '\0'])
+            && Path::new(name).file_name() == Some(std::ffi::OsStr::new(name));
+        if !plain {
+            return Err(bad(format!(
+                "image name {name:?} is not a plain file name (no folders, not empty): decode \
+                 writes NAME.png into --out"
+            )));
+        }
+        if !names.insert(name.as_str()) {
+            return Err(bad(format!(
+                "image name {name:?} appears twice: the second image would replace the first"
+            )));
+        }
+    }
     if file.num_codes != num_codes {
         return Err(bad(format!(
             "written for a codebook of {} codes, the model has {num_codes}",

@@ -299,6 +299,136 @@ fn decode_of_exported_codes_equals_reconstruct() {
     assert!(rec.join("metrics.csv").is_file() && rec.join("metrics.json").is_file());
 }
 
+/// Nothing a user passes makes `reconstruct`, `compare` or `decode` write over the input
+/// images or outside `--out`, and sizes no model can evaluate are refused up front (each of
+/// these overwrote originals, wrote outside `--out`, or panicked before).
+#[test]
+fn outputs_stay_apart_from_inputs_and_inside_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 3);
+    let run = dir.path().join("run");
+    ok(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--max-steps",
+        "2",
+        "--out",
+        s(&run),
+    ]);
+    let originals: Vec<Vec<u8>> = (0..3)
+        .map(|i| std::fs::read(data.join(format!("proc_{i:05}.png"))).unwrap())
+        .collect();
+    let one = data.join("proc_00000.png");
+    for (input, out, expected) in [
+        (&data, data.clone(), "--out is the input folder"),
+        (&data, data.join("rec"), "--out is inside the input folder"),
+        (&one, data.clone(), "--out is the input folder"),
+    ] {
+        for command in ["reconstruct", "compare"] {
+            let err = fails(&[
+                command,
+                "--checkpoint",
+                s(&run),
+                "--input",
+                s(input),
+                "--out",
+                s(&out),
+            ]);
+            assert!(err.contains(expected), "{command} {out:?}: {err}");
+        }
+    }
+    for (i, bytes) in originals.iter().enumerate() {
+        let now = std::fs::read(data.join(format!("proc_{i:05}.png"))).unwrap();
+        assert_eq!(&now, bytes, "image {i} was overwritten");
+    }
+    assert!(!data.join("rec").exists());
+    for size in ["0", "4", "100000"] {
+        for command in ["reconstruct", "compare"] {
+            let out = dir.path().join("o");
+            let err = fails(&[
+                command,
+                "--checkpoint",
+                s(&run),
+                "--input",
+                s(&data),
+                "--out",
+                s(&out),
+                "--size",
+                size,
+            ]);
+            assert!(
+                err.contains(&format!("--size ({size}) must be between 7")),
+                "{command} --size {size}: {err}"
+            );
+        }
+    }
+
+    let rec = dir.path().join("rec");
+    ok(&[
+        "reconstruct",
+        "--checkpoint",
+        s(&run),
+        "--input",
+        s(&data),
+        "--out",
+        s(&rec),
+        "--export-codes",
+    ]);
+    let codes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.join("codes.json")).unwrap()).unwrap();
+    let escaped = dir.path().join("escaped.png");
+    let absolute = dir.path().join("absolute");
+    let edits: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        (Box::new(|c| c["tile"] = 0.into()), "tile 0"),
+        (
+            Box::new(|c| {
+                c["height"] = 0.into();
+                c["width"] = 0.into();
+                c["images"][0]["codes"] = serde_json::json!([]);
+            }),
+            "the code grid is 0×0",
+        ),
+        (
+            Box::new(|c| c["images"][0]["name"] = "../escaped".into()),
+            "\"../escaped\" is not a plain file name",
+        ),
+        (
+            Box::new(move |c| c["images"][0]["name"] = s(&absolute).into()),
+            "is not a plain file name",
+        ),
+        (
+            Box::new(|c| c["images"][0]["name"] = "".into()),
+            "\"\" is not a plain file name",
+        ),
+        (
+            Box::new(|c| c["images"][1]["name"] = c["images"][0]["name"].clone()),
+            "appears twice",
+        ),
+    ];
+    let dec = dir.path().join("dec");
+    for (edit, expected) in edits {
+        let mut edited = codes.clone();
+        edit(&mut edited);
+        let path = dir.path().join("edited.json");
+        std::fs::write(&path, edited.to_string()).unwrap();
+        let err = fails(&[
+            "decode",
+            "--checkpoint",
+            s(&run),
+            "--codes",
+            s(&path),
+            "--out",
+            s(&dec),
+        ]);
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    assert!(!escaped.exists() && !dir.path().join("absolute.png").exists());
+    assert!(!dec.exists(), "decode wrote before checking its codes");
+}
+
 /// Trained on 16² crops of a 32-pixel view, the model evaluates 32² images in 16² tiles; the
 /// exported codes record the tile and decode back to the same bytes. (Trained without the
 /// sampling GroupNorms, as the `small` preset, so that layout goes through save, load and
