@@ -381,7 +381,8 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
         serde_json::from_str(&std::fs::read_to_string(rec.join("codes.json")).unwrap()).unwrap();
     let escaped = dir.path().join("escaped.png");
     let absolute = dir.path().join("absolute");
-    let edits: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(Edit, &str)> = vec![
         (Box::new(|c| c["tile"] = 0.into()), "tile 0"),
         (
             Box::new(|c| {
