@@ -35,7 +35,7 @@ pub fn scaled_dot_product_attention<B: DaamBackend>(
         "attention: {num_heads} heads do not divide the query width {width}"
     );
     assert!(
-        num_kv_heads > 0 && num_heads % num_kv_heads == 0,
+        num_kv_heads > 0 && num_heads.is_multiple_of(num_kv_heads),
         "attention: {num_kv_heads} key/value heads do not divide {num_heads} query heads"
     );
     let kv_shape = [batch_size, seq_length, width / num_heads * num_kv_heads];

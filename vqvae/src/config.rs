@@ -411,7 +411,7 @@ impl RunConfig {
         }
         let f = 1u32 << m.hidden.len();
         let d = &self.data;
-        if d.image_size == 0 || d.image_size % f != 0 {
+        if d.image_size == 0 || !d.image_size.is_multiple_of(f) {
             return Err(format!(
                 "data.image_size ({}) must be a positive multiple of the down-sampling factor ({f})",
                 d.image_size

@@ -54,7 +54,7 @@ pub fn check_eval_size(size: u32, f: u32) -> std::result::Result<(), String> {
             "--size ({size}) must be between {min} (SSIM's window) and {MAX_EVAL_SIZE}"
         ));
     }
-    if size % f != 0 {
+    if !size.is_multiple_of(f) {
         return Err(format!(
             "--size ({size}) must be a multiple of the down-sampling factor ({f})"
         ));

@@ -11,7 +11,7 @@ use crate::config::RunConfig;
 /// is a larger multiple of it, else `None` (the whole image at once).
 pub fn eval_tile(config: &RunConfig, size: u32) -> Option<usize> {
     let tile = config.data.image_size;
-    (size > tile && size % tile == 0).then_some(tile as usize)
+    (size > tile && size.is_multiple_of(tile)).then_some(tile as usize)
 }
 
 /// The tile side for `size`² images when the user asks for `requested` (`--tile`): `None`
@@ -30,7 +30,7 @@ pub fn choose_tile(
         return Ok(eval_tile(config, size));
     };
     let factor = config.downsampling();
-    if tile == 0 || tile > size || size % tile != 0 {
+    if tile == 0 || tile > size || !size.is_multiple_of(tile) {
         return Err(format!(
             "--tile {tile} must divide the image size {size} (use --tile {size} for whole images)"
         ));
@@ -56,7 +56,7 @@ pub fn split<T: Copy>(
     tile: usize,
 ) -> Vec<Vec<T>> {
     assert!(
-        tile > 0 && height % tile == 0 && width % tile == 0,
+        tile > 0 && height.is_multiple_of(tile) && width.is_multiple_of(tile),
         "tile {tile} must divide {height}x{width}"
     );
     assert_eq!(

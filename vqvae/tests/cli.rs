@@ -728,6 +728,15 @@ fn bad_inputs_give_named_errors() {
         }
     }
     std::fs::write(run.join("config.json"), config).unwrap();
+    // Without sources.json a resumed run would train on the built-in images instead of --data.
+    let sources = run.join("sources.json");
+    std::fs::rename(&sources, dir.path().join("sources.json")).unwrap();
+    let err = fails(&["train", "--out", s(&run), "--resume", "--max-steps", "3"]);
+    assert!(
+        err.contains("sources.json: is missing") && err.contains("pass --data"),
+        "{err}"
+    );
+    std::fs::rename(dir.path().join("sources.json"), &sources).unwrap();
     // A truncated weights file (an interrupted copy) and a corrupt one (a length prefix at the
     // start claiming 2⁶³ bytes: burn's own recorder would try to allocate it and abort) are
     // named as such, as is the optimizer's on --resume; nothing is written over them.
@@ -839,49 +848,71 @@ fn a_nan_loss_stops_without_touching_the_last_checkpoint() {
 fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = images(dir.path(), 4);
-    let run = dir.path().join("run");
-    let child = Command::new(env!("CARGO_BIN_EXE_vqvae"))
-        .args([
+    for signal in ["-INT", "-TERM"] {
+        let run = dir.path().join(format!("run{signal}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_vqvae"))
+            .args([
+                "train",
+                "--preset",
+                "tiny",
+                "--data",
+                s(&data),
+                "--max-steps",
+                "1000000",
+                "--out",
+                s(&run),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while trajectory_len(&run) < 5 {
+            assert!(started.elapsed().as_secs() < 60, "training did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // One training process per folder: a second one, fresh or resuming, is refused (a
+        // second fresh run used to start over in the folder and delete the first's checkpoints).
+        let holder = format!("in use by another training process (pid {})", child.id());
+        for extra in [&[][..], &["--resume"][..]] {
+            let mut args = vec!["train", "--preset", "tiny", "--out", s(&run)];
+            args.extend_from_slice(extra);
+            let err = fails(&args);
+            assert!(err.contains(&holder), "{args:?}: {err}");
+        }
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // Saved, and exit status 130 so that `vqvae train … && next` stops.
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{signal}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("stopped after"), "{stdout}");
+        let steps = trajectory_len(&run) as u64;
+        let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+        assert_eq!(
+            latest,
+            format!("step-{steps:08}"),
+            "the checkpoint is the last step logged"
+        );
+        assert!(run.join(latest).join("model.bin").is_file());
+        // The folder is free again once the process has ended.
+        ok(&[
             "train",
-            "--preset",
-            "tiny",
-            "--data",
-            s(&data),
-            "--max-steps",
-            "1000000",
             "--out",
             s(&run),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while trajectory_len(&run) < 5 {
-        assert!(started.elapsed().as_secs() < 60, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+            "--resume",
+            "--max-steps",
+            &(steps + 1).to_string(),
+        ]);
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("stopped after"), "{stdout}");
-    let steps = trajectory_len(&run) as u64;
-    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
-    assert_eq!(
-        latest,
-        format!("step-{steps:08}"),
-        "the checkpoint is the last step logged"
-    );
-    assert!(run.join(latest).join("model.bin").is_file());
 }
 
 fn trajectory_len(run: &Path) -> usize {

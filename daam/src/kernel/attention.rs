@@ -52,7 +52,7 @@ impl AttentionDims {
 
     fn check(&self, q: &[f32], k: &[f32], v: &[f32]) {
         assert!(
-            self.num_kv_heads > 0 && self.num_heads % self.num_kv_heads == 0,
+            self.num_kv_heads > 0 && self.num_heads.is_multiple_of(self.num_kv_heads),
             "attention: {} key/value heads do not divide {} query heads",
             self.num_kv_heads,
             self.num_heads

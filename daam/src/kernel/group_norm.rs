@@ -68,7 +68,7 @@ pub struct GroupNormParamGrads<F> {
 fn check<F>(x: &[F], gamma: &[F], beta: &[F], dims: &GroupNormDims) {
     assert_eq!(x.len(), dims.len(), "input length does not match its dims");
     assert!(
-        dims.groups > 0 && dims.channels % dims.groups == 0,
+        dims.groups > 0 && dims.channels.is_multiple_of(dims.groups),
         "groups ({}) must divide channels ({})",
         dims.groups,
         dims.channels

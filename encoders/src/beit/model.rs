@@ -138,12 +138,15 @@ impl<B: Backend> Beit<B> {
                 config.hidden_act
             )));
         }
-        if config.hidden_size % config.num_attention_heads != 0 {
+        if !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+        {
             return Err(unsupported(
                 "hidden_size is not a multiple of num_attention_heads".into(),
             ));
         }
-        if config.image_size % config.patch_size != 0 {
+        if !config.image_size.is_multiple_of(config.patch_size) {
             return Err(unsupported(
                 "image_size is not a multiple of patch_size".into(),
             ));

@@ -129,14 +129,17 @@ impl LlamaConfig {
             return unsupported(format!("{name} is 0"));
         }
         let head_dim = self.head_dim();
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return unsupported(format!(
                 "head_dim = {head_dim} (hidden_size {} / num_attention_heads {}): rotary \
                  embeddings need an even, non-zero head width",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.num_attention_heads % self.num_key_value_heads() != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads())
+        {
             return unsupported(format!(
                 "num_attention_heads = {} is not a multiple of num_key_value_heads = {}",
                 self.num_attention_heads,

@@ -35,7 +35,7 @@ impl<B: Backend> RotaryTables<B> {
     /// When `head_dim` is odd.
     pub fn new(seq_length: usize, head_dim: usize, theta: f64, device: &B::Device) -> Self {
         assert!(
-            head_dim % 2 == 0,
+            head_dim.is_multiple_of(2),
             "rotary embeddings need an even head_dim, got {head_dim}"
         );
         let frequencies = inverse_frequencies(head_dim, theta);

@@ -95,14 +95,16 @@ impl WavLMConfig {
                 return unsupported(format!("{field} = {value:?}; only \"gelu\" is implemented"));
             }
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return unsupported(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
         let groups = self.num_conv_pos_embedding_groups;
-        if groups == 0 || self.hidden_size % groups != 0 {
+        if groups == 0 || !self.hidden_size.is_multiple_of(groups) {
             return unsupported(format!(
                 "hidden_size {} is not divisible by num_conv_pos_embedding_groups {groups}",
                 self.hidden_size

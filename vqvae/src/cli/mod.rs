@@ -248,8 +248,14 @@ struct CompareArgs {
 }
 
 /// Parses the arguments and runs the command.
-pub fn run() -> Result<()> {
+/// Exit status of a training run stopped by Ctrl-C or SIGTERM after saving its checkpoint
+/// (128 + SIGINT, the shell's convention), so that `vqvae train … && next` does not go on.
+pub const INTERRUPTED: u8 = 130;
+
+/// Runs the command line; the exit status on success ([`INTERRUPTED`] for a stopped run).
+pub fn run() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    let done = |r: Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
     match cli.command {
         Command::Train(args) => {
             let device = args.device;
@@ -257,15 +263,19 @@ pub fn run() -> Result<()> {
         }
         Command::Reconstruct(args) => {
             let device = args.device;
-            device::dispatch!(device, |B, dev| reconstruct::<B>(&args, &dev))
+            done(device::dispatch!(device, |B, dev| reconstruct::<B>(
+                &args, &dev
+            )))
         }
         Command::Decode(args) => {
             let device = args.device;
-            device::dispatch!(device, |B, dev| decode::<B>(&args, &dev))
+            done(device::dispatch!(device, |B, dev| decode::<B>(&args, &dev)))
         }
         Command::Compare(args) => {
             let device = args.device;
-            device::dispatch!(device, |B, dev| compare::<B>(&args, &dev))
+            done(device::dispatch!(device, |B, dev| compare::<B>(
+                &args, &dev
+            )))
         }
     }
 }
@@ -353,7 +363,7 @@ fn run_config(args: &TrainArgs) -> Result<RunConfig> {
     Ok(c)
 }
 
-fn train<B>(args: &TrainArgs, device: &B::Device) -> Result<()>
+fn train<B>(args: &TrainArgs, device: &B::Device) -> Result<std::process::ExitCode>
 where
     B: burn::tensor::backend::AutodiffBackend + DaamBackend,
     B::InnerBackend: DaamBackend,
@@ -364,10 +374,13 @@ where
         let stop = stop.clone();
         ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond Ctrl-C: exiting without saving");
-                std::process::exit(130);
+                eprintln!("\nsecond interruption: exiting without saving");
+                std::process::exit(INTERRUPTED.into());
             }
-            eprintln!("\nCtrl-C: saving a checkpoint after this step (press again to abort)");
+            eprintln!(
+                "\ninterrupted (Ctrl-C or SIGTERM): saving a checkpoint after this step \
+                 (interrupt again to abort)"
+            );
         })
         .context("installing the Ctrl-C handler")?;
     }
@@ -399,7 +412,11 @@ where
         sample.display(),
         args.out.join("metrics.csv").display()
     );
-    Ok(())
+    Ok(if outcome.interrupted {
+        std::process::ExitCode::from(INTERRUPTED)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 fn reconstruct<B: DaamBackend>(args: &ReconstructArgs, device: &B::Device) -> Result<()> {

@@ -72,7 +72,7 @@ impl TrainObserver for Bars {
                 bar.set_position(r.step);
                 bar.set_message(summary(r));
             }
-            None if r.step % self.every == 0 || r.step == r.total_steps => {
+            None if r.step.is_multiple_of(self.every) || r.step == r.total_steps => {
                 eprintln!(
                     "step {}/{} epoch {} {}",
                     r.step,

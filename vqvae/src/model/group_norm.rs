@@ -30,7 +30,7 @@ impl<B: Backend> GroupNormRelu<B> {
     /// If `groups` does not divide `channels`.
     pub fn new(groups: usize, channels: usize, device: &B::Device) -> Self {
         assert!(
-            groups > 0 && channels % groups == 0,
+            groups > 0 && channels.is_multiple_of(groups),
             "norm_groups ({groups}) must divide the channel count ({channels})"
         );
         Self {

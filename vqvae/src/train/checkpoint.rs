@@ -4,10 +4,12 @@
 //! ```text
 //! RUN/config.json             the RunConfig
 //! RUN/sources.json            the training and validation image folders (`--data`, `--val`)
+//! RUN/.lock                   held by the process training into RUN
 //! RUN/latest                  "step-00000500"
 //! RUN/step-00000500/model.bin        weights (burn BinFileRecorder's format, full precision)
 //! RUN/step-00000500/optimizer.bin    Adam moments
 //! RUN/step-00000500/state.json       step, codebook statistics, skipped-image count
+//! RUN/step-00000500/model.json       the parameters model.bin holds (path, shape)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -51,6 +53,59 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Holds a run folder for one training process: a lock on `RUN/.lock` (the operating system
+/// releases it when the process ends, however it ends). Two processes training into one folder
+/// would delete each other's checkpoints.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// Locks `run` (creating it) for this process.
+///
+/// # Errors
+/// [`Error::Checkpoint`] when another process holds the folder, naming its process id.
+pub fn lock_run(run: &Path) -> Result<RunLock> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(run).map_err(io(run))?;
+    let path = run.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::Checkpoint {
+                path: run.to_path_buf(),
+                message: format!(
+                    "is in use by another training process{}: two runs in one folder would \
+                     delete each other's checkpoints (wait for it, stop it, or choose another \
+                     --out)",
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {holder})")
+                    }
+                ),
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(Error::Io { path, source }),
+    }
+    let pid = std::process::id().to_string();
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(pid.as_bytes()))
+        .map_err(io(&path))?;
+    Ok(RunLock { _file: file })
 }
 
 /// Writes the run's `config.json`.

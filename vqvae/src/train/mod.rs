@@ -156,11 +156,24 @@ where
         message,
     })?;
     let run = &options.out;
+    let _lock = checkpoint::lock_run(run)?;
     let seed = config.train.seed;
     // A resumed run continues on the folders it was started with unless told otherwise.
     let existing = checkpoint::latest(run)?;
     let stored = if options.resume && existing.is_some() {
-        checkpoint::read_sources(run)?.unwrap_or_default()
+        match checkpoint::read_sources(run)? {
+            Some(stored) => stored,
+            None if options.data.is_some() => RunSources::default(),
+            None => {
+                return Err(Error::Checkpoint {
+                    path: run.join("sources.json"),
+                    message: "is missing, so the run's image folders are unknown: pass --data \
+                              (and --val) to continue on them, or restore the file (a run on \
+                              the built-in images has {\"data\": null, \"val\": null})"
+                        .into(),
+                });
+            }
+        }
     } else {
         RunSources::default()
     };
