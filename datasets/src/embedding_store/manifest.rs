@@ -176,6 +176,18 @@ impl Manifest {
         if info.class_names.is_empty() {
             return Err(problem("class_names is empty".to_owned()));
         }
+        // A shard is a file of the store folder: a path out of it (`..`, absolute, a
+        // subfolder) would read, or later overwrite, another store's files.
+        if let Some(entry) = manifest
+            .shards
+            .iter()
+            .find(|e| !is_plain_file_name(&e.file))
+        {
+            return Err(problem(format!(
+                "shard file `{}` is not a file name inside the store folder",
+                entry.file
+            )));
+        }
         Ok(manifest)
     }
 
@@ -188,6 +200,15 @@ impl Manifest {
         })?;
         write_atomic(&path, text.as_bytes())
     }
+}
+
+/// Whether `name` is one plain file name (no folder, no `..`, not absolute).
+fn is_plain_file_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(
+        (components.next(), components.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.contains(['/', '\\'])
 }
 
 #[cfg(test)]
@@ -223,6 +244,31 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("manifest.json"), "{message}");
         assert!(message.contains("count is 3"), "{message}");
+    }
+
+    #[test]
+    fn shard_paths_out_of_the_store_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "../../x/shard-00000.safetensors",
+            "/tmp/shard-00000.safetensors",
+            "sub/shard-00000.safetensors",
+            "..",
+            "",
+        ] {
+            let mut manifest = Manifest::new(info(StoreDtype::F32, 2, 2), 4);
+            manifest.shards.push(ShardEntry {
+                file: file.to_owned(),
+                count: 0,
+            });
+            manifest.write(dir.path()).unwrap();
+            let message = Manifest::read(dir.path()).unwrap_err().to_string();
+            assert!(
+                message.contains("manifest.json")
+                    && message.contains(&format!("shard file `{file}` is not a file name")),
+                "{file}: {message}"
+            );
+        }
     }
 
     #[test]
