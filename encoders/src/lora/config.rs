@@ -75,28 +75,40 @@ impl LoraConfig {
         self.targets.contains(&target)
     }
 
+    /// Checks the configuration: the reason when `rank` is 0, α is not a positive finite
+    /// number (α = 0 switches the adapters off, a negative α only flips the sign of `B`, NaN
+    /// or ∞ poisons every output), or `targets` is empty or names a projection twice.
+    pub fn check(&self) -> Result<(), String> {
+        if self.rank == 0 {
+            return Err(format!("LoRA rank must be at least 1, got {}", self.rank));
+        }
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(format!(
+                "LoRA alpha must be a positive finite number, got {}",
+                self.alpha
+            ));
+        }
+        if self.targets.is_empty() {
+            return Err("LoRA targets are empty".to_owned());
+        }
+        for (i, target) in self.targets.iter().enumerate() {
+            if self.targets[..i].contains(target) {
+                return Err(format!(
+                    "LoRA target {target:?} is listed twice in {:?}",
+                    self.targets
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the configuration.
     ///
     /// # Panics
-    /// When `rank` is 0, α is not finite, `targets` is empty or names a projection twice.
+    /// With [`LoraConfig::check`]'s reason when it finds one.
     pub fn validate(&self) {
-        assert!(
-            self.rank >= 1,
-            "LoRA rank must be at least 1, got {}",
-            self.rank
-        );
-        assert!(
-            self.alpha.is_finite(),
-            "LoRA alpha must be finite, got {}",
-            self.alpha
-        );
-        assert!(!self.targets.is_empty(), "LoRA targets are empty");
-        for (i, target) in self.targets.iter().enumerate() {
-            assert!(
-                !self.targets[..i].contains(target),
-                "LoRA target {target:?} is listed twice in {:?}",
-                self.targets
-            );
+        if let Err(reason) = self.check() {
+            panic!("{reason}");
         }
     }
 
@@ -176,6 +188,18 @@ mod tests {
     #[should_panic = "LoRA rank must be at least 1, got 0"]
     fn rank_zero_is_rejected() {
         LoraConfig::new(0).validate();
+    }
+
+    #[test]
+    fn alpha_must_be_positive_and_finite() {
+        assert_eq!(LoraConfig::new(4).check(), Ok(()));
+        for alpha in [f64::NAN, f64::INFINITY, 0.0, -5.0] {
+            let reason = LoraConfig::new(4).with_alpha(alpha).check().unwrap_err();
+            assert_eq!(
+                reason,
+                format!("LoRA alpha must be a positive finite number, got {alpha}")
+            );
+        }
     }
 
     #[test]
