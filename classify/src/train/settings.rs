@@ -115,12 +115,31 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
-    /// Checks ranges, naming the field.
+    /// Checks ranges, naming the field. Floats must be finite: a NaN compares false with
+    /// every bound, so `learning_rate <= 0.0` alone lets it through.
     pub fn validate(&self) -> Result<(), String> {
-        if self.epochs == 0 || self.batch_size == 0 || self.learning_rate <= 0.0 {
+        if self.epochs == 0 || self.batch_size == 0 {
             return Err(format!(
-                "epochs ({}), batch_size ({}) and learning_rate ({}) must be positive",
-                self.epochs, self.batch_size, self.learning_rate
+                "epochs ({}) and batch_size ({}) must be positive",
+                self.epochs, self.batch_size
+            ));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning_rate must be a positive finite number, got {}",
+                self.learning_rate
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(format!(
+                "weight_decay must be a finite number ≥ 0, got {}",
+                self.weight_decay
+            ));
+        }
+        if !(self.plateau_factor > 0.0 && self.plateau_factor <= 1.0) {
+            return Err(format!(
+                "plateau_factor must be in (0, 1], got {}",
+                self.plateau_factor
             ));
         }
         if !(0.0..0.9).contains(&self.dev_fraction) {
@@ -130,5 +149,53 @@ impl TrainSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_default_is_valid() {
+        for task in [Task::Iemocap, Task::Cifar100, Task::Agnews] {
+            assert_eq!(task.defaults().validate(), Ok(()), "{}", task.name());
+        }
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_floats_are_refused() {
+        let base = Task::Iemocap.defaults();
+        for lr in [f64::NAN, f64::INFINITY, 0.0, -1e-4] {
+            let message = TrainSettings {
+                learning_rate: lr,
+                ..base.clone()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(
+                message.contains("learning_rate must be a positive finite number"),
+                "{lr}: {message}"
+            );
+        }
+        for decay in [f64::NAN, f64::INFINITY, -0.01] {
+            let settings = TrainSettings {
+                weight_decay: decay,
+                ..base.clone()
+            };
+            assert!(settings.validate().unwrap_err().contains("weight_decay"));
+        }
+        for factor in [f64::NAN, 0.0, 1.5] {
+            let settings = TrainSettings {
+                plateau_factor: factor,
+                ..base.clone()
+            };
+            assert!(settings.validate().unwrap_err().contains("plateau_factor"));
+        }
+        let settings = TrainSettings {
+            dev_fraction: f64::NAN,
+            ..base
+        };
+        assert!(settings.validate().unwrap_err().contains("dev_fraction"));
     }
 }
