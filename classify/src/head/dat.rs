@@ -66,7 +66,7 @@ pub struct HeadOutput<B: Backend> {
 /// (1024 → 32×32 and 5120 → 64×80, the authors' grids).
 pub fn grid_for(n: usize) -> [usize; 2] {
     let mut height = (n as f64).sqrt() as usize;
-    while height > 1 && n % height != 0 {
+    while height > 1 && !n.is_multiple_of(height) {
         height -= 1;
     }
     let height = height.max(1);
@@ -74,6 +74,22 @@ pub fn grid_for(n: usize) -> [usize; 2] {
 }
 
 impl DatHeadConfig {
+    /// Checks that the configuration builds a head: positive sizes and a layer count and
+    /// width the attention fits ([`HeadKind::fits`]); the reason names the field.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("num_layers", self.num_layers),
+            ("d_model", self.d_model),
+            ("num_classes", self.num_classes),
+            ("conv_channels", self.conv_channels),
+        ] {
+            if value == 0 {
+                return Err(format!("{field} must be positive, got 0"));
+            }
+        }
+        self.kind.fits(self.num_layers, self.d_model)
+    }
+
     /// Builds the head.
     ///
     /// # Panics
@@ -224,6 +240,33 @@ mod tests {
             let values = out.logits.into_data().to_vec::<f32>().unwrap();
             assert!(values.iter().all(|v| v.is_finite()), "{}", kind.name());
         }
+    }
+
+    #[test]
+    fn check_names_the_field_or_the_fit() {
+        assert_eq!(
+            DatHeadConfig::new(HeadKind::DaamV1, 8, 16, 4).check(),
+            Ok(())
+        );
+        let zero = |config: DatHeadConfig| config.check().unwrap_err();
+        assert_eq!(
+            zero(DatHeadConfig::new(HeadKind::DaamV2, 0, 16, 4)),
+            "num_layers must be positive, got 0"
+        );
+        assert_eq!(
+            zero(DatHeadConfig::new(HeadKind::DaamV2, 8, 0, 4)),
+            "d_model must be positive, got 0"
+        );
+        assert_eq!(
+            zero(DatHeadConfig::new(HeadKind::DaamV2, 8, 16, 0)),
+            "num_classes must be positive, got 0"
+        );
+        assert_eq!(
+            zero(DatHeadConfig::new(HeadKind::DaamV2, 8, 16, 4).with_conv_channels(0)),
+            "conv_channels must be positive, got 0"
+        );
+        assert!(zero(DatHeadConfig::new(HeadKind::DaamV1, 5, 16, 4)).contains("not divisible by 8"));
+        assert!(zero(DatHeadConfig::new(HeadKind::Mha, 8, 12, 4)).contains("d_model 12"));
     }
 
     #[test]

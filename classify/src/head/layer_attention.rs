@@ -74,6 +74,26 @@ impl HeadKind {
         matches!(self, HeadKind::DaamV1 | HeadKind::DaamV2 | HeadKind::GqDaam)
     }
 
+    /// Whether the module can run on `num_layers × d_model` embeddings; the reason when not
+    /// (what [`init_layer_attention`] and the forward pass would otherwise panic on).
+    pub fn fits(self, num_layers: usize, d_model: usize) -> Result<(), String> {
+        match self {
+            HeadKind::DaamV1 | HeadKind::GqDaam if !num_layers.is_multiple_of(8) => Err(format!(
+                "{} splits the layers into 8 heads: {num_layers} layers are not divisible by 8",
+                self.name()
+            )),
+            HeadKind::Mixture if num_layers < 8 => Err(format!(
+                "mixture has 8 heads over the layers: {num_layers} layers are fewer"
+            )),
+            HeadKind::Mha | HeadKind::MhaBn if !d_model.is_multiple_of(MHA_HEADS) => Err(format!(
+                "{} has {MHA_HEADS} heads over the features: d_model {d_model} is not \
+                 divisible by {MHA_HEADS}",
+                self.name()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Width of the module's output per layer: `d_model`, or the projection width for the
     /// grouped-query kinds.
     pub fn output_width(self, d_model: usize) -> usize {
@@ -142,7 +162,7 @@ pub fn init_layer_attention<B: Backend>(
 ) -> LayerAttention<B> {
     let daam = |num_heads: usize| {
         assert!(
-            num_layers % num_heads == 0,
+            num_layers.is_multiple_of(num_heads),
             "{}: {num_layers} layers are not divisible by {num_heads} DAAM heads",
             kind.name()
         );
