@@ -96,10 +96,57 @@ pub enum Error {
     /// The run was interrupted (Ctrl-C); finished runs are kept.
     #[error("interrupted")]
     Interrupted,
+    /// A store that the validator finds problems in (labels out of range, non-finite
+    /// features, duplicate ids, ...), refused before anything trains on it.
+    #[error("{}", store_problems(report))]
+    StoreProblems {
+        /// What [`datasets::validate_store`] found.
+        report: datasets::ValidationReport,
+    },
+    /// A setting (a command-line option, a field of a run's file) is out of range or does not
+    /// fit the rest; refused before anything is written.
+    #[error("{setting}: {message}")]
+    InvalidSetting {
+        /// The option or field, as the user wrote it (`--lr`, `head.json num_layers`).
+        setting: String,
+        /// What is wrong, with the value.
+        message: String,
+    },
+}
+
+/// Problems listed at most in an [`Error::StoreProblems`] message.
+const PROBLEMS_SHOWN: usize = 5;
+
+fn store_problems(report: &datasets::ValidationReport) -> String {
+    let total = report.problems.len();
+    let mut message = format!(
+        "{}: the store has {total} problem{}, so nothing trains on it:",
+        report.dir.display(),
+        if total == 1 { "" } else { "s" }
+    );
+    for problem in report.problems.iter().take(PROBLEMS_SHOWN) {
+        message.push_str(&format!("\n  {problem}"));
+    }
+    if total > PROBLEMS_SHOWN {
+        message.push_str(&format!(
+            "\n  ... and {} more (`classify validate {}` lists them all)",
+            total - PROBLEMS_SHOWN,
+            report.dir.display()
+        ));
+    }
+    message
 }
 
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An [`Error::InvalidSetting`] for `setting`.
+pub(crate) fn invalid(setting: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::InvalidSetting {
+        setting: setting.into(),
+        message: message.into(),
+    }
+}
 
 /// An [`Error::Io`] for `path`.
 pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

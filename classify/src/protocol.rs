@@ -22,14 +22,19 @@ pub struct Stores {
 
 impl Stores {
     /// Opens `dir` for `protocol`: a store itself for group folds, or `dir/train` and
-    /// `dir/test` for seeded runs; checks that the stores agree in shape and classes.
+    /// `dir/test` for seeded runs; checks that the stores agree in shape and classes, and runs
+    /// the validator over every item ([`datasets::validate_store`]: labels below the class
+    /// count, finite features, unique ids), so that no run trains or reports on a store that
+    /// `classify validate` rejects. The check reads each item once, as one epoch of training
+    /// does, and a replication trains for many.
     ///
     /// # Errors
-    /// The store's own errors, and [`Error::Store`] when the layout or the stores do not fit.
+    /// The store's own errors, [`Error::StoreProblems`] listing what the validator found, and
+    /// [`Error::Store`] when the layout or the stores do not fit.
     pub fn open(dir: &Path, protocol: Protocol) -> Result<Self> {
         match protocol {
             Protocol::GroupFolds => {
-                let train = EmbeddingStore::open(dir)?;
+                let train = open_valid(dir)?;
                 let groups = distinct_groups(&train);
                 if groups.len() < 2 {
                     return Err(Error::Store {
@@ -59,8 +64,8 @@ impl Stores {
                         });
                     }
                 }
-                let train = EmbeddingStore::open(&train_dir)?;
-                let test = EmbeddingStore::open(&test_dir)?;
+                let train = open_valid(&train_dir)?;
+                let test = open_valid(&test_dir)?;
                 let shape =
                     |s: &EmbeddingStore| (s.num_layers(), s.d_model(), s.class_names().to_vec());
                 if shape(&train) != shape(&test) {
@@ -91,6 +96,16 @@ impl Stores {
     pub fn val_store(&self) -> &EmbeddingStore {
         self.test.as_ref().unwrap_or(&self.train)
     }
+}
+
+/// Opens the store in `dir` and checks every item with the validator.
+fn open_valid(dir: &Path) -> Result<EmbeddingStore> {
+    let store = EmbeddingStore::open(dir)?;
+    let report = datasets::validate_store(dir)?;
+    if !report.is_ok() {
+        return Err(Error::StoreProblems { report });
+    }
+    Ok(store)
 }
 
 /// The sorted distinct groups of a store.

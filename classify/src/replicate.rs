@@ -7,7 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use daam::DaamBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{invalid, Error, Result};
 use crate::finetune::{raw_stores, run_lora, FinetuneOptions, LoraMethod};
 use crate::head::{DatHeadConfig, HeadKind, ParamCount};
 use crate::protocol::{plan_runs, RunPlan, Stores};
@@ -72,6 +72,61 @@ impl ReplicationRecord {
     }
 }
 
+/// Reads a run's `head.json` in `run_dir` and checks it builds a head that fits the
+/// replication: positive sizes, the method the run is filed under, and the layers, width and
+/// classes of its stores (a hand-edited or foreign file would otherwise fail deep inside the
+/// model).
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Json`] naming the file; [`Error::Store`] naming the file and the
+/// field that does not fit.
+pub fn read_run_head(
+    run_dir: &Path,
+    method: &str,
+    num_layers: usize,
+    stores: &Stores,
+) -> Result<DatHeadConfig> {
+    let path = run_dir.join("head.json");
+    let text = std::fs::read_to_string(&path).map_err(crate::error::io_error(&path))?;
+    let head: DatHeadConfig = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    let bad = |message: String| Error::Store {
+        path: path.clone(),
+        message,
+    };
+    head.check().map_err(bad)?;
+    if head.kind.name() != method {
+        return Err(bad(format!(
+            "kind is `{}`, but the run is filed under method `{method}`",
+            head.kind.name()
+        )));
+    }
+    for (field, got, expected, what) in [
+        ("num_layers", head.num_layers, num_layers, "layers"),
+        (
+            "d_model",
+            head.d_model,
+            stores.train.d_model(),
+            "features per layer",
+        ),
+        (
+            "num_classes",
+            head.num_classes,
+            stores.train.class_names().len(),
+            "classes",
+        ),
+    ] {
+        if got != expected {
+            return Err(bad(format!(
+                "{field} is {got}, but the replication's store has {expected} {what}"
+            )));
+        }
+    }
+    Ok(head)
+}
+
 /// What a finished run leaves in `result.json` (its presence marks the run done).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -91,18 +146,13 @@ pub struct RunResult {
     pub seconds: f64,
 }
 
-/// Whether `kind` can run on `num_layers` layers; the reason when not.
-pub fn head_fits(kind: HeadKind, num_layers: usize) -> std::result::Result<(), String> {
-    match kind {
-        HeadKind::DaamV1 | HeadKind::GqDaam if num_layers % 8 != 0 => Err(format!(
-            "{} splits the layers into 8 heads: {num_layers} layers are not divisible by 8",
-            kind.name()
-        )),
-        HeadKind::Mixture if num_layers < 8 => Err(format!(
-            "mixture has 8 heads over the layers: {num_layers} layers are fewer"
-        )),
-        _ => Ok(()),
-    }
+/// Whether `kind` can run on `num_layers` layers of `d_model` features; the reason when not.
+pub fn head_fits(
+    kind: HeadKind,
+    num_layers: usize,
+    d_model: usize,
+) -> std::result::Result<(), String> {
+    kind.fits(num_layers, d_model)
 }
 
 /// Why a replication in `precision` cannot run `lora_methods`, if it cannot: mixed precision
@@ -115,6 +165,71 @@ pub fn precision_conflict(precision: Precision, lora_methods: &[LoraMethod]) -> 
             precision.name()
         )
     })
+}
+
+/// Checks what can be checked of `options` without the stores: the training settings, the
+/// run count, methods and layers named twice, and the LoRA methods' needs.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] naming the option.
+pub fn check_options(options: &ReplicateOptions) -> Result<()> {
+    options
+        .settings
+        .validate()
+        .map_err(|message| invalid("training settings", message))?;
+    if let Some(message) = precision_conflict(options.settings.precision, &options.lora_methods) {
+        return Err(invalid("--precision", message));
+    }
+    if options.runs == Some(0) {
+        return Err(invalid("--runs", "must be at least 1, got 0"));
+    }
+    let names: Vec<String> = options
+        .methods
+        .iter()
+        .map(|k| k.name().to_owned())
+        .chain(options.lora_methods.iter().map(LoraMethod::name))
+        .collect();
+    if let Some(twice) = first_repeated(&names) {
+        return Err(invalid(
+            "--methods",
+            format!("`{twice}` is named twice: each method runs once"),
+        ));
+    }
+    if options.methods.is_empty() && options.lora_methods.is_empty() {
+        return Err(invalid("--methods", "no method given"));
+    }
+    if let Some(layers) = &options.layers {
+        if layers.is_empty() {
+            return Err(invalid("--layers", "no layer given"));
+        }
+        if let Some(twice) = first_repeated(layers) {
+            return Err(invalid("--layers", format!("layer {twice} is named twice")));
+        }
+    }
+    if !options.lora_methods.is_empty() && options.finetune.is_none() {
+        return Err(invalid(
+            "--methods",
+            "LoRA methods fine-tune the encoder: give its weights and the raw data \
+             (--encoder, --weights, --data)",
+        ));
+    }
+    if options.layers.is_some() && !options.lora_methods.is_empty() {
+        return Err(invalid(
+            "--layers",
+            "--layers selects store layers for the DAT heads; LoRA methods use the whole \
+             encoder",
+        ));
+    }
+    Ok(())
+}
+
+/// The first element of `items` that an earlier one equals.
+fn first_repeated<T: PartialEq>(items: &[T]) -> Option<&T> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, item)| items[..*i].contains(item))
+        .map(|(_, item)| item)
 }
 
 /// Runs every method over every run of the task, skipping runs whose `result.json` exists,
@@ -132,20 +247,9 @@ where
     B: AutodiffBackend + DaamBackend,
     B::InnerBackend: DaamBackend,
 {
-    options
-        .settings
-        .validate()
-        .map_err(|message| Error::Store {
-            path: options.out.clone(),
-            message: format!("invalid training settings: {message}"),
-        })?;
-    if let Some(message) = precision_conflict(options.settings.precision, &options.lora_methods) {
-        return Err(Error::Store {
-            path: options.out.clone(),
-            message,
-        });
-    }
+    check_options(options)?;
     let protocol = options.task.protocol();
+    // Opening validates every item: a store `classify validate` rejects is refused here.
     let stores = Stores::open(&options.embeddings, protocol)?;
     let num_layers = match &options.layers {
         Some(layers) => {
@@ -163,12 +267,16 @@ where
         None => stores.train.num_layers(),
     };
     for &kind in &options.methods {
-        head_fits(kind, num_layers).map_err(|message| Error::Store {
+        head_fits(kind, num_layers, stores.train.d_model()).map_err(|message| Error::Store {
             path: options.embeddings.clone(),
             message,
         })?;
     }
+    if let Some(finetune) = &options.finetune {
+        finetune.check(options.task, &options.lora_methods, &stores)?;
+    }
     let plans = plan_runs(&stores, protocol, &options.settings, options.runs);
+    // Everything is checked: only now is anything written to `out`.
     std::fs::create_dir_all(&options.out).map_err(crate::error::io_error(&options.out))?;
     let record = ReplicationRecord {
         task: options.task,
@@ -212,22 +320,6 @@ where
         source,
     })?;
     write_atomic(&path, json.as_bytes())?;
-    if !options.lora_methods.is_empty() && options.finetune.is_none() {
-        return Err(Error::Store {
-            path: options.embeddings.clone(),
-            message: "LoRA methods fine-tune the encoder: give its weights and the raw data \
-                      (--encoder, --weights, --data)"
-                .into(),
-        });
-    }
-    if options.layers.is_some() && !options.lora_methods.is_empty() {
-        return Err(Error::Store {
-            path: options.embeddings.clone(),
-            message: "--layers selects store layers for the DAT heads; LoRA methods use the \
-                      whole encoder"
-                .into(),
-        });
-    }
     let total = plans.len() * (options.methods.len() + options.lora_methods.len());
     let mut index = 0;
     for &kind in &options.methods {

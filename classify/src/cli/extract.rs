@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use classify::extract::{
-    extract, DataTask, EncoderKind, ExtractObserver, ExtractOptions, StoreSummary, SAMPLE_RATE,
+    chunk_samples, extract, resolve_max_tokens, DataTask, EncoderKind, ExtractObserver,
+    ExtractOptions, StoreSummary, DEFAULT_MAX_TOKENS,
 };
 use classify::Error;
 use datasets::{Split, StoreDtype};
@@ -90,29 +91,31 @@ pub(crate) struct ExtractArgs {
     /// Which splits of CIFAR-100 / AG News to extract.
     #[arg(long, value_enum, default_value = "both")]
     split: SplitArg,
-    /// Items per forward pass.
-    #[arg(long, default_value_t = 8)]
+    /// Items per forward pass (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = super::positive)]
     batch_size: usize,
-    /// Items per store shard: the unit of progress kept when the run is interrupted.
-    #[arg(long, default_value_t = 256)]
+    /// Items per store shard: the unit of progress kept when the run is interrupted (at least 1).
+    #[arg(long, default_value_t = 256, value_parser = super::positive)]
     shard_size: usize,
     /// Stored element type.
     #[arg(long, value_enum, default_value = "f16")]
     dtype: DtypeArg,
-    /// Only the first N records of each split (a trial run).
-    #[arg(long)]
+    /// Only the first N records of each split (a trial run; at least 1).
+    #[arg(long, value_parser = super::positive)]
     limit: Option<usize>,
     /// WavLM: mask the zero padding of each utterance's last chunk and pool over real frames
     /// (the paper's code pools over all frames, padding included).
     #[arg(long)]
     mask_padding: bool,
     /// Audio chunk length in seconds (at 16 kHz); each utterance is cut into chunks, the last
-    /// zero-padded.
+    /// zero-padded. At least one sample, at most 60 s (WavLM's attention memory grows with the
+    /// square of the chunk length).
     #[arg(long, default_value_t = 5.0)]
     chunk_seconds: f64,
-    /// Llama: truncate texts to this many tokens.
-    #[arg(long, default_value_t = 4096)]
-    max_tokens: usize,
+    /// Llama: truncate texts to this many tokens (default 4096, or the model's
+    /// max_position_embeddings when that is smaller; no more than it).
+    #[arg(long)]
+    max_tokens: Option<usize>,
     /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub(crate) device: Device,
@@ -137,7 +140,8 @@ impl EncoderArg {
 }
 
 impl ExtractArgs {
-    fn options(&self) -> ExtractOptions {
+    /// The library's options, with the chunk length in samples and the token limit resolved.
+    fn options(&self, chunk_samples: usize, max_tokens: usize) -> ExtractOptions {
         ExtractOptions {
             encoder: self.encoder.kind(),
             weights: self.weights.clone(),
@@ -161,8 +165,8 @@ impl ExtractArgs {
             },
             limit: self.limit,
             mask_padding: self.mask_padding,
-            max_tokens: self.max_tokens,
-            chunk_samples: (self.chunk_seconds * f64::from(SAMPLE_RATE)).round() as usize,
+            max_tokens,
+            chunk_samples,
             pause: self.pause_ms.map(Duration::from_millis),
         }
     }
@@ -256,18 +260,22 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
 
 /// Runs `classify extract` on backend `B`.
 pub(crate) fn extract_cmd<B: Backend>(args: &ExtractArgs, device: &B::Device) -> Result<()> {
-    if args.chunk_seconds.is_nan() || args.chunk_seconds <= 0.0 {
-        anyhow::bail!(
-            "--chunk-seconds must be positive, got {}",
-            args.chunk_seconds
+    let chunk_samples = chunk_samples(args.chunk_seconds)?;
+    let max_tokens = resolve_max_tokens(args.encoder.kind(), &args.weights, args.max_tokens)?;
+    if max_tokens.clamped_to_model {
+        eprintln!(
+            "--max-tokens: {DEFAULT_MAX_TOKENS} by default, clamped to the model's \
+             max_position_embeddings = {}",
+            max_tokens.value
         );
     }
+    let options = args.options(chunk_samples, max_tokens.value);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
     let mut progress = Progress { bar: None, stop };
     let started = std::time::Instant::now();
-    let result = extract::<B>(&args.options(), device, &mut progress);
+    let result = extract::<B>(&options, device, &mut progress);
     if let Some(bar) = progress.bar.take() {
         bar.finish_and_clear();
     }

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use classify::extract::SAMPLE_RATE;
+use classify::extract::{chunk_samples, resolve_max_tokens, DEFAULT_MAX_TOKENS};
 use classify::finetune::{FinetuneOptions, LoraMethod};
 use classify::head::{authors_counts, DatHeadConfig, HeadKind, ParamCount};
 use classify::interpret::interpret;
 use classify::protocol::{plan_runs, Stores};
-use classify::replicate::{precision_conflict, replicate, ReplicateOptions, ReplicationRecord};
+use classify::replicate::{
+    precision_conflict, read_run_head, replicate, ReplicateOptions, ReplicationRecord,
+};
 use classify::synthetic::SyntheticSpec;
 use classify::train::{load_head, EpochRecord, Precision, RunObserver, Task, TrainSettings};
 use device::{dispatch, dispatch_autodiff, Device};
@@ -53,14 +55,23 @@ enum Command {
 #[derive(Args, Debug)]
 struct HeadsArgs {
     /// Encoder layers (24 WavLM/BEiT-Large, 40 Llama-2-13B).
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, value_parser = positive)]
     layers: usize,
     /// Embedding width (1024, 5120).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = positive)]
     d_model: usize,
     /// Classes (4 IEMOCAP/AG News, 100 CIFAR-100).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = positive)]
     classes: usize,
+}
+
+/// Parses a count that must be at least 1 (a size, a number of items or runs).
+fn positive(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -125,16 +136,16 @@ struct ReplicateArgs {
     #[arg(long, default_value = "outputs/replicate")]
     out: PathBuf,
     /// Epochs per run (default: the task's, 35).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     epochs: Option<usize>,
     /// Items per step (default: 8 IEMOCAP, 32 otherwise).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     batch_size: Option<usize>,
     /// AdamW learning rate (default: 1e-4 IEMOCAP, 1e-5 CIFAR-100, 5e-5 AG News).
     #[arg(long)]
     lr: Option<f64>,
-    /// Seeded runs instead of the task's 5 (CIFAR-100) or 3 (AG News).
-    #[arg(long)]
+    /// Seeded runs instead of the task's 5 (CIFAR-100) or 3 (AG News); at least 1.
+    #[arg(long, value_parser = positive)]
     runs: Option<usize>,
     /// Base seed (run k uses seed + k).
     #[arg(long)]
@@ -165,7 +176,7 @@ struct ReplicateArgs {
     /// LoRA methods: the raw dataset the store was extracted from (its ids are looked up there).
     #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
     data: Option<PathBuf>,
-    /// LoRA α.
+    /// LoRA α (a positive number).
     #[arg(
         long,
         default_value_t = 16.0,
@@ -199,20 +210,17 @@ struct ReplicateArgs {
     /// Train only head parameters named `classifier` (the authors' rule) instead of the whole head.
     #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
     classifier_only: bool,
-    /// Audio chunk length in seconds, as at extraction.
+    /// Audio chunk length in seconds, as at extraction (at most 60).
     #[arg(
         long,
         default_value_t = 5.0,
         help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
     )]
     chunk_seconds: f64,
-    /// Llama token limit, as at extraction.
-    #[arg(
-        long,
-        default_value_t = 4096,
-        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
-    )]
-    max_tokens: usize,
+    /// Llama token limit, as at extraction (default 4096, or the model's
+    /// max_position_embeddings when that is smaller).
+    #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
+    max_tokens: Option<usize>,
     /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -229,7 +237,8 @@ struct ReportArgs {
     /// The run (`fold-1`, `seed-1`, ...); default: the first.
     #[arg(long)]
     run: Option<String>,
-    /// Also retrain on the K highest- and K lowest-contribution layers and compare.
+    /// Also retrain on the K highest- and K lowest-contribution layers and compare (K ≥ 1, and
+    /// 2K no more than the layers, so that the two sets do not overlap).
     #[arg(long)]
     ablate: Option<usize>,
     /// Head used for the ablation runs (daam-v2 fits any layer count).
@@ -252,19 +261,19 @@ struct SynthArgs {
     #[arg(long)]
     out: PathBuf,
     /// Items (per split).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 400, value_parser = positive)]
     count: usize,
     /// Layers per item.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, value_parser = positive)]
     layers: usize,
     /// Features per layer.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = positive)]
     d_model: usize,
     /// Classes.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = positive)]
     classes: usize,
     /// Groups (sessions) the items are spread over.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = positive)]
     groups: usize,
     /// Layers carrying the class signal (0-based, comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "8,9,10")]
@@ -331,12 +340,20 @@ fn finetune_options(
                 .join(", ")
         );
     };
+    let max_tokens = resolve_max_tokens(encoder.kind(), weights, args.max_tokens)?;
+    if max_tokens.clamped_to_model {
+        eprintln!(
+            "--max-tokens: {DEFAULT_MAX_TOKENS} by default, clamped to the model's \
+             max_position_embeddings = {}",
+            max_tokens.value
+        );
+    }
     Ok(Some(FinetuneOptions {
         encoder: encoder.kind(),
         weights: weights.clone(),
         data: data.clone(),
-        chunk_samples: (args.chunk_seconds * f64::from(SAMPLE_RATE)).round() as usize,
-        max_tokens: args.max_tokens,
+        chunk_samples: chunk_samples(args.chunk_seconds)?,
+        max_tokens: max_tokens.value,
         alpha: args.lora_alpha,
         scaling: match args.lora_scaling {
             ScalingArg::Peft => LoraScaling::Peft,
@@ -384,13 +401,15 @@ fn heads(args: &HeadsArgs) -> Result<()> {
         args.layers, args.d_model, args.classes
     );
     println!("| head | attention | convs | fc | total | without fc |\n|---|---|---|---|---|---|");
+    let mut unfit = Vec::new();
     for kind in HeadKind::ALL {
-        let c = ParamCount::of_config(&DatHeadConfig::new(
-            kind,
-            args.layers,
-            args.d_model,
-            args.classes,
-        ));
+        let config = DatHeadConfig::new(kind, args.layers, args.d_model, args.classes);
+        if let Err(reason) = config.check() {
+            println!("| {} | – | – | – | – | – |", kind.name());
+            unfit.push(reason);
+            continue;
+        }
+        let c = ParamCount::of_config(&config);
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             kind.name(),
@@ -400,6 +419,9 @@ fn heads(args: &HeadsArgs) -> Result<()> {
             c.total(),
             c.without_fc()
         );
+    }
+    for reason in &unfit {
+        println!("\n– does not fit: {reason}");
     }
     println!("\nThe authors' reported counts (reference §8) against ours:\n");
     println!("| source | head | L×D, classes | counts | reported | ours | note |\n|---|---|---|---|---|---|---|");
@@ -582,6 +604,15 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
             record.embeddings.display()
         )
     })?;
+    let num_layers = record
+        .layers
+        .as_ref()
+        .map_or(stores.train.num_layers(), Vec::len);
+    // The ablation's settings are checked before the Importance Factor report is computed.
+    let ablation = args
+        .ablate
+        .map(|k| ablation_head(args, k, num_layers, stores.train.d_model()))
+        .transpose()?;
     let plans = plan_runs(
         &stores,
         record.task.protocol(),
@@ -600,12 +631,7 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
         .join("runs")
         .join(&args.method)
         .join(&plan.label);
-    let head_path = run_dir.join("head.json");
-    let head: DatHeadConfig = serde_json::from_str(
-        &std::fs::read_to_string(&head_path)
-            .with_context(|| format!("reading {}", head_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", head_path.display()))?;
+    let head = read_run_head(&run_dir, &args.method, num_layers, &stores)?;
     let model = load_head::<B>(&head, &run_dir.join("model.bin"), device)?;
     let interpretation = interpret(
         &model,
@@ -637,10 +663,46 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
             r.mean_offset.min, r.mean_offset.max, r.scaled_variance.min, r.scaled_variance.max
         );
     }
-    if let Some(k) = args.ablate {
-        ablate(args, &record, &interpretation, k)?;
+    if let Some((k, kind)) = ablation {
+        ablate(args, &record, &interpretation, k, kind)?;
     }
     Ok(())
+}
+
+/// Checks `--ablate K` and `--ablate-method` against the run's `num_layers` layers of
+/// `d_model` features: K ≥ 1, the K highest and K lowest layers apart (2K ≤ layers), a DAT
+/// head that fits K layers.
+fn ablation_head(
+    args: &ReportArgs,
+    k: usize,
+    num_layers: usize,
+    d_model: usize,
+) -> Result<(usize, HeadKind)> {
+    if k == 0 {
+        bail!("--ablate 0: the ablation retrains on K ≥ 1 layers");
+    }
+    if 2 * k > num_layers {
+        bail!(
+            "--ablate {k}: the {k} highest- and {k} lowest-contribution layers of {num_layers} \
+             would overlap; give --ablate {} or less",
+            num_layers / 2
+        );
+    }
+    let kind = HeadKind::from_name(args.ablate_method.trim()).with_context(|| {
+        format!(
+            "--ablate-method `{}`: the ablation retrains a DAT head on chosen store layers; \
+             choose one of {}",
+            args.ablate_method,
+            HeadKind::ALL.map(HeadKind::name).join(", ")
+        )
+    })?;
+    if let Err(reason) = kind.fits(k, d_model) {
+        bail!(
+            "--ablate {k} with --ablate-method {}: {reason}",
+            kind.name()
+        );
+    }
+    Ok((k, kind))
 }
 
 fn ablate(
@@ -648,14 +710,10 @@ fn ablate(
     record: &ReplicationRecord,
     interpretation: &classify::interpret::Interpretation,
     k: usize,
+    kind: HeadKind,
 ) -> Result<()> {
     let (high, low) = interpretation.extreme_layers(k);
-    let (method, lora) = parse_methods(std::slice::from_ref(&args.ablate_method))?;
-    if !lora.is_empty() {
-        bail!(
-            "the ablation retrains a DAT head on chosen store layers: --ablate-method must be one"
-        );
-    }
+    let method = vec![kind];
     let mut rows = Vec::new();
     for (name, layers) in [("high-if", &high), ("low-if", &low)] {
         let options = ReplicateOptions {

@@ -10,8 +10,8 @@ use encoders::llama::LlamaTokenizer;
 use encoders::{ImagePreprocessor, Llama, WavLM};
 use serde::Deserialize;
 
-use super::source::{Input, Item};
-use crate::error::{Error, Result};
+use super::source::{DataTask, Input, Item};
+use crate::error::{invalid, Error, Result};
 
 /// Which encoder architecture a checkpoint folder holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -34,6 +34,103 @@ impl EncoderKind {
             Self::Llama => "llama",
         }
     }
+
+    /// The encoder that reads `task`'s records (WavLM audio, BEiT images, Llama text).
+    pub fn for_task(task: DataTask) -> Self {
+        match task {
+            DataTask::Iemocap => Self::Wavlm,
+            DataTask::Cifar100 => Self::Beit,
+            DataTask::AgNews => Self::Llama,
+        }
+    }
+
+    /// What the encoder reads: `audio`, `images` or `text`.
+    pub fn modality(self) -> &'static str {
+        match self {
+            Self::Wavlm => "audio",
+            Self::Beit => "images",
+            Self::Llama => "text",
+        }
+    }
+}
+
+/// Checks that `encoder` reads `task`'s records, before anything is loaded or written.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] naming both and the encoder to use.
+pub fn check_pairing(encoder: EncoderKind, task: DataTask) -> Result<()> {
+    let wanted = EncoderKind::for_task(task);
+    if encoder == wanted {
+        return Ok(());
+    }
+    Err(invalid(
+        "--encoder",
+        format!(
+            "--encoder {} reads {}; --task {} is {}: use --encoder {}",
+            encoder.name(),
+            encoder.modality(),
+            task.name(),
+            task.modality(),
+            wanted.name()
+        ),
+    ))
+}
+
+/// The Llama token limit when none is asked for (the paper's 4096).
+pub const DEFAULT_MAX_TOKENS: usize = 4096;
+
+/// The token limit of a run: `requested`, or [`DEFAULT_MAX_TOKENS`] clamped to the model's
+/// `max_position_embeddings` (`config.json`) when none is asked for. Only Llama reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxTokens {
+    /// The limit to use.
+    pub value: usize,
+    /// The model's `max_position_embeddings` when the default was clamped to it.
+    pub clamped_to_model: bool,
+}
+
+/// Resolves the token limit for `encoder` with the checkpoint in `weights`.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for `--max-tokens` when `requested` exceeds the model's
+/// `max_position_embeddings`, naming both numbers and the file; the config's read errors.
+pub fn resolve_max_tokens(
+    encoder: EncoderKind,
+    weights: &Path,
+    requested: Option<usize>,
+) -> Result<MaxTokens> {
+    let value = requested.unwrap_or(DEFAULT_MAX_TOKENS);
+    if encoder != EncoderKind::Llama {
+        return Ok(MaxTokens {
+            value,
+            clamped_to_model: false,
+        });
+    }
+    let shape: Shape = encoders::read_config(weights)?;
+    let Some(positions) = shape.max_position_embeddings else {
+        return Ok(MaxTokens {
+            value,
+            clamped_to_model: false,
+        });
+    };
+    match requested {
+        Some(asked) if asked > positions => Err(invalid(
+            "--max-tokens",
+            format!(
+                "{asked} is more than the model's max_position_embeddings = {positions} ({}): \
+                 give --max-tokens {positions} or less",
+                weights.join("config.json").display()
+            ),
+        )),
+        None if value > positions => Ok(MaxTokens {
+            value: positions,
+            clamped_to_model: true,
+        }),
+        _ => Ok(MaxTokens {
+            value,
+            clamped_to_model: false,
+        }),
+    }
 }
 
 /// The `config.json` fields every encoder has.
@@ -43,6 +140,8 @@ struct Shape {
     num_hidden_layers: usize,
     #[serde(default)]
     model_type: Option<String>,
+    #[serde(default)]
+    max_position_embeddings: Option<usize>,
 }
 
 /// Checks that the checkpoint in `weights` is a `kind` model (its `config.json` `model_type`).
@@ -201,5 +300,26 @@ impl<B: Backend> LoadedEncoder<B> {
             }
         };
         Ok(states.pooled_layers())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_task_pairs_with_the_encoder_of_its_records() {
+        for task in [DataTask::Iemocap, DataTask::Cifar100, DataTask::AgNews] {
+            let encoder = EncoderKind::for_task(task);
+            assert_eq!(encoder.modality(), task.modality());
+            check_pairing(encoder, task).unwrap();
+        }
+        let message = check_pairing(EncoderKind::Wavlm, DataTask::AgNews)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "--encoder: --encoder wavlm reads audio; --task agnews is text: use --encoder llama"
+        );
     }
 }

@@ -16,10 +16,13 @@ use burn::tensor::backend::Backend;
 use datasets::embedding_store::MANIFEST_FILE;
 use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo};
 
-pub use encoder::{check_model_type, feature_shape, EncoderKind, LoadedEncoder};
-pub use source::{DataTask, Input, Item, Source, SAMPLE_RATE};
+pub use encoder::{
+    check_model_type, check_pairing, feature_shape, resolve_max_tokens, EncoderKind, LoadedEncoder,
+    MaxTokens, DEFAULT_MAX_TOKENS,
+};
+pub use source::{chunk_samples, DataTask, Input, Item, Source, MAX_CHUNK_SECONDS, SAMPLE_RATE};
 
-use crate::error::{Error, Result};
+use crate::error::{invalid, Error, Result};
 
 /// What to extract, from where, to where.
 #[derive(Debug, Clone)]
@@ -97,17 +100,57 @@ pub fn store_dirs(task: DataTask, out: &Path, splits: &[Split]) -> Vec<(PathBuf,
 
 /// Runs the extraction and returns one summary per store.
 ///
+/// Everything that can be checked without the encoder (the options, the encoder's
+/// `config.json`, every split's records) is checked before a store is created.
+///
 /// # Errors
-/// Reader, encoder and store errors, naming the file or record; [`Error::Store`] when an
-/// existing store was written with other settings or the encoder produced a non-finite value;
-/// [`Error::Interrupted`] when the observer asked to stop (everything computed is flushed first).
+/// [`Error::InvalidSetting`] for options out of range, an encoder that does not read the task's
+/// records, or a split without records; reader, encoder and store errors, naming the file or
+/// record; [`Error::Store`] when an existing store was written with other settings or the
+/// encoder produced a non-finite value; [`Error::Interrupted`] when the observer asked to stop
+/// (everything computed is flushed first).
 pub fn extract<B: Backend>(
     options: &ExtractOptions,
     device: &B::Device,
     observer: &mut dyn ExtractObserver,
 ) -> Result<Vec<StoreSummary>> {
+    check_pairing(options.encoder, options.task)?;
+    for (setting, value) in [
+        ("--batch-size", options.batch_size),
+        ("--shard-size", options.shard_size),
+        ("--chunk-seconds (in samples)", options.chunk_samples),
+    ] {
+        if value == 0 {
+            return Err(invalid(setting, "must be positive, got 0"));
+        }
+    }
     let (num_layers, d_model) = feature_shape(&options.weights)?;
     check_model_type(options.encoder, &options.weights)?;
+    resolve_max_tokens(options.encoder, &options.weights, Some(options.max_tokens))?;
+    // Every split's records first: a missing or empty split is refused before any store is
+    // started.
+    let mut sources = Vec::new();
+    for (dir, split) in store_dirs(options.task, &options.out, &options.splits) {
+        let source = Source::open(
+            options.task,
+            &options.data,
+            split,
+            options.limit,
+            options.chunk_samples,
+        )?;
+        if source.is_empty() {
+            return Err(invalid(
+                "--data",
+                format!(
+                    "{}: the {} split of {} has no records (nothing to extract)",
+                    options.data.display(),
+                    source.split,
+                    options.task.name()
+                ),
+            ));
+        }
+        sources.push((dir, source));
+    }
     let encoder = LoadedEncoder::<B>::load(
         options.encoder,
         &options.weights,
@@ -125,14 +168,7 @@ pub fn extract<B: Backend>(
             |n| n.to_string_lossy().into_owned(),
         );
     let mut summaries = Vec::new();
-    for (dir, split) in store_dirs(options.task, &options.out, &options.splits) {
-        let source = Source::open(
-            options.task,
-            &options.data,
-            split,
-            options.limit,
-            options.chunk_samples,
-        )?;
+    for (dir, source) in sources {
         let info = StoreInfo {
             encoder: encoder_name.clone(),
             dataset: options.task.name().to_string(),
@@ -201,7 +237,7 @@ fn fill_store<B: Backend>(
     let mut pending_records = 0;
     let mut computed = 0;
     let mut skipped = Vec::new();
-    let batch_size = options.batch_size.max(1);
+    let batch_size = options.batch_size;
     for index in 0..source.len() {
         if source
             .known_id(index)

@@ -6,10 +6,48 @@ use std::path::{Path, PathBuf};
 use datasets::{chunk_waveform, read_wav, resample, AgNews, Cifar100, Iemocap, Split, WavCheck};
 use image::RgbImage;
 
-use crate::error::Result;
+use crate::error::{invalid, Result};
 
 /// The sample rate the speech encoders take.
 pub const SAMPLE_RATE: u32 = 16_000;
+
+/// The longest audio chunk accepted, in seconds: longer than any IEMOCAP utterance (≈35 s).
+/// WavLM's self-attention holds `batch_size × heads × frames²` scores, so a chunk of 60 s
+/// (3,000 frames) already needs gigabytes per batch on WavLM-Large, and 100,000 s would need
+/// more memory than any machine has.
+pub const MAX_CHUNK_SECONDS: f64 = 60.0;
+
+/// Samples per audio chunk of `seconds` at [`SAMPLE_RATE`].
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for `--chunk-seconds` when `seconds` is not finite, rounds to no
+/// sample at 16 kHz, or exceeds [`MAX_CHUNK_SECONDS`].
+pub fn chunk_samples(seconds: f64) -> Result<usize> {
+    let setting = "--chunk-seconds";
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(invalid(
+            setting,
+            format!("must be a positive number of seconds, got {seconds}"),
+        ));
+    }
+    if seconds > MAX_CHUNK_SECONDS {
+        return Err(invalid(
+            setting,
+            format!(
+                "{seconds} s is longer than the {MAX_CHUNK_SECONDS} s allowed (the encoder's \
+                 attention memory grows with the square of the chunk length)"
+            ),
+        ));
+    }
+    let samples = (seconds * f64::from(SAMPLE_RATE)).round() as usize;
+    if samples == 0 {
+        return Err(invalid(
+            setting,
+            format!("{seconds} s is less than one sample at {SAMPLE_RATE} Hz"),
+        ));
+    }
+    Ok(samples)
+}
 
 /// A dataset of the paper's experiments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +73,15 @@ impl DataTask {
     /// Whether the task's stores are one folded store (IEMOCAP) or `train/` + `test/`.
     pub fn has_splits(self) -> bool {
         !matches!(self, Self::Iemocap)
+    }
+
+    /// What the dataset's records are: `audio`, `images` or `text`.
+    pub fn modality(self) -> &'static str {
+        match self {
+            Self::Iemocap => "audio",
+            Self::Cifar100 => "images",
+            Self::AgNews => "text",
+        }
     }
 }
 
@@ -283,6 +330,36 @@ impl Source {
                     .as_ref()
                     .map_or(String::new(), |n| n.path().display().to_string())
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_lengths_are_finite_at_least_one_sample_and_bounded() {
+        assert_eq!(chunk_samples(5.0).unwrap(), 80_000);
+        assert_eq!(chunk_samples(1.0 / 16_000.0).unwrap(), 1);
+        assert_eq!(chunk_samples(MAX_CHUNK_SECONDS).unwrap(), 960_000);
+        for (seconds, expected) in [
+            (f64::NAN, "must be a positive number of seconds, got NaN"),
+            (
+                f64::INFINITY,
+                "must be a positive number of seconds, got inf",
+            ),
+            (0.0, "must be a positive number of seconds, got 0"),
+            (-1.0, "must be a positive number of seconds, got -1"),
+            (0.00001, "0.00001 s is less than one sample at 16000 Hz"),
+            (60.5, "60.5 s is longer than the 60 s allowed"),
+            (100_000.0, "100000 s is longer than the 60 s allowed"),
+        ] {
+            let message = chunk_samples(seconds).unwrap_err().to_string();
+            assert!(
+                message.starts_with("--chunk-seconds: ") && message.contains(expected),
+                "{seconds}: {message}"
+            );
         }
     }
 }

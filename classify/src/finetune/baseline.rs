@@ -17,8 +17,8 @@ use super::data::RawStore;
 use super::inputs::InputBuilder;
 use super::method::LoraMethod;
 use super::run::{finetune_run, FinetuneData};
-use crate::error::{Error, Result};
-use crate::extract::{DataTask, EncoderKind};
+use crate::error::{invalid, Error, Result};
+use crate::extract::{check_model_type, feature_shape, resolve_max_tokens, DataTask, EncoderKind};
 use crate::protocol::{RunPlan, Stores};
 use crate::report::write_atomic;
 use crate::train::{RunObserver, Task, TrainSettings};
@@ -46,6 +46,78 @@ pub struct FinetuneOptions {
     pub plus_ratio: f64,
     /// Which head parameters train.
     pub head_training: HeadTraining,
+}
+
+impl FinetuneOptions {
+    /// Checks the options against the task, the LoRA methods and the stores before anything is
+    /// loaded or written: the encoder reads the task's records and is the architecture of
+    /// `weights`; α and LoRA+'s λ are positive finite numbers; every rank fits the encoder's
+    /// width; the chunk length and token limit are in range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] naming the option and the values; the encoder config's read
+    /// errors.
+    pub fn check(&self, task: Task, methods: &[LoraMethod], stores: &Stores) -> Result<()> {
+        let data_task = data_task(task);
+        let wanted = EncoderKind::for_task(data_task);
+        if self.encoder != wanted {
+            let info = &stores.train.manifest().info;
+            return Err(invalid(
+                "--encoder",
+                format!(
+                    "--encoder {} reads {}; the store {} holds {} {} encoded by `{}` \
+                     (manifest.json): use --encoder {}",
+                    self.encoder.name(),
+                    self.encoder.modality(),
+                    stores.train.dir().display(),
+                    info.dataset,
+                    data_task.modality(),
+                    info.encoder,
+                    wanted.name()
+                ),
+            ));
+        }
+        check_model_type(self.encoder, &self.weights)?;
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(invalid(
+                "--lora-alpha",
+                format!("must be a positive finite number, got {}", self.alpha),
+            ));
+        }
+        if methods.iter().any(|m| m.plus) && !(self.plus_ratio.is_finite() && self.plus_ratio > 0.0)
+        {
+            return Err(invalid(
+                "--loraplus-ratio",
+                format!("must be a positive finite number, got {}", self.plus_ratio),
+            ));
+        }
+        let (_, width) = feature_shape(&self.weights)?;
+        for method in methods {
+            let config = LoraConfig::new(method.rank)
+                .with_alpha(self.alpha)
+                .with_targets(self.targets.clone());
+            config
+                .check()
+                .map_err(|reason| invalid("--lora-targets", reason))?;
+            if method.rank > width {
+                return Err(invalid(
+                    "--methods",
+                    format!(
+                        "{}: rank {} is more than the encoder's width {width} (hidden_size in \
+                         {})",
+                        method.name(),
+                        method.rank,
+                        self.weights.join("config.json").display()
+                    ),
+                ));
+            }
+        }
+        if self.encoder == EncoderKind::Wavlm && self.chunk_samples == 0 {
+            return Err(invalid("--chunk-seconds", "must give at least one sample"));
+        }
+        resolve_max_tokens(self.encoder, &self.weights, Some(self.max_tokens))?;
+        Ok(())
+    }
 }
 
 /// What a finished LoRA run leaves in `result.json` (its presence marks the run done).

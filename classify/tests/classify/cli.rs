@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::Refusals;
+
 fn classify(args: &[&str]) -> Output {
     classify_with(args, &[])
 }
@@ -367,4 +369,283 @@ fn the_cuda_path_on_the_cpu_trains_every_head_like_the_kernels() {
             }
         }
     }
+}
+
+/// Overwrites the first bytes of item `item` of tensor `tensor` in the safetensors file `shard`
+/// with `bytes` (the header says where the tensor's data lie).
+fn patch_item(shard: &Path, tensor: &str, item: usize, bytes: &[u8]) {
+    let mut file = std::fs::read(shard).unwrap();
+    let header_len = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&file[8..8 + header_len]).unwrap();
+    let entry = &header[tensor];
+    let [start, end] = [0, 1].map(|k| entry["data_offsets"][k].as_u64().unwrap() as usize);
+    let count = entry["shape"][0].as_u64().unwrap() as usize;
+    let at = 8 + header_len + start + item * (end - start) / count;
+    file[at..at + bytes.len()].copy_from_slice(bytes);
+    std::fs::write(shard, file).unwrap();
+}
+
+/// `classify replicate --task iemocap` of `methods` for one epoch on `store` into `out`, with
+/// `extra` arguments.
+fn replicate_one_epoch(store: &Path, methods: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(store),
+        "--methods",
+        methods,
+        "--epochs",
+        "1",
+        "--out",
+        path(out),
+    ];
+    args.extend_from_slice(extra);
+    classify(&args)
+}
+
+/// What `classify validate` finds (labels out of range, non-finite features, duplicate ids, a
+/// shard path out of the store) stops `replicate`, and the Importance Factor ablation of
+/// `report`, with the validator's message before anything is trained or written.
+#[test]
+fn stores_the_validator_rejects_are_refused_before_anything_trains() {
+    let mut refusals = Refusals::default();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    synth(&good, 40, 4);
+    let rep = dir.path().join("rep");
+    let out = replicate_one_epoch(&good, "daam-v2", &rep, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage, &str); 5] = [
+        (
+            "label",
+            |store| {
+                let shard = store.join("shard-00000.safetensors");
+                patch_item(&shard, "labels", 3, &9u32.to_le_bytes());
+            },
+            "item 3 (`all-000003`): label 9 is not below the 4 classes",
+        ),
+        (
+            "huge-label",
+            |store| {
+                let shard = store.join("shard-00000.safetensors");
+                patch_item(&shard, "labels", 3, &(1u32 << 31).to_le_bytes());
+            },
+            "item 3 (`all-000003`): label 2147483648 is not below the 4 classes",
+        ),
+        (
+            "nan",
+            |store| {
+                let shard = store.join("shard-00000.safetensors");
+                patch_item(&shard, "features", 5, &f32::NAN.to_le_bytes());
+            },
+            "item 5 (`all-000005`): non-finite feature NaN at layer 0, position 0",
+        ),
+        (
+            "duplicate-id",
+            |store| {
+                let shard = store.join("shard-00000.safetensors");
+                let bytes = std::fs::read(&shard).unwrap();
+                let text = String::from_utf8_lossy(&bytes[..200]).into_owned();
+                let at = text.find("all-000001").expect("the ids in the header");
+                let mut bytes = bytes;
+                bytes[at..at + 10].copy_from_slice(b"all-000000");
+                std::fs::write(&shard, bytes).unwrap();
+            },
+            "item 1 (`all-000000`): id already used by item 0",
+        ),
+        (
+            "outside",
+            |store| {
+                let manifest = store.join("manifest.json");
+                let text = std::fs::read_to_string(&manifest).unwrap();
+                let text = text.replace(
+                    "\"shard-00000.safetensors\"",
+                    "\"../good/shard-00000.safetensors\"",
+                );
+                std::fs::write(&manifest, text).unwrap();
+            },
+            "shard file `../good/shard-00000.safetensors` is not a file name inside the store",
+        ),
+    ];
+    for (name, damage, expected) in damages {
+        let store = dir.path().join(name);
+        synth(&store, 40, 4);
+        damage(&store);
+        let out = classify(&["validate", path(&store)]);
+        refusals.check(&out, expected, &dir.path().join("nothing"));
+        let runs = dir.path().join(format!("runs-{name}"));
+        let out = replicate_one_epoch(&store, "daam-v2", &runs, &[]);
+        refusals.check(&out, expected, &runs);
+    }
+    // The ablation of `report` retrains on the replication's store: damaged after the
+    // replication, it is refused before any ablation run.
+    patch_item(
+        &good.join("shard-00000.safetensors"),
+        "labels",
+        3,
+        &9u32.to_le_bytes(),
+    );
+    let out = classify(&[
+        "report",
+        "--replication",
+        path(&rep),
+        "--method",
+        "daam-v2",
+        "--ablate",
+        "2",
+    ]);
+    refusals.check(
+        &out,
+        "item 3 (`all-000003`): label 9 is not below the 4 classes",
+        &rep.join("ablation"),
+    );
+    refusals.assert_all();
+}
+
+/// `report` checks `--ablate` and the run's `head.json` before it computes anything: K = 0, K
+/// over half the layers and a head that does not fit K layers are refused, and an edited
+/// `head.json` is named with its field.
+#[test]
+fn report_checks_ablate_and_head_json_before_computing() {
+    let mut refusals = Refusals::default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    synth(&store, 40, 4);
+    let rep = dir.path().join("rep");
+    let out = replicate_one_epoch(&store, "daam-v2", &rep, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = rep.join("runs/daam-v2/fold-1");
+    let report = |extra: &[&str]| {
+        let mut args = vec!["report", "--replication", path(&rep), "--method", "daam-v2"];
+        args.extend_from_slice(extra);
+        classify(&args)
+    };
+    let interpretation = run.join("interpretation");
+    for (extra, expected) in [
+        (&["--ablate", "0"][..], "--ablate 0"),
+        (
+            &["--ablate", "5"][..],
+            "the 5 highest- and 5 lowest-contribution layers of 8 would overlap; give \
+             --ablate 4 or less",
+        ),
+        (
+            &["--ablate", "2", "--ablate-method", "daam-v1"][..],
+            "--ablate 2 with --ablate-method daam-v1: daam-v1 splits the layers into 8 heads",
+        ),
+        (
+            &["--ablate", "2", "--ablate-method", "lora-r4"][..],
+            "--ablate-method `lora-r4`",
+        ),
+    ] {
+        refusals.check(&report(extra), expected, &interpretation);
+    }
+
+    let head_path = run.join("head.json");
+    let head = std::fs::read_to_string(&head_path).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&head).unwrap();
+    for (field, edited, expected) in [
+        (
+            "num_layers",
+            serde_json::json!(16),
+            "num_layers is 16, but the replication's store has 8 layers",
+        ),
+        (
+            "num_classes",
+            serde_json::json!(0),
+            "num_classes must be positive, got 0",
+        ),
+        (
+            "num_classes",
+            serde_json::json!(5),
+            "num_classes is 5, but the replication's store has 4 classes",
+        ),
+        (
+            "d_model",
+            serde_json::json!(0),
+            "d_model must be positive, got 0",
+        ),
+        (
+            "kind",
+            serde_json::json!("daam-v1"),
+            "kind is `daam-v1`, but the run is filed under method `daam-v2`",
+        ),
+    ] {
+        let mut changed = value.clone();
+        changed[field] = edited;
+        std::fs::write(&head_path, changed.to_string()).unwrap();
+        let out = report(&[]);
+        let message = format!("{}: {expected}", head_path.display());
+        refusals.check(&out, &message, &interpretation);
+    }
+    std::fs::write(&head_path, head).unwrap();
+    let out = report(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    refusals.assert_all();
+}
+
+/// Zero sizes, non-finite learning rates, no runs, a method or layer named twice: refused
+/// with the option named, before anything is written.
+#[test]
+fn bad_sizes_and_settings_are_refused_before_anything_is_written() {
+    let mut refusals = Refusals::default();
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--count", "--layers", "--d-model", "--classes", "--groups"] {
+        let out_dir = dir.path().join(format!("synth{flag}"));
+        let out = classify(&["synth", "--out", path(&out_dir), flag, "0"]);
+        refusals.check(&out, &format!("invalid value '0' for '{flag}"), &out_dir);
+    }
+    for flag in ["--layers", "--d-model", "--classes"] {
+        let out = classify(&["heads", flag, "0"]);
+        refusals.check(
+            &out,
+            "must be at least 1",
+            dir.path().join("none").as_path(),
+        );
+    }
+    // A head that does not fit is listed without counts, with the reason.
+    let out = classify(&["heads", "--layers", "5", "--d-model", "16"]);
+    let listed = text(&out);
+    refusals.expect(
+        out.status.success()
+            && listed.contains("| daam-v1 | – |")
+            && listed.contains("daam-v1 splits the layers into 8 heads: 5 layers"),
+        || format!("heads lists daam-v1 on 5 layers without the reason:\n{listed}"),
+    );
+
+    let store = dir.path().join("store");
+    synth(&store, 40, 4);
+    for (case, (extra, expected)) in [
+        (
+            &["--lr", "NaN"][..],
+            "learning_rate must be a positive finite number, got NaN",
+        ),
+        (
+            &["--lr", "inf"][..],
+            "learning_rate must be a positive finite number, got inf",
+        ),
+        (
+            &["--runs", "0"][..],
+            "invalid value '0' for '--runs <RUNS>'",
+        ),
+        (
+            &["--batch-size", "0"][..],
+            "invalid value '0' for '--batch-size <BATCH_SIZE>'",
+        ),
+        (&["--layers", "1,1"][..], "--layers: layer 1 is named twice"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rep = dir.path().join(format!("rep-{case}"));
+        let out = replicate_one_epoch(&store, "daam-v2", &rep, extra);
+        refusals.check(&out, expected, &rep);
+    }
+    let rep = dir.path().join("rep-methods");
+    let out = replicate_one_epoch(&store, "mha,daam-v2,mha", &rep, &[]);
+    refusals.check(&out, "--methods: `mha` is named twice", &rep);
+    refusals.assert_all();
 }

@@ -11,6 +11,8 @@ use datasets::EmbeddingStore;
 use encoders::beit::Beit;
 use encoders::ImagePreprocessor;
 
+use crate::Refusals;
+
 fn encoder_fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../encoders/tests/fixtures")
@@ -564,11 +566,11 @@ fn bad_weights_folders_are_named_in_the_error() {
         "{}",
         text(&output)
     );
-    // WavLM asked of a BEiT checkpoint.
-    let output = run(&encoder_fixture("beit"), "wavlm");
+    // BEiT asked of a WavLM checkpoint.
+    let output = run(&encoder_fixture("wavlm"), "beit");
     assert!(!output.status.success());
     assert!(
-        text(&output).contains("model_type is `beit`"),
+        text(&output).contains("model_type is `wavlm`, but --encoder beit was asked for"),
         "{}",
         text(&output)
     );
@@ -672,4 +674,234 @@ fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
             assert_same_store(&stores[0], store, 1e-5, &format!("{encoder}, {name}"));
         }
     }
+}
+
+/// Sizes, chunk lengths, token limits, an encoder that does not read the task's records and a
+/// split without records are refused, naming the option, before a store is started.
+#[test]
+fn extract_options_are_checked_before_a_store_is_started() {
+    let mut refusals = Refusals::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let cifar = tmp.path().join("cifar");
+    write_cifar(&cifar, 2, 1);
+    let iemocap = tmp.path().join("IEMOCAP_full_release");
+    let turn = (
+        1,
+        "Ses01F_impro01",
+        "Ses01F_impro01_F000",
+        "neu",
+        16_000,
+        6_000,
+    );
+    write_iemocap(&iemocap, &[turn]);
+    let news = tmp.path().join("ag_news_csv");
+    write_ag_news(&news);
+    let empty_news = tmp.path().join("empty_news");
+    write_ag_news(&empty_news);
+    fs::write(empty_news.join("train.csv"), "").unwrap();
+    /// `(encoder, task)`, data folder, extra arguments, expected message.
+    type Case<'a> = ((&'a str, &'a str), &'a Path, &'a [&'a str], &'a str);
+    let cases: [Case; 10] = [
+        (
+            ("beit", "cifar100"),
+            &cifar,
+            &["--shard-size", "0"],
+            "invalid value '0' for '--shard-size <SHARD_SIZE>': must be at least 1",
+        ),
+        (
+            ("beit", "cifar100"),
+            &cifar,
+            &["--batch-size", "0"],
+            "invalid value '0' for '--batch-size <BATCH_SIZE>': must be at least 1",
+        ),
+        (
+            ("wavlm", "iemocap"),
+            &iemocap,
+            &["--chunk-seconds", "inf"],
+            "--chunk-seconds: must be a positive number of seconds, got inf",
+        ),
+        (
+            ("wavlm", "iemocap"),
+            &iemocap,
+            &["--chunk-seconds", "0.00001"],
+            "--chunk-seconds: 0.00001 s is less than one sample at 16000 Hz",
+        ),
+        (
+            ("wavlm", "iemocap"),
+            &iemocap,
+            &["--chunk-seconds", "61"],
+            "--chunk-seconds: 61 s is longer than the 60 s allowed",
+        ),
+        (
+            ("wavlm", "agnews"),
+            &news,
+            &[],
+            "--encoder wavlm reads audio; --task agnews is text: use --encoder llama",
+        ),
+        (
+            ("llama", "cifar100"),
+            &cifar,
+            &[],
+            "--encoder llama reads text; --task cifar100 is images: use --encoder beit",
+        ),
+        (
+            ("llama", "agnews"),
+            &empty_news,
+            &[],
+            "the train split of agnews has no records",
+        ),
+        (
+            ("llama", "agnews"),
+            &news,
+            &["--max-tokens", "4096"],
+            "--max-tokens: 4096 is more than the model's max_position_embeddings = 64",
+        ),
+        (
+            ("beit", "cifar100"),
+            &cifar,
+            &["--limit", "0"],
+            "invalid value '0' for '--limit <LIMIT>'",
+        ),
+    ];
+    for (case, (pair, data, extra, expected)) in cases.into_iter().enumerate() {
+        let out = tmp.path().join(format!("store-{case}"));
+        let output = extract_with(pair, data, &out, extra, &[]);
+        refusals.check(&output, expected, &out);
+    }
+    refusals.assert_all();
+}
+
+/// A text longer than the model's positions: by default `--max-tokens` is clamped to
+/// `max_position_embeddings` (and the run says so); asked for explicitly above it, refused.
+#[test]
+fn llama_max_tokens_defaults_to_the_model_positions() {
+    let mut refusals = Refusals::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ag_news_csv");
+    write_ag_news(&data);
+    let long = "word and another ".repeat(100);
+    fs::write(
+        data.join("train.csv"),
+        format!("\"3\",\"a long one\",\"{long}\"\n\"1\",\"short\",\"text\"\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("store");
+    let llama = ("llama", "agnews");
+    let output = extract_with(llama, &data, &out, &["--split", "train"], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains(
+            "--max-tokens: 4096 by default, clamped to the model's max_position_embeddings = 64"
+        ),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(EmbeddingStore::open(&out.join("train")).unwrap().len(), 2);
+    let refused = tmp.path().join("refused");
+    let output = extract_with(llama, &data, &refused, &["--max-tokens", "65"], &[]);
+    refusals.check(
+        &output,
+        "--max-tokens: 65 is more than the model's max_position_embeddings = 64",
+        &refused,
+    );
+    refusals.assert_all();
+}
+
+/// The LoRA options are checked before `replicate` writes anything: α and LoRA+'s λ positive
+/// and finite, ranks within the encoder's width, the encoder the one that reads the store's
+/// records (named with the encoder the manifest records).
+#[test]
+fn lora_options_are_checked_before_replicate_writes_anything() {
+    let mut refusals = Refusals::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cifar");
+    let store = tmp.path().join("store");
+    write_cifar(&data, 4, 2);
+    let output = extract_beit(&data, &store, &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let replicate = |methods: &str, encoder: &str, rep: &Path, extra: &[&str]| {
+        let weights = encoder_fixture(encoder);
+        let mut args = vec![
+            "replicate",
+            "--task",
+            "cifar100",
+            "--embeddings",
+            store.to_str().unwrap(),
+            "--methods",
+            methods,
+            "--epochs",
+            "1",
+            "--runs",
+            "1",
+            "--encoder",
+            encoder,
+            "--weights",
+            weights.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            rep.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        classify(&args)
+    };
+    for (case, (methods, encoder, extra, expected)) in [
+        (
+            "lora-r2",
+            "beit",
+            &["--lora-alpha", "NaN"][..],
+            "--lora-alpha: must be a positive finite number, got NaN",
+        ),
+        (
+            "lora-r2",
+            "beit",
+            &["--lora-alpha=-5"][..],
+            "--lora-alpha: must be a positive finite number, got -5",
+        ),
+        (
+            "loraplus-r2",
+            "beit",
+            &["--loraplus-ratio=-1"][..],
+            "--loraplus-ratio: must be a positive finite number, got -1",
+        ),
+        (
+            "lora-r100000",
+            "beit",
+            &[][..],
+            "lora-r100000: rank 100000 is more than the encoder's width 32",
+        ),
+        (
+            "lora-r2",
+            "beit",
+            &["--lora-targets", "query,query"][..],
+            "LoRA target Query is listed twice",
+        ),
+        (
+            "lora-r2",
+            "wavlm",
+            &[][..],
+            "--encoder wavlm reads audio; the store",
+        ),
+        (
+            "lora-r2",
+            "beit",
+            &["--chunk-seconds", "inf"][..],
+            "--chunk-seconds: must be a positive number of seconds, got inf",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rep = tmp.path().join(format!("rep-{case}"));
+        let output = replicate(methods, encoder, &rep, extra);
+        refusals.check(&output, expected, &rep);
+    }
+    let rep = tmp.path().join("rep-encoder");
+    let output = replicate("lora-r2", "wavlm", &rep, &[]);
+    refusals.check(
+        &output,
+        "holds cifar100 images encoded by `beit` (manifest.json): use --encoder beit",
+        &rep,
+    );
+    refusals.assert_all();
 }

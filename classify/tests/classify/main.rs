@@ -5,3 +5,59 @@
 mod cli;
 mod extract;
 mod training;
+
+use std::path::Path;
+use std::process::Output;
+
+/// Checks that commands are refused cleanly, collecting every case that is not (so one run
+/// shows each case that fails, not only the first).
+#[derive(Default)]
+pub(crate) struct Refusals {
+    failures: Vec<String>,
+}
+
+impl Refusals {
+    /// Records a failure unless `output` is an error with `expected` in its message, no panic,
+    /// and nothing at `nothing_at`.
+    pub(crate) fn check(&mut self, output: &Output, expected: &str, nothing_at: &Path) {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let problem = if output.status.success() {
+            Some("succeeded")
+        } else if text.contains("panicked") {
+            Some("panicked")
+        } else if !text.contains(expected) {
+            Some("other message")
+        } else if nothing_at.exists() {
+            Some("wrote its output")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.failures.push(format!(
+                "{problem} (expected `{expected}`, nothing at {}):\n{text}",
+                nothing_at.display()
+            ));
+        }
+    }
+
+    /// Records `failure` unless `ok`.
+    pub(crate) fn expect(&mut self, ok: bool, failure: impl FnOnce() -> String) {
+        if !ok {
+            self.failures.push(failure());
+        }
+    }
+
+    /// Panics listing every failed case.
+    pub(crate) fn assert_all(self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} case(s) not refused as expected:\n\n{}",
+            self.failures.len(),
+            self.failures.join("\n\n")
+        );
+    }
+}
