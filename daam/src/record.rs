@@ -9,9 +9,13 @@
 //! recorder loads the other's files) and reads with bincode's limit set from the file's size: no
 //! container may claim more than about twice the bytes the whole file holds, so a corrupt
 //! length is a decode error naming the limit.
+//!
+//! Writing, burn's recorder drops its buffered writer without flushing it, so an error in the
+//! last write (a full disk) is lost and a truncated file looks written; this one flushes and
+//! syncs the file and returns the operating system's error.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, BufWriter};
 use std::marker::PhantomData;
 use std::path::PathBuf;
 
@@ -53,8 +57,24 @@ impl<S: PrecisionSettings, B: Backend> Recorder<B> for CheckedBinFileRecorder<S>
     type RecordOutput = ();
     type LoadArgs = PathBuf;
 
-    fn save_item<I: Serialize>(&self, item: I, file: PathBuf) -> Result<(), RecorderError> {
-        <BinFileRecorder<S> as Recorder<B>>::save_item(&BinFileRecorder::new(), item, file)
+    fn save_item<I: Serialize>(&self, item: I, mut file: PathBuf) -> Result<(), RecorderError> {
+        file.set_extension(<Self as FileRecorder<B>>::file_extension());
+        let io = |err: std::io::Error| match err.kind() {
+            std::io::ErrorKind::NotFound => RecorderError::FileNotFound(err.to_string()),
+            _ => RecorderError::Unknown(err.to_string()),
+        };
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let mut writer = BufWriter::new(File::create(&file).map_err(io)?);
+        // burn's `bin_config()`: bincode's standard configuration.
+        bincode::serde::encode_into_std_write(&item, &mut writer, bincode::config::standard())
+            .map_err(|err| match err {
+                bincode::error::EncodeError::Io { inner, .. } => io(inner),
+                other => RecorderError::Unknown(other.to_string()),
+            })?;
+        let file = writer.into_inner().map_err(|err| io(err.into_error()))?;
+        file.sync_all().map_err(io)
     }
 
     fn load_item<I: DeserializeOwned>(&self, file: &mut PathBuf) -> Result<I, RecorderError> {
@@ -141,6 +161,16 @@ impl RecordFault {
     }
 }
 
+/// The text of a recorder error (burn's `Display` of [`RecorderError`] prints its `Debug`
+/// form, `Unknown("…")`).
+pub fn recorder_message(error: &RecorderError) -> &str {
+    match error {
+        RecorderError::FileNotFound(text)
+        | RecorderError::DeserializeError(text)
+        | RecorderError::Unknown(text) => text,
+    }
+}
+
 /// The most bytes a record file of `size` bytes may claim: bincode counts every decoded integer
 /// at its full width (a `usize` written in one varint byte claims 8), so a valid file claims
 /// somewhat more than its size; twice the size plus 64 KiB leaves room for that.
@@ -217,6 +247,23 @@ mod tests {
                 .into_data()
                 .assert_eq(&expected, true);
         }
+    }
+
+    /// A write the disk refuses is an error naming the cause. `/dev/full` refuses every write
+    /// with ENOSPC; the record fits the write buffer, so only the final flush writes (burn's
+    /// recorder leaves it to the buffer's drop, which ignores errors).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("m.bin")).unwrap();
+        let err = linear()
+            .save_file(dir.path().join("m"), &R::new())
+            .unwrap_err();
+        assert!(
+            recorder_message(&err).contains("No space left on device"),
+            "{err}"
+        );
     }
 
     #[test]

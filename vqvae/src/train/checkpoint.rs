@@ -231,7 +231,10 @@ pub fn save<B: Backend, R: burn::record::Record<B>>(
     let recorder = CheckpointRecorder::new();
     let failed = |what: &str, e: burn::record::RecorderError| Error::Checkpoint {
         path: tmp.join(what),
-        message: e.to_string(),
+        message: format!(
+            "cannot be written: {} (the previous checkpoint is kept)",
+            daam::record::recorder_message(&e)
+        ),
     };
     model
         .clone()
