@@ -221,3 +221,35 @@ pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) ->
         source,
     }
 }
+
+/// `error` followed by each of its causes, `": "`-separated (`{:#}` of `anyhow`, for messages
+/// printed without it): "cannot decode image a.png: Format error decoding Png: …".
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        // Some errors repeat their source's text in their own; print it once.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_causes_appends_each_cause_once() {
+        let error = Error::Io {
+            path: "a/b.png".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        };
+        assert_eq!(with_causes(&error), "cannot access a/b.png: gone");
+        assert_eq!(error.to_string(), "cannot access a/b.png");
+    }
+}

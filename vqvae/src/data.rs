@@ -323,7 +323,7 @@ impl Prefetcher {
                         .map(|&i| {
                             source
                                 .load(i, &preprocess, sample_seed(seed, epoch, i))
-                                .map_err(|e| (source.name(i), e.to_string()))
+                                .map_err(|e| (source.name(i), datasets::error::with_causes(&e)))
                         })
                         .collect()
                 });
@@ -379,7 +379,7 @@ pub fn load_all(source: &ImageSource, size: u32) -> LoadedImages {
     for i in 0..source.len() {
         match source.load(i, &preprocess, 0) {
             Ok(image) => images.push((source.name(i), image)),
-            Err(e) => skipped.push((source.name(i), e.to_string())),
+            Err(e) => skipped.push((source.name(i), datasets::error::with_causes(&e))),
         }
     }
     LoadedImages { images, skipped }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file or folder could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("cannot access {}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,

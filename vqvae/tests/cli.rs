@@ -627,6 +627,17 @@ fn unreadable_images_are_skipped_and_counted() {
         !stderr.contains("gray.png") && !stderr.contains("deep.png"),
         "{stderr}"
     );
+    // Six steps of four over eight images: every epoch meets the bad files again; each is
+    // named once, with the decoder's reason after the file.
+    for bad in ["corrupt.jpg", "truncated.png"] {
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("skipped unreadable image") && l.contains(bad))
+            .collect();
+        assert_eq!(lines.len(), 1, "{bad}: {stderr}");
+        let reason = lines[0].rsplit(&format!("{bad}: ")).next().unwrap();
+        assert!(reason.len() > 5 && !reason.contains(bad), "{}", lines[0]);
+    }
     let rows = trajectory(&run);
     assert_eq!(rows.len(), 6);
     let skipped: u64 = column(&run, "skipped_images")
@@ -774,6 +785,26 @@ fn bad_inputs_give_named_errors() {
         s(&data),
     ]);
     assert!(err.contains("not a run folder"), "{err}");
+    let missing = dir.path().join("no-such-run");
+    let err = fails(&[
+        "reconstruct",
+        "--checkpoint",
+        s(&missing),
+        "--input",
+        s(&data),
+    ]);
+    assert!(err.contains("no-such-run: does not exist"), "{err}");
+    let err = fails(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--config",
+        s(&missing),
+        "--out",
+        s(&missing),
+    ]);
+    // The operating system's reason once, after the file it is about.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     let bad_codes = dir.path().join("codes.json");
     std::fs::write(&bad_codes, r#"{"checkpoint":"x","height":3,"width":3,"num_codes":32,"images":[{"name":"a","codes":[1,2]}]}"#).unwrap();
     let err = fails(&["decode", "--checkpoint", s(&run), "--codes", s(&bad_codes)]);

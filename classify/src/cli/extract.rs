@@ -219,7 +219,10 @@ impl ExtractObserver for Progress {
     }
 
     fn skipped(&mut self, record: &str, error: &Error) {
-        self.say(&format!("skipped {record}: {error}"));
+        self.say(&format!(
+            "skipped {record}: {}",
+            datasets::error::with_causes(error)
+        ));
     }
 
     fn should_stop(&self) -> bool {

@@ -251,7 +251,10 @@ fn fill_store<B: Backend>(
             Err(error) => {
                 let record = source.describe(index);
                 observer.skipped(&record, &error);
-                skipped.push(format!("{record}: {error}"));
+                skipped.push(format!(
+                    "{record}: {}",
+                    datasets::error::with_causes(&error)
+                ));
             }
         }
         pending_records += 1;

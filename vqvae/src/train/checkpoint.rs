@@ -196,6 +196,12 @@ pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
 /// Resolves `--checkpoint PATH`: a run folder (its latest checkpoint) or one `step-*` folder.
 /// Returns the run folder and the checkpoint folder.
 pub fn resolve(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    if !path.exists() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "does not exist".into(),
+        });
+    }
     if path.join("config.json").is_file() {
         let step = latest(path)?.ok_or_else(|| Error::Checkpoint {
             path: path.to_path_buf(),

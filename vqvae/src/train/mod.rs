@@ -305,12 +305,17 @@ where
         checkpoint::latest(run)?.map_or("none".to_string(), |p| p.display().to_string());
     let mut interrupted = false;
     let num_codes = config.model.num_codes;
+    let mut reported = std::collections::HashSet::new();
 
     while let Some(batch) = prefetch.next() {
         let started = Instant::now();
         for (name, error) in &batch.skipped {
-            tracing::warn!("skipping unreadable image {name}: {error}");
-            observer.on_event(&format!("skipped unreadable image {name}: {error}"));
+            // Once per file: a file unreadable in one epoch is unreadable in every epoch.
+            if reported.insert(name.clone()) {
+                observer.on_event(&format!("skipped unreadable image {name}: {error}"));
+            } else {
+                tracing::debug!("skipping unreadable image {name} again");
+            }
         }
         state.skipped_images += batch.skipped.len() as u64;
         if batch.images.is_empty() {
