@@ -588,6 +588,80 @@ fn compare_writes_table_grids_and_report() {
     assert!(err.contains("2 labels for 1 checkpoints"), "{err}");
 }
 
+/// Dead-code restarts change the codebook (the loss departs from a run without them at the
+/// first restart), are counted in metrics.csv, and restart a code at most once per
+/// `dead_code_after` steps; a restart alone does not count as a use in the usage column.
+#[test]
+fn dead_codes_are_restarted_counted_and_not_reported_as_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 4);
+    let (after, steps, codes) = (3u64, 12u64, 64u64);
+    let mut runs = Vec::new();
+    for dead_code_after in [0, after] {
+        let config = dir.path().join(format!("dead{dead_code_after}.toml"));
+        std::fs::write(
+            &config,
+            format!("[model]\nnum_codes = {codes}\ndead_code_after = {dead_code_after}\n"),
+        )
+        .unwrap();
+        let run = dir.path().join(format!("run{dead_code_after}"));
+        ok(&[
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            s(&data),
+            "--val",
+            s(&data),
+            "--config",
+            s(&config),
+            "--max-steps",
+            &steps.to_string(),
+            "--out",
+            s(&run),
+        ]);
+        runs.push(run);
+    }
+    let restarted = |run: &Path| -> Vec<u64> {
+        column(run, "restarted_codes")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    assert!(restarted(&runs[0]).iter().all(|&n| n == 0));
+    let counts = restarted(&runs[1]);
+    let first = counts
+        .iter()
+        .position(|&n| n > 0)
+        .expect("no code was restarted");
+    assert!(
+        first < after as usize + 1,
+        "first restart at row {first}: {counts:?}"
+    );
+    // Each code at most once per `after` steps.
+    let bound = codes * steps.div_ceil(after);
+    assert!(
+        counts[steps as usize - 1] <= bound,
+        "{counts:?} over {bound}"
+    );
+    let losses = |run: &Path| column(run, "loss");
+    let (plain, restarting) = (losses(&runs[0]), losses(&runs[1]));
+    assert_eq!(
+        plain[..=first],
+        restarting[..=first],
+        "identical up to the restart"
+    );
+    assert_ne!(
+        plain[first + 1..],
+        restarting[first + 1..],
+        "restarts changed nothing"
+    );
+    // The step that restarts codes reports the usage its latents made, as without restarts
+    // (recording restarts as uses reported 100 % there).
+    let usage = |run: &Path| column(run, "usage")[first].clone();
+    assert_eq!(usage(&runs[0]), usage(&runs[1]));
+}
+
 #[test]
 fn unreadable_images_are_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();

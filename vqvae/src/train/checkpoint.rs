@@ -39,6 +39,10 @@ pub struct TrainState {
     pub codebook: CodebookStats,
     /// Images skipped as unreadable so far.
     pub skipped_images: u64,
+    /// Codes restarted from latents so far (dead-code restarts; 0 in checkpoints written before
+    /// it was counted).
+    #[serde(default)]
+    pub restarted_codes: u64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

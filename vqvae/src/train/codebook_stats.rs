@@ -11,6 +11,11 @@ pub struct CodebookStats {
     frequency: Vec<f64>,
     /// Window in steps.
     window: u64,
+    /// `step + 1` of the last restart of each code; 0 for never. A restart resets the code's
+    /// dead-code timer but is not a use: usage counts only codes latents chose. (Empty in
+    /// checkpoints written before it existed, where restarts were recorded as uses.)
+    #[serde(default)]
+    restarted: Vec<u64>,
 }
 
 impl CodebookStats {
@@ -20,6 +25,7 @@ impl CodebookStats {
             last_used: vec![0; num_codes],
             frequency: vec![0.0; num_codes],
             window: window.max(1),
+            restarted: vec![0; num_codes],
         }
     }
 
@@ -68,20 +74,26 @@ impl CodebookStats {
         entropy.exp()
     }
 
-    /// Codes unused for at least `after` steps as of `step` (never-used codes count from 0).
+    /// Codes unused and not restarted for at least `after` steps as of `step` (never-used codes
+    /// count from 0).
     pub fn dead(&self, step: u64, after: u64) -> Vec<usize> {
         self.last_used
             .iter()
             .enumerate()
-            .filter(|(_, &l)| step + 1 - l.min(step + 1) >= after)
+            .map(|(i, &l)| l.max(self.restarted.get(i).copied().unwrap_or(0)))
+            .enumerate()
+            .filter(|&(_, l)| step + 1 - l.min(step + 1) >= after)
             .map(|(i, _)| i)
             .collect()
     }
 
-    /// Marks codes as just restarted (used at `step`).
+    /// Marks codes as just restarted (at `step`): their dead-code timer starts again.
     pub fn revive(&mut self, step: u64, codes: &[usize]) {
+        if self.restarted.len() != self.last_used.len() {
+            self.restarted = vec![0; self.last_used.len()];
+        }
         for &c in codes {
-            self.last_used[c] = step + 1;
+            self.restarted[c] = step + 1;
         }
     }
 }
@@ -113,6 +125,20 @@ mod tests {
         assert_eq!(stats.dead(2, 2), [0, 1, 3]);
         stats.revive(2, &[3]);
         assert_eq!(stats.dead(2, 1), [0, 1]);
+        // A restart is not a use: usage still counts only code 2.
+        assert_eq!(stats.usage(2), 0.25);
+        assert_eq!(stats.dead(3, 2), [0, 1]);
+        assert_eq!(stats.dead(4, 2), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn statistics_saved_before_restarts_were_kept_apart_still_load_and_revive() {
+        let mut json = serde_json::to_value(CodebookStats::new(3, 2)).unwrap();
+        json.as_object_mut().unwrap().remove("restarted");
+        let mut stats: CodebookStats = serde_json::from_value(json).unwrap();
+        assert_eq!(stats.dead(0, 1), [0, 1, 2]);
+        stats.revive(0, &[1]);
+        assert_eq!(stats.dead(0, 1), [0, 2]);
     }
 
     #[test]

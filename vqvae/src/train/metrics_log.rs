@@ -7,7 +7,7 @@ use super::StepReport;
 use crate::error::{Error, Result};
 
 const HEADER: &str = "step,epoch,loss,reconstruction,codebook,commitment,usage,perplexity,\
-                      images_per_second,skipped_images,learning_rate";
+                      images_per_second,skipped_images,learning_rate,restarted_codes";
 
 /// Appends one row per step to `metrics.csv`.
 #[derive(Debug)]
@@ -40,12 +40,12 @@ impl MetricsLog {
             Err(e) => return Err(io(e)),
         };
         let mut contents = format!("{HEADER}\n");
-        // Rows of logs written before `learning_rate` existed have one field fewer: they get
-        // an empty last field.
+        // Rows of logs written before `learning_rate` or `restarted_codes` existed have fewer
+        // fields: they get empty last fields.
         let columns = HEADER.split(',').count();
         for line in kept {
             contents.push_str(&line);
-            if line.split(',').count() == columns - 1 {
+            for _ in line.split(',').count()..columns {
                 contents.push(',');
             }
             contents.push('\n');
@@ -65,7 +65,7 @@ impl MetricsLog {
     pub fn append(&mut self, r: &StepReport) -> Result<()> {
         writeln!(
             self.file,
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.2},{:.2},{},{:.3e}",
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.2},{:.2},{},{:.3e},{}",
             r.step,
             r.epoch,
             r.loss,
@@ -76,7 +76,8 @@ impl MetricsLog {
             r.perplexity,
             r.images_per_second,
             r.skipped_images,
-            r.learning_rate
+            r.learning_rate,
+            r.restarted_codes
         )
         .map_err(|source| Error::Io {
             path: self.path.clone(),
@@ -103,6 +104,7 @@ mod tests {
             images_per_second: 10.0,
             skipped_images: 0,
             learning_rate: 1e-3,
+            restarted_codes: 0,
         }
     }
 

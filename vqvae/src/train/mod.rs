@@ -77,6 +77,8 @@ pub struct StepReport {
     pub images_per_second: f64,
     /// Unreadable images skipped so far.
     pub skipped_images: u64,
+    /// Codes restarted from latents so far (`model.dead_code_after`).
+    pub restarted_codes: u64,
     /// Learning rate of the step.
     pub learning_rate: f64,
 }
@@ -261,6 +263,7 @@ where
                     step: 0,
                     codebook: CodebookStats::new(config.model.num_codes, config.train.usage_window),
                     skipped_images: 0,
+                    restarted_codes: 0,
                 };
                 (model, optimizer, state)
             }
@@ -370,6 +373,7 @@ where
                 let replacements = random_rows(latents, dead.len(), seed, batch.step);
                 model.quantizer = model.quantizer.restart_codes(&dead, replacements);
                 state.codebook.revive(batch.step, &dead);
+                state.restarted_codes += dead.len() as u64;
             }
         }
         state.step = batch.step + 1;
@@ -388,6 +392,7 @@ where
             perplexity: state.codebook.perplexity(),
             images_per_second: batch.images.len() as f64 / started.elapsed().as_secs_f64(),
             skipped_images: state.skipped_images,
+            restarted_codes: state.restarted_codes,
             learning_rate,
         };
         log.append(&report)?;
