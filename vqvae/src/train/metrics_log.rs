@@ -129,14 +129,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], HEADER);
         assert_eq!(lines.len(), 4, "{text}");
+        // The old rows get empty learning_rate and restarted_codes fields.
         assert!(
-            lines[1].starts_with("1,") && lines[1].ends_with(",0,"),
+            lines[1].starts_with("1,") && lines[1].ends_with(",0,,"),
             "{text}"
         );
         assert!(
-            lines[3].starts_with("3,") && lines[3].ends_with(",0,1.000e-3"),
+            lines[3].starts_with("3,") && lines[3].ends_with(",0,1.000e-3,0"),
             "{text}"
         );
-        assert!(lines.iter().all(|l| l.split(',').count() == 11), "{text}");
+        assert!(lines.iter().all(|l| l.split(',').count() == 12), "{text}");
     }
 }
