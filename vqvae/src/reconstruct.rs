@@ -85,6 +85,34 @@ fn resolved(path: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Refuses an output folder that is a training run's folder or inside one: `metrics.csv` would
+/// replace the run's training log, images its sample grids.
+///
+/// # Errors
+/// [`Error::Config`] naming the run.
+pub fn check_output_outside_runs(out: &Path) -> Result<()> {
+    let out_dir = resolved(out)?;
+    if let Some(run) = out_dir
+        .ancestors()
+        .find(|dir| dir.join("config.json").is_file() && dir.join("latest").is_file())
+    {
+        return Err(Error::Config {
+            path: out.to_path_buf(),
+            message: format!(
+                "--out is {} {}: its metrics.csv, sample grids or checkpoints would be written \
+                 over; choose a folder outside the run",
+                if out_dir == run {
+                    "the training run"
+                } else {
+                    "inside the training run"
+                },
+                run.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses an output folder that would write among the input images: the folder of an input
 /// file, an input folder or a folder inside it (reconstructions would replace originals of the
 /// same name, and be read back as inputs by the next run).
@@ -92,6 +120,7 @@ fn resolved(path: &Path) -> Result<PathBuf> {
 /// # Errors
 /// [`Error::Config`] naming both folders.
 pub fn check_output_apart(input: &Path, out: &Path) -> Result<()> {
+    check_output_outside_runs(out)?;
     let input_dir = if input.is_file() {
         resolved(input)?.parent().map(Path::to_path_buf)
     } else {
@@ -113,7 +142,25 @@ pub fn check_output_apart(input: &Path, out: &Path) -> Result<()> {
             ),
         }),
         _ => Ok(()),
+    }?;
+    // An input folder may reach the output folder through a symbolic link inside it.
+    if input.is_dir() {
+        if let Ok(folder) = ImageFolder::open(input) {
+            for file in folder.files() {
+                if resolved(file).is_ok_and(|f| f.starts_with(&out_dir)) {
+                    return Err(Error::Config {
+                        path: out.to_path_buf(),
+                        message: format!(
+                            "the input image {} is inside --out (through a link): it would be \
+                             written over; choose an output folder the input does not reach",
+                            file.display()
+                        ),
+                    });
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 /// Images of `--input`: one file or a folder (recursively).
@@ -374,6 +421,7 @@ pub fn decode<B: DaamBackend>(
     device: &B::Device,
 ) -> Result<Vec<(String, RgbImage)>> {
     let file = read_codes(codes, loaded.config.model.num_codes)?;
+    check_output_outside_runs(out)?;
     create_dir(out)?;
     let mut decoded = Vec::with_capacity(file.images.len());
     if let Some(tile) = file.tile {

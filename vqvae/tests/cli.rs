@@ -428,6 +428,53 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
     }
     assert!(!escaped.exists() && !dir.path().join("absolute.png").exists());
     assert!(!dec.exists(), "decode wrote before checking its codes");
+
+    // A training run's folder or one inside it: metrics.csv would replace the training log,
+    // decoded images the sample grids.
+    let log = std::fs::read(run.join("metrics.csv")).unwrap();
+    for out in [run.clone(), run.join("samples")] {
+        let err = fails(&[
+            "reconstruct",
+            "--checkpoint",
+            s(&run),
+            "--input",
+            s(&data),
+            "--out",
+            s(&out),
+        ]);
+        assert!(err.contains("the training run"), "{err}");
+        let err = fails(&[
+            "decode",
+            "--checkpoint",
+            s(&run),
+            "--codes",
+            s(&rec.join("codes.json")),
+            "--out",
+            s(&out),
+        ]);
+        assert!(err.contains("the training run"), "{err}");
+    }
+    assert_eq!(std::fs::read(run.join("metrics.csv")).unwrap(), log);
+    // An input folder reaching the output folder through a link inside it.
+    #[cfg(unix)]
+    {
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::copy(data.join("proc_00001.png"), other.join("proc_00000.png")).unwrap();
+        let before = std::fs::read(other.join("proc_00000.png")).unwrap();
+        std::os::unix::fs::symlink(&other, data.join("linked")).unwrap();
+        let err = fails(&[
+            "reconstruct",
+            "--checkpoint",
+            s(&run),
+            "--input",
+            s(&data),
+            "--out",
+            s(&other),
+        ]);
+        assert!(err.contains("is inside --out (through a link)"), "{err}");
+        assert_eq!(std::fs::read(other.join("proc_00000.png")).unwrap(), before);
+    }
 }
 
 /// Trained on 16² crops of a 32-pixel view, the model evaluates 32² images in 16² tiles; the
