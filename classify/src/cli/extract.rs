@@ -264,6 +264,7 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
 /// Runs `classify extract` on backend `B`.
 pub(crate) fn extract_cmd<B: Backend>(args: &ExtractArgs, device: &B::Device) -> Result<()> {
     let chunk_samples = chunk_samples(args.chunk_seconds)?;
+    classify::extract::check_chunk(args.encoder.kind(), &args.weights, chunk_samples)?;
     let max_tokens = resolve_max_tokens(args.encoder.kind(), &args.weights, args.max_tokens)?;
     if max_tokens.clamped_to_model {
         eprintln!(
@@ -288,7 +289,8 @@ pub(crate) fn extract_cmd<B: Backend>(args: &ExtractArgs, device: &B::Device) ->
                 "interrupted: the shards written so far are kept; rerun the same command to \
                  continue"
             );
-            return Ok(());
+            // 128 + SIGINT, so that `classify extract … && classify replicate …` stops here.
+            std::process::exit(130);
         }
         other => other.context("extraction failed")?,
     };

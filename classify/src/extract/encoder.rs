@@ -76,6 +76,56 @@ pub fn check_pairing(encoder: EncoderKind, task: DataTask) -> Result<()> {
     ))
 }
 
+/// Most bytes one clip's attention scores may take (`frames² · heads · 4`): 2 GiB. WavLM-Large
+/// (50 frames a second, 16 heads) reaches it at about 3.9 minutes.
+pub const MAX_ATTENTION_BYTES: u64 = 2 << 30;
+
+/// Checks that a WavLM chunk of `chunk_samples` fits the memory its attention takes with the
+/// checkpoint in `weights`; other encoders pass.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for `--chunk-seconds`, naming the frames, the bytes and the longest
+/// chunk that fits; a clip shorter than the feature encoder's receptive field; the config's
+/// read errors.
+pub fn check_chunk(encoder: EncoderKind, weights: &Path, chunk_samples: usize) -> Result<()> {
+    if encoder != EncoderKind::Wavlm {
+        return Ok(());
+    }
+    let config: encoders::wavlm::WavLMConfig = encoders::read_config(weights)?;
+    let seconds = |samples: usize| samples as f64 / 16_000.0;
+    let frames = config.frames(chunk_samples) as u64;
+    if frames == 0 {
+        return Err(invalid(
+            "--chunk-seconds",
+            format!(
+                "{} s is shorter than the model's receptive field ({} samples, {} s)",
+                seconds(chunk_samples),
+                config.receptive_field(),
+                seconds(config.receptive_field())
+            ),
+        ));
+    }
+    let heads = config.num_attention_heads as u64;
+    let bytes = frames * frames * heads * 4;
+    if bytes > MAX_ATTENTION_BYTES {
+        let per_second = frames as f64 / seconds(chunk_samples);
+        let fits = ((MAX_ATTENTION_BYTES / (heads * 4)) as f64).sqrt() / per_second;
+        return Err(invalid(
+            "--chunk-seconds",
+            format!(
+                "{} s is {frames} frames for this WavLM ({}): its attention scores alone take \
+                 {:.1} GiB per clip; at most {:.1} s fits in {} GiB",
+                seconds(chunk_samples),
+                weights.join("config.json").display(),
+                bytes as f64 / f64::from(1u32 << 30),
+                fits.floor().max(0.0),
+                MAX_ATTENTION_BYTES >> 30
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The Llama token limit when none is asked for (the paper's 4096).
 pub const DEFAULT_MAX_TOKENS: usize = 4096;
 

@@ -17,8 +17,8 @@ use datasets::embedding_store::MANIFEST_FILE;
 use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo};
 
 pub use encoder::{
-    check_model_type, check_pairing, feature_shape, resolve_max_tokens, EncoderKind, LoadedEncoder,
-    MaxTokens, DEFAULT_MAX_TOKENS,
+    check_chunk, check_model_type, check_pairing, feature_shape, resolve_max_tokens, EncoderKind,
+    LoadedEncoder, MaxTokens, DEFAULT_MAX_TOKENS,
 };
 pub use source::{chunk_samples, DataTask, Input, Item, Source, MAX_CHUNK_SECONDS, SAMPLE_RATE};
 

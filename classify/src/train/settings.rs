@@ -114,10 +114,19 @@ pub struct TrainSettings {
     pub precision: Precision,
 }
 
+/// Most epochs a run may ask for (the per-epoch metrics are kept in memory).
+pub const MAX_EPOCHS: usize = 100_000;
+
 impl TrainSettings {
     /// Checks ranges, naming the field. Floats must be finite: a NaN compares false with
     /// every bound, so `learning_rate <= 0.0` alone lets it through.
     pub fn validate(&self) -> Result<(), String> {
+        if self.epochs > MAX_EPOCHS {
+            return Err(format!(
+                "epochs ({}) must be at most {MAX_EPOCHS}",
+                self.epochs
+            ));
+        }
         if self.epochs == 0 || self.batch_size == 0 {
             return Err(format!(
                 "epochs ({}) and batch_size ({}) must be positive",
@@ -160,6 +169,24 @@ mod tests {
     fn every_task_default_is_valid() {
         for task in [Task::Iemocap, Task::Cifar100, Task::Agnews] {
             assert_eq!(task.defaults().validate(), Ok(()), "{}", task.name());
+        }
+    }
+
+    /// `--epochs 18446744073709551615` overflowed a capacity, 10⁹ aborted allocating 56 GB.
+    #[test]
+    fn epochs_are_bounded() {
+        let base = Task::Iemocap.defaults();
+        for (epochs, ok) in [
+            (MAX_EPOCHS, true),
+            (MAX_EPOCHS + 1, false),
+            (usize::MAX, false),
+        ] {
+            let result = TrainSettings {
+                epochs,
+                ..base.clone()
+            }
+            .validate();
+            assert_eq!(result.is_ok(), ok, "{epochs}: {result:?}");
         }
     }
 

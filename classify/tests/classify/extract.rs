@@ -701,7 +701,7 @@ fn extract_options_are_checked_before_a_store_is_started() {
     fs::write(empty_news.join("train.csv"), "").unwrap();
     /// `(encoder, task)`, data folder, extra arguments, expected message.
     type Case<'a> = ((&'a str, &'a str), &'a Path, &'a [&'a str], &'a str);
-    let cases: [Case; 10] = [
+    let cases: [Case; 12] = [
         (
             ("beit", "cifar100"),
             &cifar,
@@ -731,6 +731,21 @@ fn extract_options_are_checked_before_a_store_is_started() {
             &iemocap,
             &["--chunk-seconds", "61"],
             "--chunk-seconds: 61 s is longer than the 60 s allowed",
+        ),
+        // The tiny WavLM makes 800 frames a second (strides 5·2·2): 20 s is 15,999 frames,
+        // whose attention scores take 3.8 GiB per clip (60 s took 23.5 GB before the process
+        // was killed).
+        (
+            ("wavlm", "iemocap"),
+            &iemocap,
+            &["--chunk-seconds", "20"],
+            "--chunk-seconds: 20 s is 15999 frames for this WavLM",
+        ),
+        (
+            ("wavlm", "iemocap"),
+            &iemocap,
+            &["--chunk-seconds", "0.002"],
+            "--chunk-seconds: 0.002 s is shorter than the model's receptive field (40 samples",
         ),
         (
             ("wavlm", "agnews"),
