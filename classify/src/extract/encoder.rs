@@ -77,7 +77,7 @@ pub fn check_pairing(encoder: EncoderKind, task: DataTask) -> Result<()> {
 }
 
 /// Most bytes one clip's attention scores may take (`frames² · heads · 4`): 2 GiB. WavLM-Large
-/// (50 frames a second, 16 heads) reaches it at about 3.9 minutes.
+/// (50 frames a second, 16 heads) reaches it at about 116 s, past the 60 s cap.
 pub const MAX_ATTENTION_BYTES: u64 = 2 << 30;
 
 /// Checks that a WavLM chunk of `chunk_samples` fits the memory its attention takes with the
