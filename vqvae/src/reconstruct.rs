@@ -218,24 +218,47 @@ pub struct ImageCodes {
     pub codes: Vec<i64>,
 }
 
-/// A file-name stem for an input path, unique within a set.
+/// Longest stem [`stems`] keeps (bytes), so that `STEM_NNNN.side_by_side.png` fits a file
+/// name's 255 bytes.
+const MAX_STEM_BYTES: usize = 200;
+
+/// A file-name stem for each input path, such that no two inputs' output files
+/// (`STEM.png`, `STEM.side_by_side.png`) share a name: a repeated stem gets `_2`, `_3`, … (the
+/// first free one: inputs `a/x.png`, `b/x.png` and `x_2.png` would otherwise both write
+/// `x_2.png`, and `x.side_by_side.png` would write over `x`'s side-by-side image).
 fn stems(names: &[String]) -> Vec<String> {
-    let mut seen = std::collections::HashMap::new();
+    let mut taken = std::collections::HashSet::new();
     names
         .iter()
         .map(|name| {
-            let stem = Path::new(name)
+            let base = Path::new(name)
                 .file_stem()
                 .and_then(|s| s.to_str())
-                .unwrap_or("image")
-                .to_string();
-            let n = seen.entry(stem.clone()).or_insert(0usize);
-            *n += 1;
-            if *n == 1 {
-                stem
-            } else {
-                format!("{stem}_{n}")
+                .unwrap_or("image");
+            // File names have at most 255 bytes; leave room for `_N.side_by_side.png`.
+            let mut end = base.len().min(MAX_STEM_BYTES);
+            while !base.is_char_boundary(end) {
+                end -= 1;
             }
+            let base = base[..end].to_string();
+            (1..)
+                .map(|n| {
+                    if n == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}_{n}")
+                    }
+                })
+                .find(|stem| {
+                    let side = format!("{stem}.side_by_side");
+                    if taken.contains(stem) || taken.contains(&side) {
+                        return false;
+                    }
+                    taken.insert(stem.clone());
+                    taken.insert(side);
+                    true
+                })
+                .expect("a free name")
         })
         .collect()
 }
@@ -377,6 +400,13 @@ pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
                  writes NAME.png into --out"
             )));
         }
+        if name.len() + ".png".len() > 255 {
+            return Err(bad(format!(
+                "image name {:?}… has {} bytes: NAME.png must fit a file name's 255",
+                name.chars().take(20).collect::<String>(),
+                name.len()
+            )));
+        }
         if !names.insert(name.as_str()) {
             return Err(bad(format!(
                 "image name {name:?} appears twice: the second image would replace the first"
@@ -463,4 +493,36 @@ pub fn decode<B: DaamBackend>(
         }
     }
     Ok(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stems;
+
+    #[test]
+    fn output_names_never_collide() {
+        let names: Vec<String> = [
+            "a/x.png",
+            "b/x.png",
+            "x_2.png",
+            "x.side_by_side.png",
+            "y.jpg",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let chosen = stems(&names);
+        assert_eq!(chosen, ["x", "x_2", "x_2_2", "x.side_by_side_2", "y"]);
+        let mut files: Vec<String> = chosen
+            .iter()
+            .flat_map(|s| [format!("{s}.png"), format!("{s}.side_by_side.png")])
+            .collect();
+        files.sort();
+        let count = files.len();
+        files.dedup();
+        assert_eq!(files.len(), count, "{files:?}");
+        let long = format!("{}.png", "é".repeat(120));
+        let stem = &stems(&[long])[0];
+        assert_eq!(stem.len(), 200, "{stem}");
+    }
 }

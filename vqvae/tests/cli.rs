@@ -405,6 +405,10 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
             "\"\" is not a plain file name",
         ),
         (
+            Box::new(|c| c["images"][0]["name"] = "n".repeat(252).into()),
+            "has 252 bytes: NAME.png must fit",
+        ),
+        (
             Box::new(|c| c["images"][1]["name"] = c["images"][0]["name"].clone()),
             "appears twice",
         ),
