@@ -867,6 +867,24 @@ fn bad_inputs_give_named_errors() {
             assert!(err.contains(expected), "{to}, {command}: {err}");
         }
     }
+    // Checkpoints of earlier versions have no model.json: a width added to config.json is still
+    // named (burn's loader asserted on the list length), not a panic.
+    let params = run.join("step-00000002").join("model.json");
+    let saved = std::fs::read(&params).unwrap();
+    std::fs::remove_file(&params).unwrap();
+    let (from, to, _) = &edits[0];
+    std::fs::write(run.join("config.json"), config.replace(from, to)).unwrap();
+    let err = fails(&[
+        "reconstruct",
+        "--checkpoint",
+        s(&run),
+        "--input",
+        s(&data),
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(err.contains("another number of blocks"), "{err}");
+    std::fs::write(&params, saved).unwrap();
     std::fs::write(run.join("config.json"), config).unwrap();
     // Without sources.json a resumed run would train on the built-in images instead of --data.
     let sources = run.join("sources.json");

@@ -336,8 +336,25 @@ pub fn load_model<B: Backend>(
         }
     }
     let expected = param_shapes(&fresh);
-    let model = fresh
-        .load_file(dir.join("model"), &CheckpointRecorder::new(), device)
+    // Without `model.json` (checkpoints of earlier versions) a list of blocks of another length
+    // reaches burn's loader, which asserts: contain that panic as the error it is.
+    let load = || fresh.load_file(dir.join("model"), &CheckpointRecorder::new(), device);
+    let loaded = if params_path.is_file() {
+        Ok(load())
+    } else {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load));
+        std::panic::set_hook(hook);
+        caught
+    };
+    let model = loaded
+        .map_err(|_| Error::Checkpoint {
+            path: path.clone(),
+            message: "does not fit this configuration: it holds another number of blocks or \
+                      layers than config.json describes"
+                .into(),
+        })?
         .map_err(|e| Error::Checkpoint {
             path: path.clone(),
             message: record_error(&e),
