@@ -886,6 +886,19 @@ fn bad_inputs_give_named_errors() {
     assert!(err.contains("another number of blocks"), "{err}");
     std::fs::write(&params, saved).unwrap();
     std::fs::write(run.join("config.json"), config).unwrap();
+    // The run lock is never written through a link (it would write the pid into the target).
+    #[cfg(unix)]
+    {
+        let target = dir.path().join("precious.txt");
+        std::fs::write(&target, "keep").unwrap();
+        let lock = run.join(".lock");
+        let _ = std::fs::remove_file(&lock);
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        let err = fails(&["train", "--out", s(&run), "--resume", "--max-steps", "3"]);
+        assert!(err.contains(".lock: is not a plain file"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        std::fs::remove_file(&lock).unwrap();
+    }
     // Without sources.json a resumed run would train on the built-in images instead of --data.
     let sources = run.join("sources.json");
     std::fs::rename(&sources, dir.path().join("sources.json")).unwrap();

@@ -75,6 +75,13 @@ pub fn lock_run(run: &Path) -> Result<RunLock> {
     use std::io::{Read, Seek, Write};
     std::fs::create_dir_all(run).map_err(io(run))?;
     let path = run.join(".lock");
+    // The pid is written into the file: never through a link to some other file.
+    if path.symlink_metadata().is_ok_and(|m| !m.is_file()) {
+        return Err(Error::Checkpoint {
+            path,
+            message: "is not a plain file (a link or a folder): remove it".into(),
+        });
+    }
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
