@@ -33,8 +33,8 @@ impl Waveform {
 /// resampling is the caller's job.
 ///
 /// # Errors
-/// [`Error::Wav`] naming the file when its header is bad, its encoding unsupported, or its data
-/// shorter than the header says (a truncated file).
+/// [`Error::Wav`] naming the file when its header is bad, its encoding unsupported, its data
+/// shorter than the header says (a truncated file), or it holds no samples.
 pub fn read_wav(path: &Path) -> Result<Waveform> {
     let wav_error = |source| Error::Wav {
         path: path.to_path_buf(),
@@ -56,6 +56,12 @@ pub fn read_wav(path: &Path) -> Result<Waveform> {
                 .map_err(wav_error)?
         }
     };
+    if interleaved.is_empty() {
+        // A valid header over no audio: nothing to extract, said rather than dropped silently.
+        return Err(wav_error(hound::Error::FormatError(
+            "the file holds no samples",
+        )));
+    }
     let channels = usize::from(spec.channels.max(1));
     let samples = if channels == 1 {
         interleaved
@@ -124,6 +130,19 @@ pub(crate) mod tests {
             writer.write_sample(sample).unwrap();
         }
         writer.finalize().unwrap();
+    }
+
+    #[test]
+    fn a_file_without_samples_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.wav");
+        write_wav_i16(&path, 16_000, 1, &[]);
+        let error = read_wav(&path).unwrap_err();
+        assert!(
+            crate::error::with_causes(&error).ends_with("the file holds no samples"),
+            "{}",
+            crate::error::with_causes(&error)
+        );
     }
 
     #[test]
