@@ -146,15 +146,6 @@ pub struct RunResult {
     pub seconds: f64,
 }
 
-/// Whether `kind` can run on `num_layers` layers of `d_model` features; the reason when not.
-pub fn head_fits(
-    kind: HeadKind,
-    num_layers: usize,
-    d_model: usize,
-) -> std::result::Result<(), String> {
-    kind.fits(num_layers, d_model)
-}
-
 /// Why a replication in `precision` cannot run `lora_methods`, if it cannot: mixed precision
 /// is for the DAT heads; the LoRA baselines train the encoder in f32.
 pub fn precision_conflict(precision: Precision, lora_methods: &[LoraMethod]) -> Option<String> {
@@ -267,7 +258,7 @@ where
         None => stores.train.num_layers(),
     };
     for &kind in &options.methods {
-        head_fits(kind, num_layers, stores.train.d_model()).map_err(|message| Error::Store {
+        kind.fits(num_layers, stores.train.d_model()).map_err(|message| Error::Store {
             path: options.embeddings.clone(),
             message,
         })?;
