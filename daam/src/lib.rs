@@ -60,6 +60,7 @@ pub mod plot;
 pub mod record;
 pub mod reference;
 pub mod settings_diff;
+pub mod sigpipe;
 
 pub use attention::scaled_dot_product_attention;
 pub use backend::{

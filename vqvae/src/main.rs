@@ -3,6 +3,7 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    daam::sigpipe::end_quietly_on_closed_stdout();
     daam::allocator::retain_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -52,6 +52,37 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A reader that stops early (`classify heads … | head -1`) ends the command quietly; Rust's
+/// default (SIGPIPE ignored) made `println!` panic: "failed printing to stdout: Broken pipe".
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_classify"))
+        .args([
+            "heads",
+            "--layers",
+            "24",
+            "--d-model",
+            "1024",
+            "--classes",
+            "4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
 #[test]
 fn heads_prints_counts_equal_to_the_authors() {
     let out = classify(&[
