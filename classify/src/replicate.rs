@@ -258,10 +258,11 @@ where
         None => stores.train.num_layers(),
     };
     for &kind in &options.methods {
-        kind.fits(num_layers, stores.train.d_model()).map_err(|message| Error::Store {
-            path: options.embeddings.clone(),
-            message,
-        })?;
+        kind.fits(num_layers, stores.train.d_model())
+            .map_err(|message| Error::Store {
+                path: options.embeddings.clone(),
+                message,
+            })?;
     }
     if let Some(finetune) = &options.finetune {
         finetune.check(options.task, &options.lora_methods, &stores)?;
