@@ -127,8 +127,8 @@ pub fn check_output_apart(input: &Path, out: &Path) -> Result<()> {
         Some(resolved(input)?)
     };
     let out_dir = resolved(out)?;
-    match input_dir {
-        Some(dir) if out_dir.starts_with(&dir) => Err(Error::Config {
+    if let Some(dir) = input_dir.filter(|dir| out_dir.starts_with(dir)) {
+        return Err(Error::Config {
             path: out.to_path_buf(),
             message: format!(
                 "--out is {} {}: its images would be written over originals of the same name \
@@ -140,9 +140,8 @@ pub fn check_output_apart(input: &Path, out: &Path) -> Result<()> {
                 },
                 dir.display()
             ),
-        }),
-        _ => Ok(()),
-    }?;
+        });
+    }
     // An input folder may reach the output folder through a symbolic link inside it.
     if input.is_dir() {
         if let Ok(folder) = ImageFolder::open(input) {
@@ -241,24 +240,17 @@ fn stems(names: &[String]) -> Vec<String> {
                 end -= 1;
             }
             let base = base[..end].to_string();
-            (1..)
-                .map(|n| {
-                    if n == 1 {
-                        base.clone()
-                    } else {
-                        format!("{base}_{n}")
-                    }
+            let side = |stem: &str| format!("{stem}.side_by_side");
+            let stem = (1..)
+                .map(|n| match n {
+                    1 => base.clone(),
+                    n => format!("{base}_{n}"),
                 })
-                .find(|stem| {
-                    let side = format!("{stem}.side_by_side");
-                    if taken.contains(stem) || taken.contains(&side) {
-                        return false;
-                    }
-                    taken.insert(stem.clone());
-                    taken.insert(side);
-                    true
-                })
-                .expect("a free name")
+                .find(|stem| !taken.contains(stem) && !taken.contains(&side(stem)))
+                .expect("a free name");
+            taken.insert(side(&stem));
+            taken.insert(stem.clone());
+            stem
         })
         .collect()
 }
