@@ -48,6 +48,7 @@ mod density_adaptive_attention;
 mod density_block;
 pub mod device;
 mod error;
+pub mod folder_lock;
 mod gaussian_form;
 mod gq_daam;
 mod grouped_query_attention;

@@ -59,64 +59,28 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// Holds a run folder for one training process: a lock on `RUN/.lock` (the operating system
-/// releases it when the process ends, however it ends). Two processes training into one folder
-/// would delete each other's checkpoints.
-#[derive(Debug)]
-pub struct RunLock {
-    _file: std::fs::File,
-}
-
-/// Locks `run` (creating it) for this process.
+/// Locks `run` (creating it) for this training process ([`daam::folder_lock`]): two
+/// processes training into one folder would delete each other's checkpoints.
 ///
 /// # Errors
-/// [`Error::Checkpoint`] when another process holds the folder, naming its process id.
-pub fn lock_run(run: &Path) -> Result<RunLock> {
-    use std::io::{Read, Seek, Write};
-    std::fs::create_dir_all(run).map_err(io(run))?;
-    let path = run.join(".lock");
-    // The pid is written into the file: never through a link to some other file.
-    if path.symlink_metadata().is_ok_and(|m| !m.is_file()) {
-        return Err(Error::Checkpoint {
-            path,
-            message: "is not a plain file (a link or a folder): remove it".into(),
-        });
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io(&path))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(Error::Checkpoint {
-                path: run.to_path_buf(),
-                message: format!(
-                    "is in use by another training process{}: two runs in one folder would \
-                     delete each other's checkpoints (wait for it, stop it, or choose another \
-                     --out)",
-                    if holder.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (pid {holder})")
-                    }
-                ),
-            });
-        }
-        Err(std::fs::TryLockError::Error(source)) => return Err(Error::Io { path, source }),
-    }
-    let pid = std::process::id().to_string();
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(pid.as_bytes()))
-        .map_err(io(&path))?;
-    Ok(RunLock { _file: file })
+/// [`Error::Checkpoint`] when another process holds the folder (naming its process id) or its
+/// `.lock` is a link; [`Error::Io`].
+pub fn lock_run(run: &Path) -> Result<daam::folder_lock::FolderLock> {
+    use daam::folder_lock::{lock_folder, LockError};
+    lock_folder(run).map_err(|e| match e {
+        LockError::InUse { .. } => Error::Checkpoint {
+            path: run.to_path_buf(),
+            message: format!(
+                "{e}, training into it: two runs in one folder would delete each other's \
+                 checkpoints (wait for it, stop it, or choose another --out)"
+            ),
+        },
+        LockError::NotAFile { .. } => Error::Checkpoint {
+            path: run.to_path_buf(),
+            message: e.to_string(),
+        },
+        LockError::Io { path, source } => Error::Io { path, source },
+    })
 }
 
 /// Writes the run's `config.json`.
