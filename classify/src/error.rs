@@ -155,3 +155,23 @@ pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) ->
         source,
     }
 }
+
+/// Locks the output folder `dir` for this process ([`daam::folder_lock`]); `what` says what the
+/// process writes there ("the store", "the replication").
+pub(crate) fn lock_out(dir: &std::path::Path, what: &str) -> Result<daam::folder_lock::FolderLock> {
+    use daam::folder_lock::{lock_folder, LockError};
+    lock_folder(dir).map_err(|e| match e {
+        LockError::InUse { .. } => Error::Store {
+            path: dir.to_path_buf(),
+            message: format!(
+                "{e}, writing {what}: two processes writing one folder would overwrite each \
+                 other's files (wait for it, stop it, or choose another --out)"
+            ),
+        },
+        LockError::NotAFile { .. } => Error::Store {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        },
+        LockError::Io { path, source } => Error::Io { path, source },
+    })
+}

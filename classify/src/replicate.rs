@@ -270,6 +270,7 @@ where
     let plans = plan_runs(&stores, protocol, &options.settings, options.runs);
     // Everything is checked: only now is anything written to `out`.
     std::fs::create_dir_all(&options.out).map_err(crate::error::io_error(&options.out))?;
+    let _lock = crate::error::lock_out(&options.out, "the replication")?;
     let record = ReplicationRecord {
         task: options.task,
         embeddings: options.embeddings.clone(),

@@ -167,6 +167,7 @@ pub fn extract<B: Backend>(
             || options.encoder.name().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
+    let _lock = crate::error::lock_out(&options.out, "the embedding store")?;
     let mut summaries = Vec::new();
     for (dir, source) in sources {
         let info = StoreInfo {

@@ -436,6 +436,33 @@ fn replicate_one_epoch(store: &Path, methods: &str, out: &Path, extra: &[&str]) 
     classify(&args)
 }
 
+/// One process per replication folder: while another holds `--out` (here this test, through
+/// the same lock), `replicate` is refused naming its pid and writes nothing; once released,
+/// the same command runs. (Two replications into one folder failed each other with spurious
+/// errors.)
+#[test]
+fn a_replication_folder_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    synth(&store, 40, 4);
+    let out = dir.path().join("rep");
+    let held = daam::folder_lock::lock_folder(&out).unwrap();
+    let refused = replicate_one_epoch(&store, "mha", &out, &[]);
+    let message = text(&refused);
+    assert!(!refused.status.success(), "{message}");
+    assert!(
+        message.contains(&format!(
+            "is in use by another process (pid {}), writing the replication",
+            std::process::id()
+        )),
+        "{message}"
+    );
+    assert!(!out.join("replicate.json").exists(), "{message}");
+    drop(held);
+    let done = replicate_one_epoch(&store, "mha", &out, &[]);
+    assert!(done.status.success(), "{}", text(&done));
+}
+
 /// What `classify validate` finds (labels out of range, non-finite features, duplicate ids, a
 /// shard path out of the store) stops `replicate`, and the Importance Factor ablation of
 /// `report`, with the validator's message before anything is trained or written.

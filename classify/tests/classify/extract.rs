@@ -144,6 +144,31 @@ fn beit_over_cifar100_writes_train_and_test_stores_equal_to_the_encoder() {
     );
 }
 
+/// One process per store folder: while another holds `--out` (this test, through the same
+/// lock), `extract` is refused naming its pid and stores nothing; released, it runs.
+#[test]
+fn a_store_folder_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    write_cifar(&data, 4, 2);
+    let out = dir.path().join("store");
+    let held = daam::folder_lock::lock_folder(&out).unwrap();
+    let refused = extract_with(("beit", "cifar100"), &data, &out, &[], &[]);
+    let message = text(&refused);
+    assert!(!refused.status.success(), "{message}");
+    assert!(
+        message.contains(&format!(
+            "is in use by another process (pid {}), writing the embedding store",
+            std::process::id()
+        )),
+        "{message}"
+    );
+    assert!(!out.join("train").exists(), "{message}");
+    drop(held);
+    let done = extract_with(("beit", "cifar100"), &data, &out, &[], &[]);
+    assert!(done.status.success(), "{}", text(&done));
+}
+
 #[test]
 fn a_killed_extraction_completes_on_rerun_with_every_item_once() {
     let tmp = tempfile::tempdir().unwrap();
