@@ -53,6 +53,21 @@ fn images(dir: &Path, count: usize) -> PathBuf {
     folder
 }
 
+/// `vqvae train --preset tiny` on `data` for `steps` steps into `run`.
+fn train_tiny(data: &Path, steps: u32, run: &Path) {
+    ok(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(data),
+        "--max-steps",
+        &steps.to_string(),
+        "--out",
+        s(run),
+    ]);
+}
+
 /// `(step, loss columns)` of a run's metrics.csv, throughput dropped.
 fn trajectory(run: &Path) -> Vec<(u64, String)> {
     let text = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
@@ -256,17 +271,7 @@ fn decode_of_exported_codes_equals_reconstruct() {
     let dir = tempfile::tempdir().unwrap();
     let data = images(dir.path(), 5);
     let run = dir.path().join("run");
-    ok(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--data",
-        s(&data),
-        "--max-steps",
-        "6",
-        "--out",
-        s(&run),
-    ]);
+    train_tiny(&data, 6, &run);
     let rec = dir.path().join("rec");
     let out = ok(&[
         "reconstruct",
@@ -307,17 +312,7 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
     let dir = tempfile::tempdir().unwrap();
     let data = images(dir.path(), 3);
     let run = dir.path().join("run");
-    ok(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--data",
-        s(&data),
-        "--max-steps",
-        "2",
-        "--out",
-        s(&run),
-    ]);
+    train_tiny(&data, 2, &run);
     let originals: Vec<Vec<u8>> = (0..3)
         .map(|i| std::fs::read(data.join(format!("proc_{i:05}.png"))).unwrap())
         .collect();
@@ -795,17 +790,19 @@ fn bad_inputs_give_named_errors() {
 
     let data = images(dir.path(), 4);
     let run = dir.path().join("run");
-    ok(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--data",
-        s(&data),
-        "--max-steps",
-        "2",
-        "--out",
-        s(&run),
-    ]);
+    train_tiny(&data, 2, &run);
+    let out = dir.path().join("o");
+    let reconstruct_fails = || {
+        fails(&[
+            "reconstruct",
+            "--checkpoint",
+            s(&run),
+            "--input",
+            s(&data),
+            "--out",
+            s(&out),
+        ])
+    };
     // A checkpoint whose config.json says another network.
     let config = std::fs::read_to_string(run.join("config.json")).unwrap();
     std::fs::write(
@@ -813,15 +810,7 @@ fn bad_inputs_give_named_errors() {
         config.replace("\"num_codes\": 32", "\"num_codes\": 64"),
     )
     .unwrap();
-    let err = fails(&[
-        "reconstruct",
-        "--checkpoint",
-        s(&run),
-        "--input",
-        s(&data),
-        "--out",
-        s(&dir.path().join("o")),
-    ]);
+    let err = reconstruct_fails();
     assert!(
         err.contains("model.bin") && err.contains("does not fit"),
         "{err}"
@@ -854,15 +843,7 @@ fn bad_inputs_give_named_errors() {
             let err = if command == "resume" {
                 fails(&["train", "--out", s(&run), "--resume", "--max-steps", "3"])
             } else {
-                fails(&[
-                    "reconstruct",
-                    "--checkpoint",
-                    s(&run),
-                    "--input",
-                    s(&data),
-                    "--out",
-                    s(&dir.path().join("o")),
-                ])
+                reconstruct_fails()
             };
             assert!(err.contains(expected), "{to}, {command}: {err}");
         }
@@ -874,15 +855,7 @@ fn bad_inputs_give_named_errors() {
     std::fs::remove_file(&params).unwrap();
     let (from, to, _) = &edits[0];
     std::fs::write(run.join("config.json"), config.replace(from, to)).unwrap();
-    let err = fails(&[
-        "reconstruct",
-        "--checkpoint",
-        s(&run),
-        "--input",
-        s(&data),
-        "--out",
-        s(&dir.path().join("o")),
-    ]);
+    let err = reconstruct_fails();
     assert!(err.contains("another number of blocks"), "{err}");
     std::fs::write(&params, saved).unwrap();
     std::fs::write(run.join("config.json"), config).unwrap();
@@ -999,17 +972,7 @@ fn a_nan_loss_stops_without_touching_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let data = images(dir.path(), 4);
     let run = dir.path().join("run");
-    ok(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--data",
-        s(&data),
-        "--max-steps",
-        "2",
-        "--out",
-        s(&run),
-    ]);
+    train_tiny(&data, 2, &run);
     let before = std::fs::read(run.join("step-00000002/model.bin")).unwrap();
     let err = fails(&[
         "train",
