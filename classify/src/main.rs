@@ -16,6 +16,10 @@ fn main() -> std::process::ExitCode {
     match cli::run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
+            if let Some(stop) = error.downcast_ref::<cli::Interrupted>() {
+                eprintln!("{stop}");
+                return std::process::ExitCode::from(130);
+            }
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }

@@ -224,9 +224,12 @@ const MAX_STEM_BYTES: usize = 200;
 /// A file-name stem for each input path, such that no two inputs' output files
 /// (`STEM.png`, `STEM.side_by_side.png`) share a name: a repeated stem gets `_2`, `_3`, … (the
 /// first free one: inputs `a/x.png`, `b/x.png` and `x_2.png` would otherwise both write
-/// `x_2.png`, and `x.side_by_side.png` would write over `x`'s side-by-side image).
+/// `x_2.png`, and `x.side_by_side.png` would write over `x`'s side-by-side image). Stems are
+/// compared without case, as case-insensitive file systems (macOS, Windows) compare names:
+/// `X.png` and `x.png` give `X` and `x_2`.
 fn stems(names: &[String]) -> Vec<String> {
     let mut taken = std::collections::HashSet::new();
+    let key = |stem: &str| stem.to_lowercase();
     names
         .iter()
         .map(|name| {
@@ -246,10 +249,10 @@ fn stems(names: &[String]) -> Vec<String> {
                     1 => base.clone(),
                     n => format!("{base}_{n}"),
                 })
-                .find(|stem| !taken.contains(stem) && !taken.contains(&side(stem)))
+                .find(|stem| !taken.contains(&key(stem)) && !taken.contains(&key(&side(stem))))
                 .expect("a free name");
-            taken.insert(side(&stem));
-            taken.insert(stem.clone());
+            taken.insert(key(&side(&stem)));
+            taken.insert(key(&stem));
             stem
         })
         .collect()
@@ -392,6 +395,12 @@ pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
                  writes NAME.png into --out"
             )));
         }
+        if name.chars().any(char::is_control) || name.trim() != name {
+            return Err(bad(format!(
+                "image name {name:?} has a control character or leading or trailing white \
+                 space: decode writes NAME.png into --out"
+            )));
+        }
         if name.len() + ".png".len() > 255 {
             return Err(bad(format!(
                 "image name {:?}… has {} bytes: NAME.png must fit a file name's 255",
@@ -399,9 +408,11 @@ pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
                 name.len()
             )));
         }
-        if !names.insert(name.as_str()) {
+        // Without case, as case-insensitive file systems compare names.
+        if !names.insert(name.to_lowercase()) {
             return Err(bad(format!(
-                "image name {name:?} appears twice: the second image would replace the first"
+                "image name {name:?} appears twice (letter case aside): the second image would \
+                 replace the first"
             )));
         }
     }
@@ -499,16 +510,30 @@ mod tests {
             "x_2.png",
             "x.side_by_side.png",
             "y.jpg",
+            "Y.PNG",
+            "X_2.side_by_side.png",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let chosen = stems(&names);
-        assert_eq!(chosen, ["x", "x_2", "x_2_2", "x.side_by_side_2", "y"]);
+        assert_eq!(
+            chosen,
+            [
+                "x",
+                "x_2",
+                "x_2_2",
+                "x.side_by_side_2",
+                "y",
+                "Y_2",
+                "X_2.side_by_side_2"
+            ]
+        );
         let mut files: Vec<String> = chosen
             .iter()
             .flat_map(|s| [format!("{s}.png"), format!("{s}.side_by_side.png")])
             .collect();
+        let mut files: Vec<String> = files.iter().map(|f| f.to_lowercase()).collect();
         files.sort();
         let count = files.len();
         files.dedup();

@@ -407,6 +407,22 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
             Box::new(|c| c["images"][1]["name"] = c["images"][0]["name"].clone()),
             "appears twice",
         ),
+        // A case-insensitive file system (macOS, Windows) would write one over the other.
+        (
+            Box::new(|c| {
+                c["images"][0]["name"] = "Photo".into();
+                c["images"][1]["name"] = "photo".into();
+            }),
+            "\"photo\" appears twice (letter case aside)",
+        ),
+        (
+            Box::new(|c| c["images"][0]["name"] = "two\nlines".into()),
+            "has a control character",
+        ),
+        (
+            Box::new(|c| c["images"][0]["name"] = "trailing ".into()),
+            "leading or trailing white space",
+        ),
     ];
     let dec = dir.path().join("dec");
     for (edit, expected) in edits {

@@ -283,17 +283,11 @@ pub(crate) fn extract_cmd<B: Backend>(args: &ExtractArgs, device: &B::Device) ->
     if let Some(bar) = progress.bar.take() {
         bar.finish_and_clear();
     }
-    let summaries = match result {
-        Err(Error::Interrupted) => {
-            eprintln!(
-                "interrupted: the shards written so far are kept; rerun the same command to \
-                 continue"
-            );
-            // 128 + SIGINT, so that `classify extract … && classify replicate …` stops here.
-            std::process::exit(130);
-        }
-        other => other.context("extraction failed")?,
-    };
+    let summaries = super::stop_on_interrupt(result, || {
+        "interrupted: the shards written so far are kept; rerun the same command to continue"
+            .to_string()
+    })?
+    .context("extraction failed")?;
     let seconds = started.elapsed().as_secs_f64();
     let computed: usize = summaries.iter().map(|s| s.computed).sum();
     for StoreSummary {

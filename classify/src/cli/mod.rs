@@ -287,6 +287,31 @@ struct SynthArgs {
 }
 
 /// Parses the command line and runs it.
+/// A run stopped by Ctrl-C or SIGTERM after keeping its finished work; `main` prints the
+/// message and exits with status 130 (128 + SIGINT), so that `classify extract … && classify
+/// replicate …` stops there instead of going on with partial results.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// `Err(Interrupted(message))` when `result` is [`classify::Error::Interrupted`], else `result`.
+fn stop_on_interrupt<T>(
+    result: classify::Result<T>,
+    message: impl FnOnce() -> String,
+) -> Result<classify::Result<T>> {
+    match result {
+        Err(classify::Error::Interrupted) => Err(Interrupted(message()).into()),
+        other => Ok(other),
+    }
+}
+
 pub fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Heads(args) => heads(&args),
@@ -582,15 +607,13 @@ where
     if let Some(bar) = observer.bar.take() {
         bar.finish_and_clear();
     }
-    let report = match result {
-        Err(classify::Error::Interrupted) => {
-            bail!(
-                "interrupted: finished runs are kept in {}; rerun the same command to continue",
-                args.out.display()
-            )
-        }
-        other => other.with_context(|| format!("replicating {}", task.name()))?,
-    };
+    let report = stop_on_interrupt(result, || {
+        format!(
+            "interrupted: finished runs are kept in {}; rerun the same command to continue",
+            args.out.display()
+        )
+    })?
+    .with_context(|| format!("replicating {}", task.name()))?;
     println!("{}", report.markdown());
     println!("report: {}/report.{{md,csv,json}}", args.out.display());
     Ok(())
@@ -626,6 +649,23 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
             .with_context(|| format!("no run `{label}` in this replication"))?,
         None => plans.first().context("the replication has no runs")?,
     };
+    if !record.methods.iter().any(|m| m.name() == args.method) {
+        let heads: Vec<&str> = record.methods.iter().map(|m| m.name()).collect();
+        if record.lora_methods.iter().any(|m| m.name() == args.method) {
+            bail!(
+                "--method {}: a fine-tuned encoder baseline has no DAT head to interpret; the \
+                 replication's heads: {}",
+                args.method,
+                heads.join(", ")
+            );
+        }
+        bail!(
+            "--method {}: not a method of the replication in {}; its heads: {}",
+            args.method,
+            args.replication.display(),
+            heads.join(", ")
+        );
+    }
     let run_dir = args
         .replication
         .join("runs")
@@ -731,12 +771,19 @@ fn ablate(
             finetune: None,
         };
         let mut observer = bars();
-        let report = dispatch_autodiff!(args.device, |B, dev| {
-            replicate::<B>(&options, &dev, &mut observer)
+        let result = dispatch_autodiff!(args.device, |B, dev| {
+            anyhow::Ok(replicate::<B>(&options, &dev, &mut observer))
         })?;
         if let Some(bar) = observer.bar.take() {
             bar.finish_and_clear();
         }
+        let report = stop_on_interrupt(result, || {
+            format!(
+                "interrupted: the finished ablation runs are kept in {}; rerun the same \
+                 command to continue",
+                options.out.display()
+            )
+        })??;
         let row = report
             .rows
             .first()

@@ -601,6 +601,13 @@ fn report_checks_ablate_and_head_json_before_computing() {
     ] {
         refusals.check(&report(extra), expected, &interpretation);
     }
+    // A method the replication did not run is named as such, not as a missing head.json.
+    let other = classify(&["report", "--replication", path(&rep), "--method", "gq-daam"]);
+    refusals.check(
+        &other,
+        "--method gq-daam: not a method of the replication in",
+        &interpretation,
+    );
 
     let head_path = run.join("head.json");
     let head = std::fs::read_to_string(&head_path).unwrap();
@@ -706,4 +713,63 @@ fn bad_sizes_and_settings_are_refused_before_anything_is_written() {
     let out = replicate_one_epoch(&store, "mha,daam-v2,mha", &rep, &[]);
     refusals.check(&out, "--methods: `mha` is named twice", &rep);
     refusals.assert_all();
+}
+
+/// Ctrl-C or SIGTERM during `replicate` keeps the finished runs, says so, and exits with
+/// status 130, so that a script's `classify replicate … && next` stops there (it exited 1, the
+/// status of a failure, while `vqvae train` and `classify extract` exited 130). The folder is
+/// free again afterwards.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_replication_exits_130_and_frees_its_folder() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    synth(&store, 40, 4);
+    for signal in ["-INT", "-TERM"] {
+        let out = dir.path().join(format!("rep{signal}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_classify"))
+            .args([
+                "replicate",
+                "--task",
+                "iemocap",
+                "--embeddings",
+                path(&store),
+                "--methods",
+                "mha",
+                "--epochs",
+                "100000",
+                "--out",
+                path(&out),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while !out.join("runs").join("mha").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "training did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = child.wait_with_output().unwrap();
+        let message = text(&output);
+        assert_eq!(output.status.code(), Some(130), "{signal}: {message}");
+        assert!(
+            message.contains("interrupted: finished runs are kept in"),
+            "{signal}: {message}"
+        );
+        assert!(!message.contains("error:"), "{signal}: {message}");
+        assert!(out.join("replicate.json").is_file());
+        drop(daam::folder_lock::lock_folder(&out).expect("the folder is free again"));
+    }
 }

@@ -247,6 +247,81 @@ fn a_killed_extraction_completes_on_rerun_with_every_item_once() {
     assert!(report.is_ok(), "{report}");
 }
 
+/// Ctrl-C or SIGTERM stops an extraction after its current shard: the store on disk is valid,
+/// the message says how to go on, the status is 130 (so `extract … && replicate …` does not
+/// train on a partial store), and the rerun completes it with each item once.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_extraction_exits_130_with_a_valid_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cifar");
+    write_cifar(&data, 24, 1);
+    let weights = encoder_fixture("beit");
+    for signal in ["-INT", "-TERM"] {
+        let out = tmp.path().join(format!("store{signal}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_classify"))
+            .args([
+                "extract",
+                "--encoder",
+                "beit",
+                "--weights",
+                weights.to_str().unwrap(),
+                "--task",
+                "cifar100",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--split",
+                "train",
+                "--batch-size",
+                "2",
+                "--shard-size",
+                "2",
+                "--pause-ms",
+                "300",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let manifest = out.join("train/manifest.json");
+        let started = Instant::now();
+        while !manifest.exists() {
+            assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = child.wait_with_output().unwrap();
+        let message = text(&output);
+        assert_eq!(output.status.code(), Some(130), "{signal}: {message}");
+        assert!(
+            message.contains("interrupted: the shards written so far are kept"),
+            "{signal}: {message}"
+        );
+        let report = datasets::validate_store(&out.join("train")).unwrap();
+        assert!(report.is_ok(), "{signal}: {report}");
+        let partial = EmbeddingStore::open(&out.join("train")).unwrap().len();
+        assert!(
+            partial < 24,
+            "{signal}: {partial} items: it was not interrupted"
+        );
+        let output = extract_beit(&data, &out, &["--split", "train"]);
+        assert!(output.status.success(), "{}", text(&output));
+        let mut ids = EmbeddingStore::open(&out.join("train"))
+            .unwrap()
+            .ids()
+            .to_vec();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 24, "{signal}: an item is missing or duplicated");
+    }
+}
+
 fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
     let spec = hound::WavSpec {
         channels: 1,
