@@ -33,15 +33,28 @@ impl Waveform {
 /// resampling is the caller's job.
 ///
 /// # Errors
-/// [`Error::Wav`] naming the file when its header is bad, its encoding unsupported, its data
-/// shorter than the header says (a truncated file), or it holds no samples.
+/// [`Error::Wav`] naming the file when it is not a regular file (a FIFO would block the reader
+/// for ever), its header is bad (a sample rate of 0 included), its encoding unsupported, its
+/// data shorter than the header says (a truncated file), it holds no samples, or a float
+/// sample is NaN or infinite (it would poison every embedding of the clip).
 pub fn read_wav(path: &Path) -> Result<Waveform> {
     let wav_error = |source| Error::Wav {
         path: path.to_path_buf(),
         source,
     };
+    let metadata = std::fs::metadata(path).map_err(|e| wav_error(hound::Error::IoError(e)))?;
+    if !metadata.is_file() {
+        return Err(wav_error(hound::Error::FormatError(
+            "not a regular file (a folder, a FIFO or a device)",
+        )));
+    }
     let mut reader = WavReader::open(path).map_err(wav_error)?;
     let spec = reader.spec();
+    if spec.sample_rate == 0 {
+        return Err(wav_error(hound::Error::FormatError(
+            "the header gives a sample rate of 0 Hz",
+        )));
+    }
     let interleaved: Vec<f32> = match spec.sample_format {
         SampleFormat::Float => reader
             .samples::<f32>()
@@ -56,6 +69,11 @@ pub fn read_wav(path: &Path) -> Result<Waveform> {
                 .map_err(wav_error)?
         }
     };
+    if interleaved.iter().any(|sample| !sample.is_finite()) {
+        return Err(wav_error(hound::Error::FormatError(
+            "a sample is NaN or infinite",
+        )));
+    }
     if interleaved.is_empty() {
         // A valid header over no audio: nothing to extract, said rather than dropped silently.
         return Err(wav_error(hound::Error::FormatError(
@@ -143,6 +161,64 @@ pub(crate) mod tests {
             "{}",
             crate::error::with_causes(&error)
         );
+    }
+
+    /// The reason [`read_wav`] gives for the file at `path`.
+    fn refusal(path: &Path) -> String {
+        crate::error::with_causes(&read_wav(path).unwrap_err())
+    }
+
+    /// A header with a 0 Hz rate (it panicked in the resampler), a NaN sample (it aborted a
+    /// whole extraction as a non-finite embedding, where other bad files are skipped) and a
+    /// FIFO (the reader blocked for ever, past Ctrl-C) are errors naming the file.
+    #[test]
+    fn zero_rates_non_finite_samples_and_fifos_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let zero_rate = dir.path().join("zero_rate.wav");
+        write_wav_i16(&zero_rate, 16_000, 1, &[1, 2, 3]);
+        let mut bytes = std::fs::read(&zero_rate).unwrap();
+        // The sample rate (bytes 24..28) and byte rate (28..32) of the fmt chunk.
+        bytes[24..32].fill(0);
+        std::fs::write(&zero_rate, bytes).unwrap();
+        assert!(
+            refusal(&zero_rate).ends_with("the header gives a sample rate of 0 Hz"),
+            "{}",
+            refusal(&zero_rate)
+        );
+
+        let nan = dir.path().join("nan.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: SampleFormat::Float,
+        };
+        let mut writer = hound::WavWriter::create(&nan, spec).unwrap();
+        for sample in [0.1, f32::NAN, 0.2] {
+            writer.write_sample(sample).unwrap();
+        }
+        writer.finalize().unwrap();
+        let message = refusal(&nan);
+        assert!(message.contains("nan.wav"), "{message}");
+        assert!(
+            message.ends_with("a sample is NaN or infinite"),
+            "{message}"
+        );
+
+        #[cfg(unix)]
+        {
+            let fifo = dir.path().join("fifo.wav");
+            let made = std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap();
+            assert!(made.success());
+            assert!(
+                refusal(&fifo).ends_with("not a regular file (a folder, a FIFO or a device)"),
+                "{}",
+                refusal(&fifo)
+            );
+        }
     }
 
     #[test]

@@ -680,6 +680,85 @@ fn bad_weights_folders_are_named_in_the_error() {
     );
 }
 
+/// Configuration values the port cannot run (0 layers or heads, a non-positive epsilon, a RoPE
+/// base of 0) are refused naming the field and `config.json`, before a store is started: BEiT
+/// with 0 layers panicked in the store writer, and the epsilons and θ failed at the first item
+/// as a "non-finite value".
+#[test]
+fn unusable_config_values_are_refused_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cifar = tmp.path().join("cifar");
+    write_cifar(&cifar, 2, 1);
+    let iemocap = tmp.path().join("IEMOCAP_full_release");
+    write_iemocap(
+        &iemocap,
+        &[(
+            1,
+            "Ses01F_impro01",
+            "Ses01F_impro01_F000",
+            "neu",
+            16_000,
+            6_000,
+        )],
+    );
+    let ag_news = tmp.path().join("ag");
+    write_ag_news(&ag_news);
+    let cases = [
+        ("beit", "num_hidden_layers", serde_json::json!(0), &cifar),
+        ("beit", "num_attention_heads", serde_json::json!(0), &cifar),
+        ("beit", "layer_norm_eps", serde_json::json!(-1.0), &cifar),
+        ("wavlm", "layer_norm_eps", serde_json::json!(0.0), &iemocap),
+        ("llama", "rope_theta", serde_json::json!(0.0), &ag_news),
+        ("llama", "rms_norm_eps", serde_json::json!(-1e-6), &ag_news),
+    ];
+    for (encoder, field, value, data) in cases {
+        let weights = tmp.path().join(format!("{encoder}-{field}"));
+        fs::create_dir_all(&weights).unwrap();
+        for entry in fs::read_dir(encoder_fixture(encoder)).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), weights.join(entry.file_name())).unwrap();
+        }
+        let config_path = weights.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&config_path).unwrap()).unwrap();
+        config[field] = value;
+        fs::write(&config_path, config.to_string()).unwrap();
+        let out = tmp.path().join(format!("store-{encoder}-{field}"));
+        let task = match encoder {
+            "beit" => "cifar100",
+            "wavlm" => "iemocap",
+            _ => "agnews",
+        };
+        let output = classify(&[
+            "extract",
+            "--encoder",
+            encoder,
+            "--weights",
+            weights.to_str().unwrap(),
+            "--task",
+            task,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let message = text(&output);
+        assert!(!output.status.success(), "{encoder} {field}: {message}");
+        assert!(
+            !message.contains("panicked"),
+            "{encoder} {field}: {message}"
+        );
+        assert!(
+            message.contains("config.json: unsupported configuration") && message.contains(field),
+            "{encoder} {field}: {message}"
+        );
+        assert!(
+            !out.join("train/manifest.json").exists() && !out.join("manifest.json").exists(),
+            "{encoder} {field}: a store was started"
+        );
+    }
+}
+
 /// Every stored value of `a` and `b` (the same items in the same order) within `tolerance`
 /// relative to the larger magnitude (or 1).
 fn assert_same_store(a: &Path, b: &Path, tolerance: f32, what: &str) {

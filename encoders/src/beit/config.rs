@@ -1,6 +1,10 @@
 //! The fields of a BEiT `config.json` the port reads.
 
+use std::path::Path;
+
 use serde::Deserialize;
+
+use crate::error::{Error, Result};
 
 /// A BEiT checkpoint's configuration (Hugging Face `BeitConfig` field names).
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +57,49 @@ fn gelu() -> String {
 }
 
 impl BeitConfig {
+    /// Checks that the port implements this configuration; `path` names the file in errors.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for an activation other than `gelu`, a size of 0, a width the
+    /// heads do not divide, an image side the patch side does not divide, or a layer-norm
+    /// epsilon that is not a positive finite number.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let unsupported = |message: String| {
+            Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                message,
+            })
+        };
+        if self.hidden_act != "gelu" {
+            return unsupported(format!("hidden_act `{}` (only `gelu`)", self.hidden_act));
+        }
+        let sizes = [
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("num_channels", self.num_channels),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, size)| *size == 0) {
+            return unsupported(format!("{name} is 0"));
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return unsupported("hidden_size is not a multiple of num_attention_heads".into());
+        }
+        if !self.image_size.is_multiple_of(self.patch_size) {
+            return unsupported("image_size is not a multiple of patch_size".into());
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return unsupported(format!(
+                "layer_norm_eps is {}: it must be a positive finite number",
+                self.layer_norm_eps
+            ));
+        }
+        Ok(())
+    }
+
     /// Patches per side.
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size

@@ -128,29 +128,7 @@ impl<B: Backend> Beit<B> {
         weights: &Weights,
         device: &B::Device,
     ) -> Result<Self> {
-        let unsupported = |message: String| Error::Unsupported {
-            path: weights.dir().join("config.json"),
-            message,
-        };
-        if config.hidden_act != "gelu" {
-            return Err(unsupported(format!(
-                "hidden_act `{}` (only `gelu`)",
-                config.hidden_act
-            )));
-        }
-        if !config
-            .hidden_size
-            .is_multiple_of(config.num_attention_heads)
-        {
-            return Err(unsupported(
-                "hidden_size is not a multiple of num_attention_heads".into(),
-            ));
-        }
-        if !config.image_size.is_multiple_of(config.patch_size) {
-            return Err(unsupported(
-                "image_size is not a multiple of patch_size".into(),
-            ));
-        }
+        config.validate(&weights.dir().join("config.json"))?;
         let d = config.hidden_size;
         let c = config.num_channels;
         let p = config.patch_size;

@@ -146,6 +146,18 @@ impl LlamaConfig {
                 self.num_key_value_heads()
             ));
         }
+        // θ ≤ 1 makes every rotation frequency 1 or more: no positional signal beyond a few
+        // tokens; 0 divides by zero.
+        for (name, value, least) in [
+            ("rms_norm_eps", self.rms_norm_eps, 0.0),
+            ("rope_theta", self.theta(), 1.0),
+        ] {
+            if !(value.is_finite() && value > least) {
+                return unsupported(format!(
+                    "{name} is {value}: it must be a finite number above {least}"
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -132,6 +132,12 @@ impl WavLMConfig {
         if self.num_hidden_layers == 0 {
             return unsupported("num_hidden_layers is 0".into());
         }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return unsupported(format!(
+                "layer_norm_eps is {}: it must be a positive finite number",
+                self.layer_norm_eps
+            ));
+        }
         Ok(())
     }
 
