@@ -1,7 +1,5 @@
 //! AG News, CSV version (`ag_news_csv/`, classify-anchors §6.3).
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use crate::class_names::read_class_names;
@@ -90,18 +88,20 @@ impl AgNews {
 /// error; [`Error::Malformed`] naming the file and the line a record starts on when it does not
 /// have 3 fields, its class is not a number in 1..=4, or a field is not valid UTF-8.
 pub fn read_ag_news_csv(path: &Path) -> Result<Vec<AgNewsItem>> {
-    let file = File::open(path).map_err(io_error(path))?;
+    let bytes = std::fs::read(path).map_err(io_error(path))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(BufReader::new(file));
+        .from_reader(bytes.as_slice());
     let mut items = Vec::new();
+    let mut last_line = 0;
     for record in reader.byte_records() {
         let record = record.map_err(|source| Error::Csv {
             path: path.to_path_buf(),
             source,
         })?;
         let line = record.position().map_or(0, |position| position.line());
+        last_line = line;
         let malformed = |message: String| Error::Malformed {
             path: path.to_path_buf(),
             line,
@@ -131,6 +131,17 @@ pub fn read_ag_news_csv(path: &Path) -> Result<Vec<AgNewsItem>> {
             label,
             title: field(1)?.to_owned(),
             description: field(2)?.to_owned(),
+        });
+    }
+    // Quoted fields open and close a quote and double the quotes inside, so a well-formed file
+    // has an even number of them. The csv reader takes a quote left open at the end of the
+    // file as a field running to the end, and read such a file without a word.
+    if bytes.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+        return Err(Error::Malformed {
+            path: path.to_path_buf(),
+            line: last_line,
+            message: "a quoted field of this record is not closed before the end of the file"
+                .into(),
         });
     }
     Ok(items)
@@ -208,6 +219,14 @@ mod tests {
         let message = error_for(format!("{head}\"World\",\"t\",\"d\"\n").as_bytes());
         assert!(
             message.contains("train.csv:4: class \"World\""),
+            "{message}"
+        );
+        // A quote left open at the end of the file (the csv reader took the rest as a field).
+        let message = error_for(format!("{head}\"2\",\"a\",\"unterminated\n").as_bytes());
+        assert!(
+            message.contains(
+                "train.csv:4: a quoted field of this record is not closed before the end of the file"
+            ),
             "{message}"
         );
         let message = error_for(b"\"1\",\"t\",\"bad \xff byte\"\n");

@@ -18,6 +18,7 @@ use datasets::{Split, StoreDtype};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::Device;
+use super::DEFAULT_CHUNK_SECONDS;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum EncoderArg {
@@ -107,11 +108,11 @@ pub(crate) struct ExtractArgs {
     /// (the paper's code pools over all frames, padding included).
     #[arg(long)]
     mask_padding: bool,
-    /// Audio chunk length in seconds (at 16 kHz); each utterance is cut into chunks, the last
-    /// zero-padded. At least one sample, at most 60 s (WavLM's attention memory grows with the
-    /// square of the chunk length).
-    #[arg(long, default_value_t = 5.0)]
-    chunk_seconds: f64,
+    /// WavLM: audio chunk length in seconds (at 16 kHz; default 5, the paper's); each
+    /// utterance is cut into chunks, the last zero-padded. At least the model's receptive
+    /// field, at most 60 s (WavLM's attention memory grows with the square of the chunk length).
+    #[arg(long)]
+    chunk_seconds: Option<f64>,
     /// Llama: truncate texts to this many tokens (default 4096, or the model's
     /// max_position_embeddings when that is smaller; no more than it).
     #[arg(long)]
@@ -263,7 +264,13 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
 
 /// Runs `classify extract` on backend `B`.
 pub(crate) fn extract_cmd<B: Backend>(args: &ExtractArgs, device: &B::Device) -> Result<()> {
-    let chunk_samples = chunk_samples(args.chunk_seconds)?;
+    super::only_for_the_encoder_that_reads_it(
+        args.encoder.kind(),
+        args.chunk_seconds,
+        args.max_tokens,
+        args.mask_padding,
+    )?;
+    let chunk_samples = chunk_samples(args.chunk_seconds.unwrap_or(DEFAULT_CHUNK_SECONDS))?;
     classify::extract::check_chunk(args.encoder.kind(), &args.weights, chunk_samples)?;
     let max_tokens = resolve_max_tokens(args.encoder.kind(), &args.weights, args.max_tokens)?;
     if max_tokens.clamped_to_model {

@@ -210,13 +210,9 @@ struct ReplicateArgs {
     /// Train only head parameters named `classifier` (the authors' rule) instead of the whole head.
     #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
     classifier_only: bool,
-    /// Audio chunk length in seconds, as at extraction (at most 60).
-    #[arg(
-        long,
-        default_value_t = 5.0,
-        help_heading = "LoRA baselines (lora-rN, loraplus-rN)"
-    )]
-    chunk_seconds: f64,
+    /// WavLM: audio chunk length in seconds, as at extraction (default 5; at most 60).
+    #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
+    chunk_seconds: Option<f64>,
     /// Llama token limit, as at extraction (default 4096, or the model's
     /// max_position_embeddings when that is smaller).
     #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
@@ -287,6 +283,39 @@ struct SynthArgs {
 }
 
 /// Parses the command line and runs it.
+/// Audio chunk length without `--chunk-seconds` (the paper's 5 s).
+const DEFAULT_CHUNK_SECONDS: f64 = 5.0;
+
+/// Refuses `--chunk-seconds` and `--mask-padding` for an encoder other than WavLM and
+/// `--max-tokens` for one other than Llama: the others do not read them, and a user who gave
+/// one expects it to change the result.
+fn only_for_the_encoder_that_reads_it(
+    encoder: classify::extract::EncoderKind,
+    chunk_seconds: Option<f64>,
+    max_tokens: Option<usize>,
+    mask_padding: bool,
+) -> Result<()> {
+    use classify::extract::EncoderKind;
+    for (option, given, reader) in [
+        (
+            "--chunk-seconds",
+            chunk_seconds.is_some(),
+            EncoderKind::Wavlm,
+        ),
+        ("--mask-padding", mask_padding, EncoderKind::Wavlm),
+        ("--max-tokens", max_tokens.is_some(), EncoderKind::Llama),
+    ] {
+        if given && encoder != reader {
+            bail!(
+                "{option} applies to --encoder {} only; --encoder {} does not read it",
+                reader.name(),
+                encoder.name()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A run stopped by Ctrl-C or SIGTERM after keeping its finished work; `main` prints the
 /// message and exits with status 130 (128 + SIGINT), so that `classify extract … && classify
 /// replicate …` stops there instead of going on with partial results.
@@ -365,6 +394,7 @@ fn finetune_options(
                 .join(", ")
         );
     };
+    only_for_the_encoder_that_reads_it(encoder.kind(), args.chunk_seconds, args.max_tokens, false)?;
     let max_tokens = resolve_max_tokens(encoder.kind(), weights, args.max_tokens)?;
     if max_tokens.clamped_to_model {
         eprintln!(
@@ -377,7 +407,7 @@ fn finetune_options(
         encoder: encoder.kind(),
         weights: weights.clone(),
         data: data.clone(),
-        chunk_samples: chunk_samples(args.chunk_seconds)?,
+        chunk_samples: chunk_samples(args.chunk_seconds.unwrap_or(DEFAULT_CHUNK_SECONDS))?,
         max_tokens: max_tokens.value,
         alpha: args.lora_alpha,
         scaling: match args.lora_scaling {

@@ -277,16 +277,43 @@ impl<B: Backend> LoadedEncoder<B> {
         })
     }
 
-    /// How the features are pooled, for the store manifest.
-    pub fn pooling(&self) -> &'static str {
+    /// How the features are pooled, with the settings that change them (the chunk length of
+    /// audio, `chunk_samples` at 16 kHz, and the token limit of text), for the store manifest:
+    /// a store is only resumed with the same description.
+    pub fn pooling(&self, chunk_samples: usize, max_tokens: usize) -> String {
+        let seconds = chunk_samples as f64 / f64::from(super::source::SAMPLE_RATE);
         match self {
             Self::Wavlm {
                 mask_padding: false,
                 ..
-            } => "mean over all frames of each 5-s chunk, padding included (as the reference)",
-            Self::Wavlm { .. } => "mean over the frames of real audio",
-            Self::Beit { .. } => "mean over all tokens, CLS included",
-            Self::Llama { .. } => "mean over all tokens, BOS included",
+            } => format!(
+                "mean over all frames of each {seconds}-s chunk ({chunk_samples} samples), \
+                 padding included (as the reference)"
+            ),
+            Self::Wavlm { .. } => format!(
+                "mean over the frames of real audio in each {seconds}-s chunk ({chunk_samples} \
+                 samples)"
+            ),
+            Self::Beit { .. } => "mean over all tokens, CLS included".to_string(),
+            Self::Llama { .. } => {
+                format!("mean over all tokens, BOS included, of the first {max_tokens} at most")
+            }
+        }
+    }
+
+    /// What [`LoadedEncoder::pooling`] gave before it named its settings (stores of that time
+    /// were made with the default settings); `None` where the description did not change.
+    pub fn legacy_pooling(&self) -> Option<&'static str> {
+        match self {
+            Self::Wavlm {
+                mask_padding: false,
+                ..
+            } => {
+                Some("mean over all frames of each 5-s chunk, padding included (as the reference)")
+            }
+            Self::Wavlm { .. } => Some("mean over the frames of real audio"),
+            Self::Beit { .. } => None,
+            Self::Llama { .. } => Some("mean over all tokens, BOS included"),
         }
     }
 

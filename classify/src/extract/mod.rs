@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use burn::tensor::backend::Backend;
 use datasets::embedding_store::MANIFEST_FILE;
-use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo};
+use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo, CHUNK_SAMPLES_16K};
 
 pub use encoder::{
     check_chunk, check_model_type, check_pairing, feature_shape, resolve_max_tokens, EncoderKind,
@@ -168,34 +168,92 @@ pub fn extract<B: Backend>(
             |n| n.to_string_lossy().into_owned(),
         );
     let _lock = crate::error::lock_out(&options.out, "the embedding store")?;
+    let pooling = encoder.pooling(options.chunk_samples, options.max_tokens);
+    // Stores started before the pooling named its settings were made with the default ones
+    // (the only ones there were then).
+    let default_max_tokens = resolve_max_tokens(options.encoder, &options.weights, None)?.value;
+    let legacy = encoder
+        .legacy_pooling()
+        .map(|old| (old, encoder.pooling(CHUNK_SAMPLES_16K, default_max_tokens)));
+    let info = |source: &Source| StoreInfo {
+        encoder: encoder_name.clone(),
+        dataset: options.task.name().to_string(),
+        split: source.split.clone(),
+        num_layers,
+        d_model,
+        dtype: options.dtype,
+        pooling: pooling.clone(),
+        class_names: source.class_names.clone(),
+    };
+    // Stores from an earlier run are reopened and checked first, every split, so that a
+    // mismatch is refused before a new store is started or an item computed.
+    let mut writers = Vec::new();
+    for (dir, source) in &sources {
+        writers.push(if dir.join(MANIFEST_FILE).is_file() {
+            let writer = reopen_writer(dir, &info(source), legacy.as_ref())?;
+            if options.limit.is_none() {
+                check_same_data(dir, &writer, source, &options.data)?;
+            }
+            Some(writer)
+        } else {
+            None
+        });
+    }
     let mut summaries = Vec::new();
-    for (dir, source) in sources {
-        let info = StoreInfo {
-            encoder: encoder_name.clone(),
-            dataset: options.task.name().to_string(),
-            split: source.split.clone(),
-            num_layers,
-            d_model,
-            dtype: options.dtype,
-            pooling: encoder.pooling().to_string(),
-            class_names: source.class_names.clone(),
+    for ((dir, source), writer) in sources.iter().zip(writers) {
+        let writer = match writer {
+            Some(writer) => writer,
+            None => EmbeddingStoreWriter::create(dir, info(source), options.shard_size)?,
         };
-        let writer = open_writer(&dir, info, options.shard_size)?;
         summaries.push(fill_store(
-            options, &encoder, &source, writer, &dir, device, observer,
+            options, &encoder, source, writer, dir, device, observer,
         )?);
     }
     Ok(summaries)
 }
 
-/// Creates the store, or reopens it when an earlier run of the same settings left one.
-fn open_writer(dir: &Path, info: StoreInfo, shard_size: usize) -> Result<EmbeddingStoreWriter> {
-    if !dir.join(MANIFEST_FILE).is_file() {
-        return Ok(EmbeddingStoreWriter::create(dir, info, shard_size)?);
+/// Refuses a store holding an item `source` does not have: it was extracted from other data
+/// (a rerun would have kept those items and reported the store complete).
+fn check_same_data(
+    dir: &Path,
+    writer: &EmbeddingStoreWriter,
+    source: &Source,
+    data: &Path,
+) -> Result<()> {
+    let unknown = source.unknown_ids(writer.ids());
+    if let Some(first) = unknown.first() {
+        return Err(Error::Store {
+            path: dir.to_path_buf(),
+            message: format!(
+                "{} of its {} items ({first}{}) are not in {}: the store was extracted from \
+                 other data; choose another --out or remove it",
+                unknown.len(),
+                writer.len(),
+                if unknown.len() > 1 { ", …" } else { "" },
+                data.display()
+            ),
+        });
     }
+    Ok(())
+}
+
+/// Reopens the store an earlier run left, refusing one written with other settings. `legacy`:
+/// the pooling description this encoder wrote before it named its settings, and what it stands
+/// for.
+fn reopen_writer(
+    dir: &Path,
+    info: &StoreInfo,
+    legacy: Option<&(&str, String)>,
+) -> Result<EmbeddingStoreWriter> {
     let writer = EmbeddingStoreWriter::resume(dir)?;
-    let found = writer.info();
-    if *found != info {
+    let mut found = writer.info().clone();
+    if let Some((old, meant)) = legacy {
+        if found.pooling == *old {
+            found.pooling = meant.clone();
+        }
+    }
+    let found = &found;
+    if found != info {
         let differs = [
             ("encoder", found.encoder != info.encoder),
             ("dataset", found.dataset != info.dataset),

@@ -24,17 +24,25 @@ pub const MAX_CHUNK_SECONDS: f64 = 60.0;
 /// sample at 16 kHz, or exceeds [`MAX_CHUNK_SECONDS`].
 pub fn chunk_samples(seconds: f64) -> Result<usize> {
     let setting = "--chunk-seconds";
+    // `5e-324` displays as a 330-digit decimal.
+    let shown = seconds.to_string();
+    let seconds_shown = if shown.len() > 12 {
+        format!("{seconds:e}")
+    } else {
+        shown
+    };
+    let seconds_shown = seconds_shown.as_str();
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(invalid(
             setting,
-            format!("must be a positive number of seconds, got {seconds}"),
+            format!("must be a positive finite number of seconds, got {seconds_shown}"),
         ));
     }
     if seconds > MAX_CHUNK_SECONDS {
         return Err(invalid(
             setting,
             format!(
-                "{seconds} s is longer than the {MAX_CHUNK_SECONDS} s allowed (the encoder's \
+                "{seconds_shown} s is longer than the {MAX_CHUNK_SECONDS} s allowed (the encoder's \
                  attention memory grows with the square of the chunk length)"
             ),
         ));
@@ -43,7 +51,7 @@ pub fn chunk_samples(seconds: f64) -> Result<usize> {
     if samples == 0 {
         return Err(invalid(
             setting,
-            format!("{seconds} s is less than one sample at {SAMPLE_RATE} Hz"),
+            format!("{seconds_shown} s is less than one sample at {SAMPLE_RATE} Hz"),
         ));
     }
     Ok(samples)
@@ -306,6 +314,30 @@ impl Source {
         }
     }
 
+    /// The ids among `ids` that no record of this source gives (each checked as
+    /// [`Source::locate`] would, the turns looked up in a set).
+    pub fn unknown_ids<'a>(&self, ids: &'a [String]) -> Vec<&'a str> {
+        let turns: std::collections::HashSet<&str> = self
+            .units
+            .iter()
+            .filter_map(|unit| match unit {
+                Unit::Utterance { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        ids.iter()
+            .map(String::as_str)
+            .filter(|id| match self.units.first() {
+                Some(Unit::Utterance { .. }) => {
+                    !id.rsplit_once('#').is_some_and(|(turn, chunk)| {
+                        turns.contains(turn) && chunk.parse::<usize>().is_ok()
+                    })
+                }
+                _ => self.locate(id).is_none(),
+            })
+            .collect()
+    }
+
     /// The turn name of record `index` when it is an IEMOCAP utterance.
     pub fn turn_id(&self, index: usize) -> Option<&str> {
         match &self.units[index] {
@@ -344,13 +376,16 @@ mod tests {
         assert_eq!(chunk_samples(1.0 / 16_000.0).unwrap(), 1);
         assert_eq!(chunk_samples(MAX_CHUNK_SECONDS).unwrap(), 960_000);
         for (seconds, expected) in [
-            (f64::NAN, "must be a positive number of seconds, got NaN"),
+            (
+                f64::NAN,
+                "must be a positive finite number of seconds, got NaN",
+            ),
             (
                 f64::INFINITY,
-                "must be a positive number of seconds, got inf",
+                "must be a positive finite number of seconds, got inf",
             ),
-            (0.0, "must be a positive number of seconds, got 0"),
-            (-1.0, "must be a positive number of seconds, got -1"),
+            (0.0, "must be a positive finite number of seconds, got 0"),
+            (-1.0, "must be a positive finite number of seconds, got -1"),
             (0.00001, "0.00001 s is less than one sample at 16000 Hz"),
             (60.5, "60.5 s is longer than the 60 s allowed"),
             (100_000.0, "100000 s is longer than the 60 s allowed"),

@@ -680,6 +680,97 @@ fn bad_weights_folders_are_named_in_the_error() {
     );
 }
 
+/// A store is only resumed by a run that would write the same items: another `--data`
+/// (whose records do not include the store's items) or another `--chunk-seconds` is refused
+/// before anything is computed (both were accepted and the store reported complete, or mixed
+/// 5-s and 1-s chunks). Stores written before the manifest named the chunk length resume with
+/// the default.
+#[test]
+fn a_store_resumes_only_with_its_data_and_chunk_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let many = tmp.path().join("cifar-many");
+    let few = tmp.path().join("cifar-few");
+    write_cifar(&many, 6, 1);
+    write_cifar(&few, 3, 1);
+    let store = tmp.path().join("images");
+    let output = extract_beit(&many, &store, &["--split", "train"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = extract_beit(&few, &store, &["--split", "train"]);
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains("3 of its 6 items (train/3, …) are not in")
+            && message.contains("the store was extracted from other data"),
+        "{message}"
+    );
+    // A trial run on fewer records, then the whole data: still resumes.
+    let trial = tmp.path().join("trial");
+    for extra in [
+        &["--split", "train", "--limit", "2"][..],
+        &["--split", "train"][..],
+    ] {
+        let output = extract_beit(&many, &trial, extra);
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    assert_eq!(EmbeddingStore::open(&trial.join("train")).unwrap().len(), 6);
+
+    let iemocap = tmp.path().join("IEMOCAP_full_release");
+    write_iemocap(
+        &iemocap,
+        &[
+            (
+                1,
+                "Ses01F_impro01",
+                "Ses01F_impro01_F000",
+                "neu",
+                16_000,
+                6_000,
+            ),
+            (
+                2,
+                "Ses02F_impro01",
+                "Ses02F_impro01_F000",
+                "ang",
+                16_000,
+                6_000,
+            ),
+        ],
+    );
+    let audio = tmp.path().join("audio");
+    let wavlm = |extra: &[&str]| {
+        let mut args = vec!["--batch-size", "1", "--shard-size", "1"];
+        args.extend_from_slice(extra);
+        extract_with(("wavlm", "iemocap"), &iemocap, &audio, &args, &[])
+    };
+    let output = wavlm(&["--limit", "1"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let manifest_path = audio.join("manifest.json");
+    let manifest = fs::read_to_string(&manifest_path).unwrap();
+    assert!(
+        manifest.contains("each 5-s chunk (80000 samples)"),
+        "{manifest}"
+    );
+    let output = wavlm(&["--chunk-seconds", "0.25"]);
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains("this store was written with other settings (pooling)"),
+        "{message}"
+    );
+    // The description an earlier version wrote stands for the default chunk length.
+    let legacy = manifest.replace(
+        "mean over all frames of each 5-s chunk (80000 samples), padding included",
+        "mean over all frames of each 5-s chunk, padding included",
+    );
+    assert_ne!(legacy, manifest);
+    fs::write(&manifest_path, legacy).unwrap();
+    let output = wavlm(&["--chunk-seconds", "0.25"]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let output = wavlm(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(EmbeddingStore::open(&audio).unwrap().len(), 2);
+}
+
 /// Configuration values the port cannot run (0 layers or heads, a non-positive epsilon, a RoPE
 /// base of 0) are refused naming the field and `config.json`, before a store is started: BEiT
 /// with 0 layers panicked in the store writer, and the epsilons and θ failed at the first item
@@ -833,14 +924,10 @@ fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
             .enumerate()
             .map(|(i, (_, env))| {
                 let out = tmp.path().join(format!("{encoder}-{i}"));
-                let mut args = vec![
-                    "--batch-size",
-                    "2",
-                    "--dtype",
-                    "f32",
-                    "--chunk-seconds",
-                    "0.25",
-                ];
+                let mut args = vec!["--batch-size", "2", "--dtype", "f32"];
+                if encoder == "wavlm" {
+                    args.extend(["--chunk-seconds", "0.25"]);
+                }
                 if !split.is_empty() {
                     args.extend(["--split", split]);
                 }
@@ -880,7 +967,7 @@ fn extract_options_are_checked_before_a_store_is_started() {
     fs::write(empty_news.join("train.csv"), "").unwrap();
     /// `(encoder, task)`, data folder, extra arguments, expected message.
     type Case<'a> = ((&'a str, &'a str), &'a Path, &'a [&'a str], &'a str);
-    let cases: [Case; 12] = [
+    let cases: [Case; 16] = [
         (
             ("beit", "cifar100"),
             &cifar,
@@ -897,7 +984,33 @@ fn extract_options_are_checked_before_a_store_is_started() {
             ("wavlm", "iemocap"),
             &iemocap,
             &["--chunk-seconds", "inf"],
-            "--chunk-seconds: must be a positive number of seconds, got inf",
+            "--chunk-seconds: must be a positive finite number of seconds, got inf",
+        ),
+        // Not a 330-digit decimal.
+        (
+            ("wavlm", "iemocap"),
+            &iemocap,
+            &["--chunk-seconds", "5e-324"],
+            "--chunk-seconds: 5e-324 s is less than one sample at 16000 Hz",
+        ),
+        // Options the encoder does not read were ignored silently.
+        (
+            ("llama", "agnews"),
+            &news,
+            &["--chunk-seconds", "3"],
+            "--chunk-seconds applies to --encoder wavlm only; --encoder llama does not read it",
+        ),
+        (
+            ("beit", "cifar100"),
+            &cifar,
+            &["--mask-padding"],
+            "--mask-padding applies to --encoder wavlm only; --encoder beit does not read it",
+        ),
+        (
+            ("wavlm", "iemocap"),
+            &iemocap,
+            &["--max-tokens", "10"],
+            "--max-tokens applies to --encoder llama only; --encoder wavlm does not read it",
         ),
         (
             ("wavlm", "iemocap"),
@@ -1079,8 +1192,8 @@ fn lora_options_are_checked_before_replicate_writes_anything() {
         (
             "lora-r2",
             "beit",
-            &["--chunk-seconds", "inf"][..],
-            "--chunk-seconds: must be a positive number of seconds, got inf",
+            &["--chunk-seconds", "3"][..],
+            "--chunk-seconds applies to --encoder wavlm only; --encoder beit does not read it",
         ),
     ]
     .into_iter()
