@@ -98,10 +98,8 @@ pub fn compare<B: DaamBackend>(
         .unwrap_or(models[0].1.config.data.resize_side());
     for (label, m) in models {
         let f = m.config.downsampling();
-        crate::reconstruct::check_eval_size(size, f).map_err(|message| Error::Config {
-            path: m.checkpoint.clone(),
-            message: format!("{label}: {message}"),
-        })?;
+        crate::reconstruct::check_eval_size(size, f)
+            .map_err(|message| Error::Usage(format!("{message} (model {label})")))?;
     }
     crate::reconstruct::check_output_apart(input, out)?;
     let mut tiles = Vec::new();

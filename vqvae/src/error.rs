@@ -55,6 +55,9 @@ pub enum Error {
         /// The last checkpoint written, or "none".
         last_checkpoint: String,
     },
+    /// A command-line value the command cannot use; the message names the option.
+    #[error("{0}")]
+    Usage(String),
     /// No image could be read in a whole batch or input set.
     #[error("no readable image in {what}")]
     NoImages {

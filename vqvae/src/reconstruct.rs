@@ -85,30 +85,42 @@ fn resolved(path: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Refuses an `--out` that exists and is not a folder (the OS said only "File exists").
+///
+/// # Errors
+/// [`Error::Usage`] naming it.
+pub fn check_output_folder(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {} is a file, not a folder: choose a folder (it is created if missing)",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses an output folder that is a training run's folder or inside one: `metrics.csv` would
 /// replace the run's training log, images its sample grids.
 ///
 /// # Errors
-/// [`Error::Config`] naming the run.
+/// [`Error::Usage`] naming the run.
 pub fn check_output_outside_runs(out: &Path) -> Result<()> {
+    check_output_folder(out)?;
     let out_dir = resolved(out)?;
     if let Some(run) = out_dir
         .ancestors()
         .find(|dir| dir.join("config.json").is_file() && dir.join("latest").is_file())
     {
-        return Err(Error::Config {
-            path: out.to_path_buf(),
-            message: format!(
-                "--out is {} {}: its metrics.csv, sample grids or checkpoints would be written \
+        return Err(Error::Usage(format!(
+            "--out is {} {}: its metrics.csv, sample grids or checkpoints would be written \
                  over; choose a folder outside the run",
-                if out_dir == run {
-                    "the training run"
-                } else {
-                    "inside the training run"
-                },
-                run.display()
-            ),
-        });
+            if out_dir == run {
+                "the training run"
+            } else {
+                "inside the training run"
+            },
+            run.display()
+        )));
     }
     Ok(())
 }
@@ -118,7 +130,7 @@ pub fn check_output_outside_runs(out: &Path) -> Result<()> {
 /// same name, and be read back as inputs by the next run).
 ///
 /// # Errors
-/// [`Error::Config`] naming both folders.
+/// [`Error::Usage`] naming both folders.
 pub fn check_output_apart(input: &Path, out: &Path) -> Result<()> {
     check_output_outside_runs(out)?;
     let input_dir = if input.is_file() {
@@ -128,33 +140,27 @@ pub fn check_output_apart(input: &Path, out: &Path) -> Result<()> {
     };
     let out_dir = resolved(out)?;
     if let Some(dir) = input_dir.filter(|dir| out_dir.starts_with(dir)) {
-        return Err(Error::Config {
-            path: out.to_path_buf(),
-            message: format!(
-                "--out is {} {}: its images would be written over originals of the same name \
+        return Err(Error::Usage(format!(
+            "--out is {} {}: its images would be written over originals of the same name \
                  and read as inputs next time; choose a folder outside it",
-                if out_dir == dir {
-                    "the input folder"
-                } else {
-                    "inside the input folder"
-                },
-                dir.display()
-            ),
-        });
+            if out_dir == dir {
+                "the input folder"
+            } else {
+                "inside the input folder"
+            },
+            dir.display()
+        )));
     }
     // An input folder may reach the output folder through a symbolic link inside it.
     if input.is_dir() {
         if let Ok(folder) = ImageFolder::open(input) {
             for file in folder.files() {
                 if resolved(file).is_ok_and(|f| f.starts_with(&out_dir)) {
-                    return Err(Error::Config {
-                        path: out.to_path_buf(),
-                        message: format!(
-                            "the input image {} is inside --out (through a link): it would be \
+                    return Err(Error::Usage(format!(
+                        "the input image {} is inside --out (through a link): it would be \
                              written over; choose an output folder the input does not reach",
-                            file.display()
-                        ),
-                    });
+                        file.display()
+                    )));
                 }
             }
         }
@@ -296,10 +302,7 @@ pub fn reconstruct<B: DaamBackend>(
 ) -> Result<Evaluation> {
     let size = size.unwrap_or(loaded.config.data.resize_side());
     let f = loaded.config.downsampling();
-    check_eval_size(size, f).map_err(|message| Error::Config {
-        path: input.to_path_buf(),
-        message,
-    })?;
+    check_eval_size(size, f).map_err(Error::Usage)?;
     check_output_apart(input, out)?;
     let tile =
         crate::tiles::choose_tile(&loaded.config, size, tile).map_err(|message| Error::Config {

@@ -37,8 +37,13 @@ pub struct TrainState {
     pub step: u64,
     /// Codebook statistics (dead-code restarts depend on them).
     pub codebook: CodebookStats,
-    /// Images skipped as unreadable so far.
+    /// Distinct unreadable images met so far (`skipped_files.len()`; checkpoints written before
+    /// the files were kept counted every re-read, once per epoch).
     pub skipped_images: u64,
+    /// The names of the unreadable images met so far, so that each is counted and reported
+    /// once, across epochs and resumes.
+    #[serde(default)]
+    pub skipped_files: std::collections::BTreeSet<String>,
     /// Codes restarted from latents so far (dead-code restarts; 0 in checkpoints written before
     /// it was counted).
     #[serde(default)]
@@ -68,13 +73,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 pub fn lock_run(run: &Path) -> Result<daam::folder_lock::FolderLock> {
     use daam::folder_lock::{lock_folder, LockError};
     lock_folder(run).map_err(|e| match e {
-        LockError::InUse { .. } => Error::Checkpoint {
-            path: run.to_path_buf(),
-            message: format!(
-                "{e}, training into it: two runs in one folder would delete each other's \
-                 checkpoints (wait for it, stop it, or choose another --out)"
-            ),
-        },
+        LockError::InUse { .. } => Error::Usage(format!(
+            "{} {e}, training into it: two runs in one folder would delete each other's \
+             checkpoints (wait for it, stop it, or choose another --out)",
+            run.display()
+        )),
         LockError::NotAFile { .. } => Error::Checkpoint {
             path: run.to_path_buf(),
             message: e.to_string(),

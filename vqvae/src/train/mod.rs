@@ -158,6 +158,7 @@ where
         message,
     })?;
     let run = &options.out;
+    crate::reconstruct::check_output_folder(run)?;
     let _lock = checkpoint::lock_run(run)?;
     let seed = config.train.seed;
     // A resumed run continues on the folders it was started with unless told otherwise.
@@ -263,6 +264,7 @@ where
                     step: 0,
                     codebook: CodebookStats::new(config.model.num_codes, config.train.usage_window),
                     skipped_images: 0,
+                    skipped_files: Default::default(),
                     restarted_codes: 0,
                 };
                 (model, optimizer, state)
@@ -308,19 +310,18 @@ where
         checkpoint::latest(run)?.map_or("none".to_string(), |p| p.display().to_string());
     let mut interrupted = false;
     let num_codes = config.model.num_codes;
-    let mut reported = std::collections::HashSet::new();
 
     while let Some(batch) = prefetch.next() {
         let started = Instant::now();
         for (name, error) in &batch.skipped {
             // Once per file: a file unreadable in one epoch is unreadable in every epoch.
-            if reported.insert(name.clone()) {
+            if state.skipped_files.insert(name.clone()) {
                 observer.on_event(&format!("skipped unreadable image {name}: {error}"));
+                state.skipped_images = state.skipped_files.len() as u64;
             } else {
                 tracing::debug!("skipping unreadable image {name} again");
             }
         }
-        state.skipped_images += batch.skipped.len() as u64;
         if batch.images.is_empty() {
             state.step = batch.step + 1;
             continue;
