@@ -100,8 +100,9 @@ pub enum Error {
     /// features, duplicate ids, ...), refused before anything trains on it.
     #[error("{}", store_problems(report))]
     StoreProblems {
-        /// What [`datasets::validate_store`] found.
-        report: datasets::ValidationReport,
+        /// What [`datasets::validate_store`] found (boxed: it carries the store's warnings and
+        /// fingerprint, and would make every `Result` of the crate as large).
+        report: Box<datasets::ValidationReport>,
     },
     /// A setting (a command-line option, a field of a run's file) is out of range or does not
     /// fit the rest; refused before anything is written.

@@ -17,6 +17,7 @@ pub mod extract;
 pub mod finetune;
 pub mod head;
 pub mod interpret;
+mod out_folder;
 pub mod protocol;
 pub mod replicate;
 pub mod report;

@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use datasets::EmbeddingStore;
+use datasets::{EmbeddingStore, StoreFingerprint, ValidationReport};
 use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::train::{Protocol, TrainSettings};
@@ -18,6 +19,21 @@ pub struct Stores {
     pub test: Option<EmbeddingStore>,
     /// Where they were opened from.
     pub dir: PathBuf,
+    /// The validator's reports on the train store and then the test store: their warnings and
+    /// fingerprints (their problems are refused by [`Self::open`]).
+    pub validation: Vec<ValidationReport>,
+}
+
+/// What identifies the content of a replication's stores (see [`StoreFingerprint`]), kept in
+/// its `replicate.json` so that a rerun or a report can tell that `--embeddings` still holds
+/// the items and features its runs were trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoresFingerprint {
+    /// The train store (for folds, the one store).
+    pub train: StoreFingerprint,
+    /// The test store of the seeded protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<StoreFingerprint>,
 }
 
 impl Stores {
@@ -34,7 +50,7 @@ impl Stores {
     pub fn open(dir: &Path, protocol: Protocol) -> Result<Self> {
         match protocol {
             Protocol::GroupFolds => {
-                let train = open_valid(dir)?;
+                let (train, report) = open_valid(dir)?;
                 let groups = distinct_groups(&train);
                 if groups.len() < 2 {
                     return Err(Error::Store {
@@ -50,6 +66,7 @@ impl Stores {
                     train,
                     test: None,
                     dir: dir.to_path_buf(),
+                    validation: vec![report],
                 })
             }
             Protocol::Seeds { .. } => {
@@ -64,8 +81,8 @@ impl Stores {
                         });
                     }
                 }
-                let train = open_valid(&train_dir)?;
-                let test = open_valid(&test_dir)?;
+                let (train, train_report) = open_valid(&train_dir)?;
+                let (test, test_report) = open_valid(&test_dir)?;
                 let shape =
                     |s: &EmbeddingStore| (s.num_layers(), s.d_model(), s.class_names().to_vec());
                 if shape(&train) != shape(&test) {
@@ -87,6 +104,7 @@ impl Stores {
                     train,
                     test: Some(test),
                     dir: dir.to_path_buf(),
+                    validation: vec![train_report, test_report],
                 })
             }
         }
@@ -96,16 +114,42 @@ impl Stores {
     pub fn val_store(&self) -> &EmbeddingStore {
         self.test.as_ref().unwrap_or(&self.train)
     }
+
+    /// What identifies the stores' content, from the validator's reports.
+    ///
+    /// # Panics
+    /// When [`Self::validation`] is empty (a `Stores` not made by [`Self::open`]).
+    pub fn fingerprint(&self) -> StoresFingerprint {
+        StoresFingerprint {
+            train: self.validation[0].fingerprint.clone(),
+            test: self.validation.get(1).map(|r| r.fingerprint.clone()),
+        }
+    }
+
+    /// The validator's warnings, each as `STORE: warning: …`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.validation
+            .iter()
+            .flat_map(|report| {
+                report
+                    .warnings
+                    .iter()
+                    .map(|w| format!("{}: warning: {w}", report.dir.display()))
+            })
+            .collect()
+    }
 }
 
-/// Opens the store in `dir` and checks every item with the validator.
-fn open_valid(dir: &Path) -> Result<EmbeddingStore> {
+/// Opens the store in `dir` and checks every item with the validator, whose report it returns.
+fn open_valid(dir: &Path) -> Result<(EmbeddingStore, ValidationReport)> {
     let store = EmbeddingStore::open(dir)?;
     let report = datasets::validate_store(dir)?;
     if !report.is_ok() {
-        return Err(Error::StoreProblems { report });
+        return Err(Error::StoreProblems {
+            report: Box::new(report),
+        });
     }
-    Ok(store)
+    Ok((store, report))
 }
 
 /// The sorted distinct groups of a store.

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{invalid, Error, Result};
 use crate::finetune::{raw_stores, run_lora, FinetuneOptions, LoraMethod};
 use crate::head::{DatHeadConfig, HeadKind, ParamCount};
-use crate::protocol::{plan_runs, RunPlan, Stores};
+use crate::out_folder::check_replication_out;
+use crate::protocol::{plan_runs, RunPlan, Stores, StoresFingerprint};
 use crate::report::{build_report, write_atomic, Report};
-use crate::train::{train_run, Precision, RunData, RunObserver, Task, TrainSettings};
+use crate::train::{train_run, Precision, Protocol, RunData, RunObserver, Task, TrainSettings};
 
 /// What `classify replicate` runs.
 #[derive(Debug, Clone)]
@@ -58,6 +59,22 @@ pub struct ReplicationRecord {
     /// Their encoder and data.
     #[serde(default)]
     pub finetune: Option<FinetuneOptions>,
+    /// What identifies the content of the stores the runs were trained on; `None` only in a
+    /// `replicate.json` written before it was recorded.
+    #[serde(default)]
+    pub stores: Option<StoresFingerprint>,
+}
+
+/// How the stores a replication recorded compare with the stores at hand
+/// ([`ReplicationRecord::compare_stores`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoresCheck {
+    /// The same items and features (the folder may have moved).
+    Same,
+    /// The record predates store fingerprints: nothing to compare with.
+    Unrecorded,
+    /// Other content: each difference as `path: recorded → now`.
+    Changed(Vec<String>),
 }
 
 impl ReplicationRecord {
@@ -69,6 +86,16 @@ impl ReplicationRecord {
         let path = dir.join("replicate.json");
         let text = std::fs::read_to_string(&path).map_err(crate::error::io_error(&path))?;
         serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+    }
+
+    /// Compares the stores the replication recorded with `now`, the fingerprint of the stores
+    /// at hand.
+    pub fn compare_stores(&self, now: &StoresFingerprint) -> StoresCheck {
+        match &self.stores {
+            None => StoresCheck::Unrecorded,
+            Some(recorded) if recorded == now => StoresCheck::Same,
+            Some(recorded) => StoresCheck::Changed(daam::settings_diff::differences(recorded, now)),
+        }
     }
 }
 
@@ -174,6 +201,17 @@ pub fn check_options(options: &ReplicateOptions) -> Result<()> {
     if options.runs == Some(0) {
         return Err(invalid("--runs", "must be at least 1, got 0"));
     }
+    if let (Some(runs), Protocol::GroupFolds) = (options.runs, options.task.protocol()) {
+        return Err(invalid(
+            "--runs",
+            format!(
+                "{runs} given, but {} runs leave-one-group-out folds: one per group (session) \
+                 of the store, as many as it has groups; --runs sets the number of seeded runs \
+                 of cifar100 (5 by default) and agnews (3)",
+                options.task.name()
+            ),
+        ));
+    }
     let names: Vec<String> = options
         .methods
         .iter()
@@ -239,6 +277,7 @@ where
     B::InnerBackend: DaamBackend,
 {
     check_options(options)?;
+    check_replication_out(&options.out, &options.embeddings)?;
     let protocol = options.task.protocol();
     // Opening validates every item: a store `classify validate` rejects is refused here.
     let stores = Stores::open(&options.embeddings, protocol)?;
@@ -280,6 +319,7 @@ where
         layers: options.layers.clone(),
         lora_methods: options.lora_methods.clone(),
         finetune: options.finetune.clone(),
+        stores: Some(stores.fingerprint()),
     };
     let path = options.out.join("replicate.json");
     if path.exists() {
@@ -307,6 +347,39 @@ where
                 ),
             });
         }
+        // Finished runs are kept by name (`runs/mha/fold-1`): on another store they would be
+        // reported as if trained on it. The path alone cannot tell: a store regenerated in
+        // place keeps it, and one moved keeps its content.
+        match stored.compare_stores(&stores.fingerprint()) {
+            StoresCheck::Same => {}
+            // Written before fingerprints were recorded: refusing would strand every older
+            // replication, and nothing can be compared, so its runs are kept as before, with a
+            // note; the fingerprint recorded now guards the reruns to come.
+            StoresCheck::Unrecorded => observer.on_message(&format!(
+                "note: {} records no fingerprint of its store (written by an older classify): \
+                 its finished runs are kept on trust that they were trained on {}; the \
+                 store's fingerprint is recorded from now on",
+                path.display(),
+                options.embeddings.display()
+            )),
+            StoresCheck::Changed(changes) => {
+                return Err(Error::Store {
+                    path,
+                    message: format!(
+                        "this --out folder holds a replication of another store: its runs were \
+                         trained on {} as it was then, and --embeddings {} holds other data \
+                         ({}); its finished runs would be reported as runs on this store: \
+                         choose another --out",
+                        stored.embeddings.display(),
+                        options.embeddings.display(),
+                        changes.join("; ")
+                    ),
+                });
+            }
+        }
+    }
+    for warning in stores.warnings() {
+        observer.on_message(&warning);
     }
     let json = serde_json::to_string_pretty(&record).map_err(|source| Error::Json {
         path: path.clone(),

@@ -54,8 +54,9 @@ pub use crate::ag_news::{read_ag_news_csv, AgNews, AgNewsItem, AG_NEWS_NUM_CLASS
 pub use crate::audio::{chunk_waveform, read_wav, Waveform, CHUNK_SAMPLES_16K};
 pub use crate::cifar100::{Cifar100, CIFAR100_NUM_COARSE, CIFAR100_NUM_FINE};
 pub use crate::embedding_store::{
-    validate_store, EmbeddingStore, EmbeddingStoreWriter, Manifest, Problem, ProblemKind,
-    ShardEntry, StoreDtype, StoreInfo, ValidationReport,
+    validate_store, validate_stores, EmbeddingStore, EmbeddingStoreWriter, Manifest, Problem,
+    ProblemKind, ShardEntry, StoreDtype, StoreFingerprint, StoreInfo, StoreWarning,
+    ValidationReport, SMALL_GROUP_ITEMS,
 };
 pub use crate::iemocap::{
     Emotion4, Gender, Iemocap, IemocapUtterance, WavCheck, IEMOCAP_CLASS_NAMES,

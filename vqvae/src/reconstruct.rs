@@ -532,7 +532,7 @@ mod tests {
                 "X_2.side_by_side_2"
             ]
         );
-        let mut files: Vec<String> = chosen
+        let files: Vec<String> = chosen
             .iter()
             .flat_map(|s| [format!("{s}.png"), format!("{s}.side_by_side.png")])
             .collect();

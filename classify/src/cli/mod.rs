@@ -16,10 +16,12 @@ use classify::head::{authors_counts, DatHeadConfig, HeadKind, ParamCount};
 use classify::interpret::interpret;
 use classify::protocol::{plan_runs, Stores};
 use classify::replicate::{
-    precision_conflict, read_run_head, replicate, ReplicateOptions, ReplicationRecord,
+    precision_conflict, read_run_head, replicate, ReplicateOptions, ReplicationRecord, StoresCheck,
 };
 use classify::synthetic::SyntheticSpec;
-use classify::train::{load_head, EpochRecord, Precision, RunObserver, Task, TrainSettings};
+use classify::train::{
+    load_head, EpochRecord, Precision, Protocol, RunObserver, Task, TrainSettings,
+};
 use device::{dispatch, dispatch_autodiff, Device};
 use encoders::classification::HeadTraining;
 use encoders::lora::{LoraScaling, LoraTarget};
@@ -43,7 +45,8 @@ enum Command {
     /// Importance Factor heatmap, layer contributions and parameter ranges of a trained run,
     /// and optionally the high/low-IF layer ablation.
     Report(ReportArgs),
-    /// Check an embedding store and list every problem found.
+    /// Check an embedding store (or the `train/` and `test/` stores of a folder) and list
+    /// every problem found, then the warnings (exit status 1 for problems only).
     Validate(ValidateArgs),
     /// Write a generated embedding store (class signal in chosen layers) to try the tools.
     Synth(SynthArgs),
@@ -132,7 +135,9 @@ struct ReplicateArgs {
         default_value = "daam-v1,daam-v2,mixture,gq-daam,mha,mha-bn"
     )]
     methods: Vec<String>,
-    /// Output folder (runs, report.md/csv/json). Rerunning continues where it stopped.
+    /// Output folder (runs, report.md/csv/json): a new or empty folder, or a replication's
+    /// folder to continue where it stopped (on the same store and settings). Not inside
+    /// --embeddings.
     #[arg(long, default_value = "outputs/replicate")]
     out: PathBuf,
     /// Epochs per run (default: the task's, 35).
@@ -144,7 +149,8 @@ struct ReplicateArgs {
     /// AdamW learning rate (default: 1e-4 IEMOCAP, 1e-5 CIFAR-100, 5e-5 AG News).
     #[arg(long)]
     lr: Option<f64>,
-    /// Seeded runs instead of the task's 5 (CIFAR-100) or 3 (AG News); at least 1.
+    /// Seeded runs instead of the task's 5 (CIFAR-100) or 3 (AG News); at least 1. Not for
+    /// IEMOCAP: its runs are the store's leave-one-session-out folds, one per group.
     #[arg(long, value_parser = positive)]
     runs: Option<usize>,
     /// Base seed (run k uses seed + k).
@@ -247,7 +253,7 @@ struct ReportArgs {
 
 #[derive(Args, Debug)]
 struct ValidateArgs {
-    /// The store folder.
+    /// The store folder, or a folder holding `train/` and `test/` stores (each is validated).
     store: PathBuf,
 }
 
@@ -657,6 +663,15 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
             record.embeddings.display()
         )
     })?;
+    if let StoresCheck::Changed(changes) = record.compare_stores(&stores.fingerprint()) {
+        bail!(
+            "{}: the replication's runs were trained on {} as it was then, and it now holds \
+             other data ({}): its heads cannot be interpreted or ablated on it",
+            args.replication.join("replicate.json").display(),
+            record.embeddings.display(),
+            changes.join("; ")
+        );
+    }
     let num_layers = record
         .layers
         .as_ref()
@@ -795,7 +810,11 @@ fn ablate(
                 .join("ablation")
                 .join(format!("{name}-{k}")),
             settings: record.settings.clone(),
-            runs: record.runs,
+            // Folds come from the store's groups; a count recorded for them by an older
+            // classify (which ignored it) would now be refused.
+            runs: record
+                .runs
+                .filter(|_| record.task.protocol() != Protocol::GroupFolds),
             layers: Some(layers.clone()),
             lora_methods: Vec::new(),
             finetune: None,
@@ -844,11 +863,47 @@ fn ablate(
 }
 
 fn validate(args: &ValidateArgs) -> Result<()> {
-    let report = datasets::validate_store(&args.store)
+    let reports = datasets::validate_stores(&args.store)
         .with_context(|| format!("validating {}", args.store.display()))?;
-    println!("{report}");
-    if !report.is_ok() {
-        bail!("{} has problems (listed above)", args.store.display());
+    if reports.iter().any(|report| report.dir != args.store) {
+        let dirs: Vec<String> = reports
+            .iter()
+            .map(|report| report.dir.display().to_string())
+            .collect();
+        let missing: Vec<String> = ["train", "test"]
+            .iter()
+            .map(|split| args.store.join(split))
+            .filter(|dir| reports.iter().all(|report| &report.dir != dir))
+            .map(|dir| {
+                format!(
+                    " (no store in {}: the seeded runs need both)",
+                    dir.display()
+                )
+            })
+            .collect();
+        println!(
+            "{} holds no manifest.json but the {} {}{}: validating {}",
+            args.store.display(),
+            if dirs.len() == 1 { "store" } else { "stores" },
+            dirs.join(" and "),
+            missing.concat(),
+            if dirs.len() == 1 { "it" } else { "each" }
+        );
+    }
+    for report in &reports {
+        println!("{report}");
+    }
+    let bad: Vec<String> = reports
+        .iter()
+        .filter(|report| !report.is_ok())
+        .map(|report| report.dir.display().to_string())
+        .collect();
+    if !bad.is_empty() {
+        bail!(
+            "{} {} problems (listed above)",
+            bad.join(" and "),
+            if bad.len() == 1 { "has" } else { "have" }
+        );
     }
     Ok(())
 }

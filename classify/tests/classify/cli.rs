@@ -21,8 +21,13 @@ fn classify_with(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// `classify synth` of `count` items in `groups` groups, 8 layers × 16 features, the class
 /// signal in layers 2 and 5.
 fn synth(store: &Path, count: usize, groups: usize) {
+    synth_with(store, count, groups, &[]);
+}
+
+/// [`synth`] with `extra` arguments (`--seed`, `--classes`, `--split`).
+fn synth_with(store: &Path, count: usize, groups: usize, extra: &[&str]) {
     let (count, groups) = (count.to_string(), groups.to_string());
-    let out = classify(&[
+    let mut args = vec![
         "synth",
         "--out",
         path(store),
@@ -36,7 +41,9 @@ fn synth(store: &Path, count: usize, groups: usize) {
         &groups,
         "--signal-layers",
         "2,5",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = classify(&args);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -701,6 +708,11 @@ fn bad_sizes_and_settings_are_refused_before_anything_is_written() {
             "invalid value '0' for '--batch-size <BATCH_SIZE>'",
         ),
         (&["--layers", "1,1"][..], "--layers: layer 1 is named twice"),
+        // IEMOCAP's runs are its folds: --runs was ignored without a word.
+        (
+            &["--runs", "6"][..],
+            "--runs: 6 given, but iemocap runs leave-one-group-out folds: one per group",
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -772,4 +784,260 @@ fn an_interrupted_replication_exits_130_and_frees_its_folder() {
         assert!(out.join("replicate.json").is_file());
         drop(daam::folder_lock::lock_folder(&out).expect("the folder is free again"));
     }
+}
+
+/// A rerun into a replication's folder keeps its finished runs only on the store they were
+/// trained on, known by its fingerprint (items and features), not its path: another store, or
+/// the same path regenerated with other data, is refused naming both before anything is
+/// written (the old runs were kept and replicate.json renamed the new store); a moved copy
+/// resumes; a replicate.json from before fingerprints is accepted with a note. `report`
+/// refuses a store changed since.
+#[test]
+fn a_replication_continues_only_on_the_store_it_was_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, other) = (dir.path().join("store"), dir.path().join("other"));
+    synth(&store, 40, 4);
+    synth_with(&other, 40, 4, &["--seed", "9"]);
+    let rep = dir.path().join("rep");
+    let done = replicate_one_epoch(&store, "daam-v2", &rep, &[]);
+    assert!(done.status.success(), "{}", text(&done));
+    let report_md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    let record_path = rep.join("replicate.json");
+    let record = std::fs::read_to_string(&record_path).unwrap();
+    assert!(
+        record.contains("\"stores\"") && record.contains("\"features\""),
+        "{record}"
+    );
+
+    let mut refusals = Refusals::default();
+    // Another store, and the same path regenerated with another seed (same ids and labels,
+    // other features).
+    let regenerated = dir.path().join("regenerated");
+    synth(&regenerated, 40, 4);
+    let rep2 = dir.path().join("rep2");
+    let done = replicate_one_epoch(&regenerated, "daam-v2", &rep2, &[]);
+    assert!(done.status.success(), "{}", text(&done));
+    std::fs::remove_dir_all(&regenerated).unwrap();
+    synth_with(&regenerated, 40, 4, &["--seed", "5"]);
+    for (embeddings, out, changed) in [
+        (&other, &rep, "train.features"),
+        (&regenerated, &rep2, "train.features"),
+    ] {
+        let before = std::fs::read_to_string(out.join("replicate.json")).unwrap();
+        let refused = replicate_one_epoch(embeddings, "daam-v2,mha", out, &[]);
+        let trained_on = if out == &rep { &store } else { &regenerated };
+        refusals.check(
+            &refused,
+            &format!(
+                "this --out folder holds a replication of another store: its runs were trained \
+                 on {} as it was then, and --embeddings {} holds other data (",
+                trained_on.display(),
+                embeddings.display()
+            ),
+            &out.join("runs/mha"),
+        );
+        refusals.expect(text(&refused).contains(changed), || text(&refused));
+        let after = std::fs::read_to_string(out.join("replicate.json")).unwrap();
+        refusals.expect(after == before, || {
+            format!("replicate.json rewritten:\n{after}")
+        });
+    }
+    refusals.expect(
+        std::fs::read_to_string(rep.join("report.md")).unwrap() == report_md,
+        || "report.md rewritten".to_owned(),
+    );
+    // `report` on the regenerated store is refused too.
+    let out = classify(&[
+        "report",
+        "--replication",
+        path(&rep2),
+        "--method",
+        "daam-v2",
+    ]);
+    refusals.check(
+        &out,
+        "now holds other data (train.features",
+        &rep2.join("runs/daam-v2/fold-1/interpretation"),
+    );
+    refusals.assert_all();
+
+    // A copy of the store elsewhere is the same store: the runs are kept, the path updated.
+    let moved = dir.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    for entry in std::fs::read_dir(&store).unwrap() {
+        let entry = entry.unwrap().path();
+        if entry.is_file() {
+            std::fs::copy(&entry, moved.join(entry.file_name().unwrap())).unwrap();
+        }
+    }
+    let resumed = replicate_one_epoch(&moved, "daam-v2", &rep, &[]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(
+        text(&resumed).matches("done before, kept").count(),
+        4,
+        "{}",
+        text(&resumed)
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record_path).unwrap()).unwrap();
+    assert_eq!(record["embeddings"], path(&moved));
+
+    // A replicate.json from before fingerprints: kept on trust, with a note, and recorded now.
+    let mut old = record.clone();
+    old.as_object_mut().unwrap().remove("stores");
+    std::fs::write(&record_path, old.to_string()).unwrap();
+    let resumed = replicate_one_epoch(&moved, "daam-v2", &rep, &[]);
+    let message = text(&resumed);
+    assert!(resumed.status.success(), "{message}");
+    assert!(
+        message.contains("records no fingerprint of its store (written by an older classify)")
+            && message.contains("done before, kept"),
+        "{message}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record_path).unwrap()).unwrap();
+    assert_eq!(record["stores"]["train"]["count"], 40, "{record}");
+}
+
+/// `replicate --out` refuses a folder that is not a replication and holds files (its
+/// report.md was replaced), and the --embeddings folder or one inside it (runs and reports
+/// were written among the store's shards), before anything is written.
+#[test]
+fn an_out_folder_that_is_not_a_replication_or_lies_in_the_store_is_refused() {
+    let mut refusals = Refusals::default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    synth(&store, 40, 4);
+    let notes = dir.path().join("notes");
+    std::fs::create_dir_all(notes.join("drafts")).unwrap();
+    for file in ["report.md", "a.txt", "b.txt", "c.txt"] {
+        std::fs::write(notes.join(file), "my notes").unwrap();
+    }
+    let out = replicate_one_epoch(&store, "mha", &notes, &[]);
+    refusals.check(
+        &out,
+        &format!(
+            "--out: {} holds `a.txt`, `b.txt`, `c.txt` and 2 more but no replicate.json: it is \
+             not a replication",
+            notes.display()
+        ),
+        &notes.join("runs"),
+    );
+    refusals.expect(
+        std::fs::read_to_string(notes.join("report.md")).unwrap() == "my notes",
+        || "report.md was overwritten".to_owned(),
+    );
+    for (out, place) in [
+        (store.clone(), "is the"),
+        (store.join("runs/sub"), "is inside the"),
+    ] {
+        let output = replicate_one_epoch(&store, "mha", &out, &[]);
+        refusals.check(
+            &output,
+            &format!(
+                "--out: {} {place} --embeddings folder {}: runs/ and the report files",
+                out.display(),
+                store.display()
+            ),
+            &store.join("runs"),
+        );
+    }
+    refusals.assert_all();
+    // A folder holding only the lock a refused run left is empty.
+    let fresh = dir.path().join("fresh");
+    drop(daam::folder_lock::lock_folder(&fresh).unwrap());
+    let out = replicate_one_epoch(&store, "mha", &fresh, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// `validate` warns, exit status 0, about stores that read but mislead (one class, one group,
+/// a tiny group, a repeated or empty class name, no items), and `replicate` shows the warnings
+/// before it trains; a folder of `train/` and `test/` stores is validated store by store.
+#[test]
+fn validate_warns_about_misleading_stores_and_reads_split_folders() {
+    let mut refusals = Refusals::default();
+    let dir = tempfile::tempdir().unwrap();
+    type Make = fn(&Path);
+    let cases: [(&str, Make, &str); 5] = [
+        (
+            "one-class",
+            |store| synth_with(store, 40, 4, &["--classes", "1"]),
+            "warning: every item has label 0 (`class-0`): a classifier has nothing to tell apart",
+        ),
+        (
+            "one-group",
+            |store| synth(store, 40, 1),
+            "warning: every item is in group 0: leave-one-group-out folds",
+        ),
+        (
+            "small-group",
+            |store| synth(store, 36, 4),
+            "warning: groups 0 (9 items), 1 (9 items), 2 (9 items), 3 (9 items) have fewer \
+             than 10 items",
+        ),
+        (
+            "repeated-name",
+            |store| {
+                synth(store, 40, 4);
+                let manifest = store.join("manifest.json");
+                let text = std::fs::read_to_string(&manifest).unwrap();
+                std::fs::write(&manifest, text.replace("\"class-2\"", "\"class-0\"")).unwrap();
+            },
+            "warning: classes 0 and 2 are both named `class-0`",
+        ),
+        (
+            "empty",
+            |store| {
+                synth(store, 40, 4);
+                let manifest = store.join("manifest.json");
+                let mut value: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+                value["count"] = 0.into();
+                value["shards"] = serde_json::json!([]);
+                std::fs::write(&manifest, value.to_string()).unwrap();
+            },
+            "0 shards, 0 items checked, 0 problems, 1 warning\n  warning: the store holds no item",
+        ),
+    ];
+    for (name, make, expected) in cases {
+        let store = dir.path().join(name);
+        make(&store);
+        let out = classify(&["validate", path(&store)]);
+        refusals.expect(
+            out.status.success() && text(&out).contains(expected),
+            || format!("validate {name}: expected `{expected}`:\n{}", text(&out)),
+        );
+    }
+    let runs = dir.path().join("runs-small-group");
+    let out = replicate_one_epoch(&dir.path().join("small-group"), "mha", &runs, &[]);
+    let message = text(&out);
+    let warned = message.find("warning: groups 0 (9 items)");
+    let trained = message.find("[1/4] mha fold-1");
+    refusals.expect(
+        out.status.success() && warned.is_some() && warned < trained,
+        || format!("replicate shows no warning before training:\n{message}"),
+    );
+
+    let split = dir.path().join("split");
+    synth_with(&split, 40, 1, &["--split"]);
+    let out = classify(&["validate", path(&split)]);
+    let expected = format!(
+        "{0} holds no manifest.json but the stores {0}/train and {0}/test: validating each\n\
+         {0}/train: 1 shard, 40 items checked, 0 problems, 0 warnings\n\
+         {0}/test: 1 shard, 10 items checked, 0 problems, 0 warnings",
+        split.display()
+    );
+    refusals.expect(
+        out.status.success() && text(&out).contains(&expected),
+        || format!("expected\n{expected}\ngot:\n{}", text(&out)),
+    );
+    std::fs::remove_file(split.join("test/shard-00000.safetensors")).unwrap();
+    let out = classify(&["validate", path(&split)]);
+    refusals.check(
+        &out,
+        &format!("{}/test has problems", split.display()),
+        &dir.path().join("nothing"),
+    );
+    refusals.expect(text(&out).contains("shard file is missing"), || text(&out));
+    refusals.assert_all();
 }

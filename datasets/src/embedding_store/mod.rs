@@ -23,17 +23,24 @@
 //! [`EmbeddingStoreWriter::resume`] reopens the store so that an extraction can skip the items it
 //! already holds and add the rest exactly once.
 //!
-//! [`validate_store`] checks a store item by item and lists every problem found.
+//! [`validate_store`] checks a store item by item and lists every problem found, the warnings
+//! ([`StoreWarning`]: no items, one class, one group, tiny groups, repeated class names) and
+//! the store's [`StoreFingerprint`]; [`validate_stores`] does so for a folder that is a store or
+//! holds `train/` and `test/` stores.
 
+mod fingerprint;
 mod manifest;
 mod shard;
 mod store;
 mod validate;
+mod warnings;
 mod writer;
 
+pub use fingerprint::StoreFingerprint;
 pub use manifest::{Manifest, ShardEntry, StoreDtype, StoreInfo, FORMAT_VERSION, MANIFEST_FILE};
 pub use store::EmbeddingStore;
-pub use validate::{validate_store, Problem, ProblemKind, ValidationReport};
+pub use validate::{validate_store, validate_stores, Problem, ProblemKind, ValidationReport};
+pub use warnings::{StoreWarning, SMALL_GROUP_ITEMS};
 pub use writer::EmbeddingStoreWriter;
 
 use std::fs::{self, File};

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::fingerprint::FingerprintHasher;
 use super::shard::{decode_row, decode_shard, FEATURES};
-use super::{error_chain, Manifest, StoreDtype, MANIFEST_FILE};
+use super::warnings::Tally;
+use super::{error_chain, Manifest, StoreDtype, StoreFingerprint, StoreWarning, MANIFEST_FILE};
 use crate::error::Result;
 use crate::mmap::map_file;
 
@@ -150,10 +152,16 @@ pub struct ValidationReport {
     pub items_checked: usize,
     /// The problems, in shard then item order.
     pub problems: Vec<Problem>,
+    /// What reads cleanly but makes training or reporting on the store doubtful (no items, one
+    /// class, one group, tiny groups, repeated class names); not problems: [`Self::is_ok`]
+    /// ignores them.
+    pub warnings: Vec<StoreWarning>,
+    /// What identifies the items and features read (meaningful when [`Self::is_ok`]).
+    pub fingerprint: StoreFingerprint,
 }
 
 impl ValidationReport {
-    /// Whether no problem was found.
+    /// Whether no problem was found (warnings aside).
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -163,22 +171,32 @@ impl fmt::Display for ValidationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} shards, {} items checked, {} problems",
+            "{}: {}, {} checked, {}, {}",
             self.dir.display(),
-            self.num_shards,
-            self.items_checked,
-            self.problems.len()
+            counted(self.num_shards, "shard"),
+            counted(self.items_checked, "item"),
+            counted(self.problems.len(), "problem"),
+            counted(self.warnings.len(), "warning")
         )?;
         for problem in &self.problems {
             write!(f, "\n  {problem}")?;
+        }
+        for warning in &self.warnings {
+            write!(f, "\n  warning: {warning}")?;
         }
         Ok(())
     }
 }
 
+/// `n` and `noun`, plural unless `n` is 1: `1 item`, `0 problems`.
+fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Checks the store in `dir` and lists every problem: missing or unreadable shards, dtype,
 /// shape and count mismatches with the manifest, items with NaN or infinite features, labels
-/// not below the number of classes, and ids used twice.
+/// not below the number of classes, and ids used twice; then the warnings
+/// ([`StoreWarning`]), and the store's [`StoreFingerprint`].
 ///
 /// # Errors
 /// Only when the manifest itself cannot be read (the [`Manifest::read`] errors, except a total
@@ -190,6 +208,13 @@ pub fn validate_store(dir: &Path) -> Result<ValidationReport> {
         num_shards: manifest.shards.len(),
         items_checked: 0,
         problems: Vec::new(),
+        warnings: Vec::new(),
+        fingerprint: FingerprintHasher::new().finish(&manifest.info),
+    };
+    let mut read = Read {
+        first_use: HashMap::new(),
+        tally: Tally::new(manifest.info.class_names.len()),
+        hasher: FingerprintHasher::new(),
     };
     let listed: usize = manifest.shards.iter().map(|shard| shard.count).sum();
     if listed != manifest.count {
@@ -203,21 +228,47 @@ pub fn validate_store(dir: &Path) -> Result<ValidationReport> {
             },
         });
     }
-    let mut first_use: HashMap<String, (PathBuf, usize)> = HashMap::new();
     let mut start = 0;
     for entry in &manifest.shards {
         let path = dir.join(&entry.file);
-        check_shard(
-            &manifest,
-            &path,
-            entry.count,
-            start,
-            &mut first_use,
-            &mut report,
-        );
+        check_shard(&manifest, &path, entry.count, start, &mut read, &mut report);
         start += entry.count;
     }
+    report.warnings = read.tally.warnings(&manifest.info, report.is_ok());
+    report.fingerprint = read.hasher.finish(&manifest.info);
     Ok(report)
+}
+
+/// The sub-folders holding the stores of a split dataset, in the order they are validated.
+const SPLIT_STORES: [&str; 2] = ["train", "test"];
+
+/// [`validate_store`] over what `dir` holds: `dir` itself when it has a manifest, else each
+/// of its `train/` and `test/` stores that has one (the layout `classify extract` writes for
+/// CIFAR-100 and AG News, and `classify synth --split`), in that order.
+///
+/// # Errors
+/// The [`validate_store`] errors of the first store whose manifest cannot be read; when `dir`
+/// has no manifest and neither split store has one, the error of reading `dir`'s manifest.
+pub fn validate_stores(dir: &Path) -> Result<Vec<ValidationReport>> {
+    let splits: Vec<PathBuf> = SPLIT_STORES
+        .iter()
+        .map(|split| dir.join(split))
+        .filter(|split| split.join(MANIFEST_FILE).exists())
+        .collect();
+    if dir.join(MANIFEST_FILE).exists() || splits.is_empty() {
+        return Ok(vec![validate_store(dir)?]);
+    }
+    splits.iter().map(|split| validate_store(split)).collect()
+}
+
+/// What the validator gathers over the items it reads.
+struct Read {
+    /// Where each id was first seen: its shard and item index.
+    first_use: HashMap<String, (PathBuf, usize)>,
+    /// Items by label and group, for the warnings.
+    tally: Tally,
+    /// The fingerprint so far.
+    hasher: FingerprintHasher,
 }
 
 /// Checks one shard whose first item is `start` and appends its problems to `report`.
@@ -226,7 +277,7 @@ fn check_shard(
     path: &Path,
     listed_count: usize,
     start: usize,
-    first_use: &mut HashMap<String, (PathBuf, usize)>,
+    read: &mut Read,
     report: &mut ValidationReport,
 ) {
     let info = &manifest.info;
@@ -282,6 +333,7 @@ fn check_shard(
         }));
     }
 
+    read.hasher.features(&map[shard.features_bytes.clone()]);
     let row_len = num_layers * d_model;
     let row_bytes = row_len * shard.dtype.size_bytes();
     let mut row = vec![0.0f32; row_len];
@@ -311,7 +363,9 @@ fn check_shard(
                     num_classes: info.class_names.len(),
                 }));
         }
-        match first_use.get(id) {
+        read.tally.add(label, shard.groups[k]);
+        read.hasher.item(id, label, shard.groups[k]);
+        match read.first_use.get(id) {
             Some((first_file, first_item)) => {
                 report.problems.push(item_problem(ProblemKind::DuplicateId {
                     first_file: first_file.clone(),
@@ -319,7 +373,8 @@ fn check_shard(
                 }))
             }
             None => {
-                first_use.insert(id.clone(), (path.to_path_buf(), item));
+                read.first_use
+                    .insert(id.clone(), (path.to_path_buf(), item));
             }
         }
         report.items_checked += 1;
@@ -335,6 +390,7 @@ mod tests {
 
     use super::super::shard::{GROUPS, IDS, LABELS};
     use super::super::test_support::{info, write_store};
+    use super::super::EmbeddingStoreWriter;
     use super::*;
 
     /// Rewrites shard `file` of the store in `dir` with the given pieces.
@@ -381,7 +437,81 @@ mod tests {
         write_store(dir.path(), &info(StoreDtype::F16, 2, 3), 7, 3);
         let report = validate_store(dir.path()).unwrap();
         assert!(report.is_ok(), "{report}");
+        assert_eq!(report.warnings, [], "{report}");
         assert_eq!((report.num_shards, report.items_checked), (3, 7));
+    }
+
+    #[test]
+    fn warnings_are_listed_apart_from_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut one_class = info(StoreDtype::F32, 1, 2);
+        one_class.split = "all".to_owned();
+        let mut writer = EmbeddingStoreWriter::create(dir.path(), one_class, 4).unwrap();
+        for i in 0..12 {
+            writer
+                .push(&format!("item-{i}"), 1, (i % 6 / 5) as u32, &[0.5, 1.0])
+                .unwrap();
+        }
+        writer.finish().unwrap();
+        let report = validate_store(dir.path()).unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(
+            report.warnings,
+            [
+                StoreWarning::OneClass {
+                    label: 1,
+                    name: "b".to_owned()
+                },
+                StoreWarning::SmallGroups {
+                    groups: vec![(1, 2)]
+                }
+            ]
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains(
+                "3 shards, 12 items checked, 0 problems, 2 warnings\n  warning: every item has label 1 (`b`)"
+            ),
+            "{text}"
+        );
+
+        let empty = tempfile::tempdir().unwrap();
+        write_store(empty.path(), &info(StoreDtype::F32, 1, 2), 0, 4);
+        let report = validate_store(empty.path()).unwrap();
+        assert_eq!(
+            (report.is_ok(), report.warnings.as_slice()),
+            (true, &[StoreWarning::NoItems][..]),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_folder_of_train_and_test_stores_validates_each() {
+        let dir = tempfile::tempdir().unwrap();
+        write_store(
+            &dir.path().join("train"),
+            &info(StoreDtype::F32, 1, 2),
+            6,
+            4,
+        );
+        write_store(&dir.path().join("test"), &info(StoreDtype::F32, 1, 2), 3, 4);
+        fs::remove_file(dir.path().join("test/shard-00000.safetensors")).unwrap();
+        let reports = validate_stores(dir.path()).unwrap();
+        let found: Vec<(PathBuf, usize, usize)> = reports
+            .iter()
+            .map(|r| (r.dir.clone(), r.items_checked, r.problems.len()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (dir.path().join("train"), 6, 0),
+                (dir.path().join("test"), 0, 1)
+            ]
+        );
+        // A store is validated alone, and a folder with no store names its manifest.
+        assert_eq!(validate_stores(&dir.path().join("train")).unwrap().len(), 1);
+        let error = validate_stores(&dir.path().join("test/none")).unwrap_err();
+        assert!(error.to_string().contains("none/manifest.json"), "{error}");
     }
 
     #[test]
