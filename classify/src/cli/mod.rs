@@ -544,14 +544,19 @@ impl RunObserver for Bars {
     }
 
     fn on_epoch(&mut self, r: &EpochRecord) {
+        // No dev split (a fold too small to carve one, or --dev-fraction 0): NaN in the CSV.
+        let dev = if r.dev_accuracy.is_nan() {
+            "– (no dev split)".to_string()
+        } else {
+            format!("{:.2}%", 100.0 * r.dev_accuracy)
+        };
         let line = format!(
-            "{} epoch {}: loss {:.4}, val acc {:.2}% (UA {:.2}%), dev acc {:.2}%, {:.1}s",
+            "{} epoch {}: loss {:.4}, val acc {:.2}% (UA {:.2}%), dev acc {dev}, {:.1}s",
             self.label,
             r.epoch,
             r.train_loss,
             100.0 * r.val_accuracy,
             100.0 * r.val_unweighted_accuracy,
-            100.0 * r.dev_accuracy,
             r.seconds
         );
         match &self.bar {
