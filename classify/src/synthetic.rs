@@ -83,6 +83,8 @@ impl SyntheticSpec {
             class_names: (0..self.num_classes)
                 .map(|c| format!("class-{c}"))
                 .collect(),
+            chunk_samples: None,
+            max_tokens: None,
         };
         let mut writer = EmbeddingStoreWriter::create(dir, info, 256)?;
         let mut rng = StdRng::seed_from_u64(self.seed);

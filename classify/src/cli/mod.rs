@@ -401,20 +401,34 @@ fn finetune_options(
         );
     };
     only_for_the_encoder_that_reads_it(encoder.kind(), args.chunk_seconds, args.max_tokens, false)?;
-    let max_tokens = resolve_max_tokens(encoder.kind(), weights, args.max_tokens)?;
-    if max_tokens.clamped_to_model {
-        eprintln!(
-            "--max-tokens: {DEFAULT_MAX_TOKENS} by default, clamped to the model's \
-             max_position_embeddings = {}",
-            max_tokens.value
-        );
-    }
+    // Left out, the chunk length and token limit are the store's (its ids name those chunks);
+    // given, `FinetuneOptions::check` refuses values other than the store's.
+    let (recorded_chunk, recorded_tokens) =
+        classify::finetune::recorded_input_settings(&args.embeddings, args.task.into());
+    let max_tokens = match (args.max_tokens, recorded_tokens) {
+        (None, Some(recorded)) => recorded,
+        (asked, _) => {
+            let resolved = resolve_max_tokens(encoder.kind(), weights, asked)?;
+            if resolved.clamped_to_model {
+                eprintln!(
+                    "--max-tokens: {DEFAULT_MAX_TOKENS} by default, clamped to the model's \
+                     max_position_embeddings = {}",
+                    resolved.value
+                );
+            }
+            resolved.value
+        }
+    };
+    let chunk_samples = match (args.chunk_seconds, recorded_chunk) {
+        (None, Some(recorded)) => recorded,
+        (asked, _) => chunk_samples(asked.unwrap_or(DEFAULT_CHUNK_SECONDS))?,
+    };
     Ok(Some(FinetuneOptions {
         encoder: encoder.kind(),
         weights: weights.clone(),
         data: data.clone(),
-        chunk_samples: chunk_samples(args.chunk_seconds.unwrap_or(DEFAULT_CHUNK_SECONDS))?,
-        max_tokens: max_tokens.value,
+        chunk_samples,
+        max_tokens,
         alpha: args.lora_alpha,
         scaling: match args.lora_scaling {
             ScalingArg::Peft => LoraScaling::Peft,

@@ -172,9 +172,12 @@ pub fn extract<B: Backend>(
     // Stores started before the pooling named its settings were made with the default ones
     // (the only ones there were then).
     let default_max_tokens = resolve_max_tokens(options.encoder, &options.weights, None)?.value;
-    let legacy = encoder
-        .legacy_pooling()
-        .map(|old| (old, encoder.pooling(CHUNK_SAMPLES_16K, default_max_tokens)));
+    let legacy = encoder.legacy_pooling().map(|old| Legacy {
+        pooling: old,
+        meant: encoder.pooling(CHUNK_SAMPLES_16K, default_max_tokens),
+        chunk_samples: (options.encoder == EncoderKind::Wavlm).then_some(CHUNK_SAMPLES_16K),
+        max_tokens: (options.encoder == EncoderKind::Llama).then_some(default_max_tokens),
+    });
     let info = |source: &Source| StoreInfo {
         encoder: encoder_name.clone(),
         dataset: options.task.name().to_string(),
@@ -184,6 +187,8 @@ pub fn extract<B: Backend>(
         dtype: options.dtype,
         pooling: pooling.clone(),
         class_names: source.class_names.clone(),
+        chunk_samples: (options.encoder == EncoderKind::Wavlm).then_some(options.chunk_samples),
+        max_tokens: (options.encoder == EncoderKind::Llama).then_some(options.max_tokens),
     };
     // Stores from an earlier run are reopened and checked first, every split, so that a
     // mismatch is refused before a new store is started or an item computed.
@@ -237,20 +242,27 @@ fn check_same_data(
     Ok(())
 }
 
-/// Reopens the store an earlier run left, refusing one written with other settings. `legacy`:
-/// the pooling description this encoder wrote before it named its settings, and what it stands
-/// for.
+/// The pooling description an encoder wrote before the manifest recorded its settings, and
+/// what such a store holds: the default settings, the only ones there were then.
+struct Legacy {
+    pooling: &'static str,
+    meant: String,
+    chunk_samples: Option<usize>,
+    max_tokens: Option<usize>,
+}
+
+/// Reopens the store an earlier run left, refusing one written with other settings.
 fn reopen_writer(
     dir: &Path,
     info: &StoreInfo,
-    legacy: Option<&(&str, String)>,
+    legacy: Option<&Legacy>,
 ) -> Result<EmbeddingStoreWriter> {
     let writer = EmbeddingStoreWriter::resume(dir)?;
     let mut found = writer.info().clone();
-    if let Some((old, meant)) = legacy {
-        if found.pooling == *old {
-            found.pooling = meant.clone();
-        }
+    if let Some(legacy) = legacy.filter(|l| found.pooling == l.pooling) {
+        found.pooling = legacy.meant.clone();
+        found.chunk_samples = legacy.chunk_samples;
+        found.max_tokens = legacy.max_tokens;
     }
     let found = &found;
     if found != info {
@@ -263,7 +275,12 @@ fn reopen_writer(
                 (found.num_layers, found.d_model) != (info.num_layers, info.d_model),
             ),
             ("dtype", found.dtype != info.dtype),
-            ("pooling", found.pooling != info.pooling),
+            (
+                "pooling",
+                found.pooling != info.pooling
+                    || found.chunk_samples != info.chunk_samples
+                    || found.max_tokens != info.max_tokens,
+            ),
             ("class names", found.class_names != info.class_names),
         ]
         .iter()

@@ -116,8 +116,54 @@ impl FinetuneOptions {
             return Err(invalid("--chunk-seconds", "must give at least one sample"));
         }
         resolve_max_tokens(self.encoder, &self.weights, Some(self.max_tokens))?;
+        // The store's ids name chunks of the recordings (`<turn>#<k>`): another chunk length
+        // would read other audio for them, or none.
+        let info = &stores.train.manifest().info;
+        let manifest = stores.train.dir().join("manifest.json");
+        if let Some(recorded) = info.chunk_samples {
+            if self.encoder == EncoderKind::Wavlm && recorded != self.chunk_samples {
+                let seconds = |samples: usize| samples as f64 / 16_000.0;
+                return Err(invalid(
+                    "--chunk-seconds",
+                    format!(
+                        "{} s, but the store's items are {} s chunks ({}): give --chunk-seconds \
+                         {} or leave it out",
+                        seconds(self.chunk_samples),
+                        seconds(recorded),
+                        manifest.display(),
+                        seconds(recorded)
+                    ),
+                ));
+            }
+        }
+        if let Some(recorded) = info.max_tokens {
+            if self.encoder == EncoderKind::Llama && recorded != self.max_tokens {
+                return Err(invalid(
+                    "--max-tokens",
+                    format!(
+                        "{}, but the store's texts were cut at {recorded} tokens ({}): give \
+                         --max-tokens {recorded} or leave it out",
+                        self.max_tokens,
+                        manifest.display()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// The chunk length (samples at 16 kHz) and token limit the store in `embeddings` was extracted
+/// with, as its manifest records them (`embeddings/train/` for the seeded tasks); `None` for
+/// a setting it does not record (another modality, a store written before they were recorded,
+/// or no readable manifest: opening the stores reports that).
+pub fn recorded_input_settings(embeddings: &Path, task: Task) -> (Option<usize>, Option<usize>) {
+    let dir = match task.protocol() {
+        crate::train::Protocol::GroupFolds => embeddings.to_path_buf(),
+        crate::train::Protocol::Seeds { .. } => embeddings.join("train"),
+    };
+    datasets::embedding_store::Manifest::read(&dir)
+        .map_or((None, None), |m| (m.info.chunk_samples, m.info.max_tokens))
 }
 
 /// What a finished LoRA run leaves in `result.json` (its presence marks the run done).

@@ -13,7 +13,9 @@ mod inputs;
 mod method;
 mod run;
 
-pub use baseline::{data_task, raw_stores, run_lora, FinetuneOptions, FinetuneResult};
+pub use baseline::{
+    data_task, raw_stores, recorded_input_settings, run_lora, FinetuneOptions, FinetuneResult,
+};
 pub use data::RawStore;
 pub use inputs::{FromItems, InputBuilder};
 pub use method::LoraMethod;

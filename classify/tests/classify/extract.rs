@@ -771,6 +771,102 @@ fn a_store_resumes_only_with_its_data_and_chunk_length() {
     assert_eq!(EmbeddingStore::open(&audio).unwrap().len(), 2);
 }
 
+/// The LoRA baselines read the recordings behind a store's ids (`<turn>#<k>`, chunk k): left
+/// out, `--chunk-seconds` is the store's (recorded in its manifest), and another value is
+/// refused before anything is written (it read other audio for each id, or none).
+#[test]
+fn lora_on_audio_takes_the_chunk_length_of_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let iemocap = tmp.path().join("IEMOCAP_full_release");
+    write_iemocap(
+        &iemocap,
+        &[
+            (
+                1,
+                "Ses01F_impro01",
+                "Ses01F_impro01_F000",
+                "neu",
+                16_000,
+                6_000,
+            ),
+            (
+                1,
+                "Ses01F_impro01",
+                "Ses01F_impro01_F001",
+                "ang",
+                16_000,
+                3_000,
+            ),
+            (
+                2,
+                "Ses02F_impro01",
+                "Ses02F_impro01_F000",
+                "ang",
+                16_000,
+                6_000,
+            ),
+            (
+                2,
+                "Ses02F_impro01",
+                "Ses02F_impro01_F001",
+                "neu",
+                16_000,
+                3_000,
+            ),
+        ],
+    );
+    let store = tmp.path().join("store");
+    let output = extract_with(
+        ("wavlm", "iemocap"),
+        &iemocap,
+        &store,
+        &["--chunk-seconds", "0.25"],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let manifest = fs::read_to_string(store.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"chunk_samples\": 4000"), "{manifest}");
+    let weights = encoder_fixture("wavlm");
+    let replicate = |rep: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "replicate",
+            "--task",
+            "iemocap",
+            "--embeddings",
+            store.to_str().unwrap(),
+            "--methods",
+            "lora-r2",
+            "--epochs",
+            "1",
+            "--encoder",
+            "wavlm",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--data",
+            iemocap.to_str().unwrap(),
+            "--out",
+            rep.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        classify(&args)
+    };
+    let refused = tmp.path().join("refused");
+    let output = replicate(&refused, &["--chunk-seconds", "0.5"]);
+    let mut refusals = Refusals::default();
+    refusals.check(
+        &output,
+        "--chunk-seconds: 0.5 s, but the store's items are 0.25 s chunks",
+        &refused.join("replicate.json"),
+    );
+    refusals.assert_all();
+    let rep = tmp.path().join("rep");
+    let output = replicate(&rep, &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(rep.join("replicate.json")).unwrap()).unwrap();
+    assert_eq!(record["finetune"]["chunk_samples"], 4000, "{record}");
+}
+
 /// Configuration values the port cannot run (0 layers or heads, a non-positive epsilon, a RoPE
 /// base of 0) are refused naming the field and `config.json`, before a store is started: BEiT
 /// with 0 layers panicked in the store writer, and the epsilons and θ failed at the first item

@@ -150,6 +150,8 @@ fn f16_overflows_skip_steps_then_stop_with_a_named_error_where_f32_trains() {
         dtype: StoreDtype::F32,
         pooling: "none".into(),
         class_names: vec!["a".into(), "b".into()],
+        chunk_samples: None,
+        max_tokens: None,
     };
     let mut writer = EmbeddingStoreWriter::create(dir.path(), info, 64).unwrap();
     for i in 0..32usize {

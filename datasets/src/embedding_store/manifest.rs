@@ -72,6 +72,15 @@ pub struct StoreInfo {
     pub pooling: String,
     /// Class names; labels index into this list.
     pub class_names: Vec<String>,
+    /// Audio stores: the chunk length, in samples at 16 kHz, each recording was cut into
+    /// (`None` for other stores, and for audio stores written before it was recorded, which
+    /// used 80,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_samples: Option<usize>,
+    /// Text stores: the token limit texts were truncated to (`None` for other stores, and for
+    /// text stores written before it was recorded, which used the default limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
 }
 
 impl StoreInfo {

@@ -95,6 +95,8 @@ pub(crate) mod test_support {
             dtype,
             pooling: "mean".to_owned(),
             class_names: vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
+            chunk_samples: None,
+            max_tokens: None,
         }
     }
 

@@ -37,6 +37,8 @@ struct Pending {
 ///     dtype: StoreDtype::F16,
 ///     pooling: "mean".into(),
 ///     class_names: vec!["neg".into(), "pos".into()],
+///     chunk_samples: None,
+///     max_tokens: None,
 /// };
 /// let mut writer = EmbeddingStoreWriter::create(dir.path(), info, 2).unwrap();
 /// writer.push("a", 0, 1, &[0.0, 1.0]).unwrap();
