@@ -20,7 +20,7 @@ pub const MAX_CHUNK_SECONDS: f64 = 60.0;
 /// Samples per audio chunk of `seconds` at [`SAMPLE_RATE`].
 ///
 /// # Errors
-/// [`Error::InvalidSetting`] for `--chunk-seconds` when `seconds` is not finite, rounds to no
+/// [`Error::InvalidSetting`](crate::Error::InvalidSetting) for `--chunk-seconds` when `seconds` is not finite, rounds to no
 /// sample at 16 kHz, or exceeds [`MAX_CHUNK_SECONDS`].
 pub fn chunk_samples(seconds: f64) -> Result<usize> {
     let setting = "--chunk-seconds";

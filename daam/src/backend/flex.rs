@@ -42,7 +42,7 @@ fn kernels_off(value: Option<&str>) -> bool {
     value.is_some_and(|v| v.trim().eq_ignore_ascii_case("composed"))
 }
 
-/// Whether the CPU kernels are on: not turned off by [`KERNELS_ENV`] (read once, with a
+/// Whether the CPU kernels are on: not turned off by `DAAM_KERNELS=composed` (read once, with a
 /// warning for a value that is neither `composed` nor `fused`). The `encoders` crate's kernels
 /// follow the same switch.
 pub fn cpu_kernels_enabled() -> bool {
