@@ -734,46 +734,28 @@ fn bad_sizes_and_settings_are_refused_before_anything_is_written() {
 #[cfg(unix)]
 #[test]
 fn an_interrupted_replication_exits_130_and_frees_its_folder() {
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     synth(&store, 40, 4);
     for signal in ["-INT", "-TERM"] {
         let out = dir.path().join(format!("rep{signal}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_classify"))
-            .args([
-                "replicate",
-                "--task",
-                "iemocap",
-                "--embeddings",
-                path(&store),
-                "--methods",
-                "mha",
-                "--epochs",
-                "100000",
-                "--out",
-                path(&out),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while !out.join("runs").join("mha").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "training did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let output = child.wait_with_output().unwrap();
+        let mut child = crate::spawn_classify(&[
+            "replicate",
+            "--task",
+            "iemocap",
+            "--embeddings",
+            path(&store),
+            "--methods",
+            "mha",
+            "--epochs",
+            "100000",
+            "--out",
+            path(&out),
+        ]);
+        let runs = out.join("runs").join("mha");
+        crate::wait_until(&mut child, || runs.exists());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let output = crate::signal(child, signal);
         let message = text(&output);
         assert_eq!(output.status.code(), Some(130), "{signal}: {message}");
         assert!(

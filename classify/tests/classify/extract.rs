@@ -3,15 +3,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use burn::backend::Flex;
 use datasets::EmbeddingStore;
 use encoders::beit::Beit;
 use encoders::ImagePreprocessor;
 
-use crate::Refusals;
+use crate::{spawn_classify, wait_until, Refusals};
 
 fn encoder_fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -169,6 +168,32 @@ fn a_store_folder_in_use_is_refused() {
     assert!(done.status.success(), "{}", text(&done));
 }
 
+/// `extract` of the `train` split of the CIFAR folder `data` into `out` with the BEiT fixture
+/// `weights`, two items a shard and a 300 ms pause after each: slow enough to stop midway.
+fn paused_extraction<'a>(weights: &'a Path, data: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "extract",
+        "--encoder",
+        "beit",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--task",
+        "cifar100",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--split",
+        "train",
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "2",
+        "--pause-ms",
+        "300",
+    ]
+}
+
 #[test]
 fn a_killed_extraction_completes_on_rerun_with_every_item_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -176,51 +201,16 @@ fn a_killed_extraction_completes_on_rerun_with_every_item_once() {
     let out = tmp.path().join("store");
     write_cifar(&data, 24, 1);
     let weights = encoder_fixture("beit");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_classify"))
-        .args([
-            "extract",
-            "--encoder",
-            "beit",
-            "--weights",
-            weights.to_str().unwrap(),
-            "--task",
-            "cifar100",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--split",
-            "train",
-            "--batch-size",
-            "2",
-            "--shard-size",
-            "2",
-            "--pause-ms",
-            "300",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_classify(&paused_extraction(&weights, &data, &out));
     // Kill it once a few shards are on disk, while it is still running.
     let manifest = out.join("train/manifest.json");
-    let started = Instant::now();
-    loop {
-        let count = fs::read_to_string(&manifest)
+    wait_until(&mut child, || {
+        fs::read_to_string(&manifest)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["count"].as_u64())
-            .unwrap_or(0);
-        if count >= 6 {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .is_some_and(|count| count >= 6)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let partial = EmbeddingStore::open(&out.join("train")).unwrap().len();
@@ -259,44 +249,10 @@ fn an_interrupted_extraction_exits_130_with_a_valid_store() {
     let weights = encoder_fixture("beit");
     for signal in ["-INT", "-TERM"] {
         let out = tmp.path().join(format!("store{signal}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_classify"))
-            .args([
-                "extract",
-                "--encoder",
-                "beit",
-                "--weights",
-                weights.to_str().unwrap(),
-                "--task",
-                "cifar100",
-                "--data",
-                data.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--split",
-                "train",
-                "--batch-size",
-                "2",
-                "--shard-size",
-                "2",
-                "--pause-ms",
-                "300",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_classify(&paused_extraction(&weights, &data, &out));
         let manifest = out.join("train/manifest.json");
-        let started = Instant::now();
-        while !manifest.exists() {
-            assert!(started.elapsed() < Duration::from_secs(120), "no progress");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let output = child.wait_with_output().unwrap();
+        wait_until(&mut child, || manifest.exists());
+        let output = crate::signal(child, signal);
         let message = text(&output);
         assert_eq!(output.status.code(), Some(130), "{signal}: {message}");
         assert!(
@@ -357,6 +313,26 @@ fn write_iemocap(root: &Path, turns: &[(u32, &str, &str, &str, u32, usize)]) {
             .collect();
         write_wav(&wav_dir.join(format!("{turn}.wav")), rate, &samples);
     }
+}
+
+/// An IEMOCAP tree of sessions 1 and 2 with `per_session` turns each (`SesNNF_impro01_FKKK`,
+/// labels alternating `neu` / `ang`, 6,000 then 3,000 samples at 16 kHz).
+fn write_two_sessions(root: &Path, per_session: usize) {
+    let turns: Vec<(u32, String, String, &str, u32, usize)> = (1..=2)
+        .flat_map(|session| {
+            (0..per_session).map(move |k| {
+                let dialog = format!("Ses0{session}F_impro01");
+                let turn = format!("{dialog}_F{k:03}");
+                let label = ["neu", "ang"][(k + session as usize) % 2];
+                (session, dialog, turn, label, 16_000, [6_000, 3_000][k % 2])
+            })
+        })
+        .collect();
+    let borrowed: Vec<(u32, &str, &str, &str, u32, usize)> = turns
+        .iter()
+        .map(|(s, d, t, l, r, n)| (*s, d.as_str(), t.as_str(), *l, *r, *n))
+        .collect();
+    write_iemocap(root, &borrowed);
 }
 
 #[test]
@@ -715,27 +691,7 @@ fn a_store_resumes_only_with_its_data_and_chunk_length() {
     assert_eq!(EmbeddingStore::open(&trial.join("train")).unwrap().len(), 6);
 
     let iemocap = tmp.path().join("IEMOCAP_full_release");
-    write_iemocap(
-        &iemocap,
-        &[
-            (
-                1,
-                "Ses01F_impro01",
-                "Ses01F_impro01_F000",
-                "neu",
-                16_000,
-                6_000,
-            ),
-            (
-                2,
-                "Ses02F_impro01",
-                "Ses02F_impro01_F000",
-                "ang",
-                16_000,
-                6_000,
-            ),
-        ],
-    );
+    write_two_sessions(&iemocap, 1);
     let audio = tmp.path().join("audio");
     let wavlm = |extra: &[&str]| {
         let mut args = vec!["--batch-size", "1", "--shard-size", "1"];
@@ -757,13 +713,17 @@ fn a_store_resumes_only_with_its_data_and_chunk_length() {
         message.contains("this store was written with other settings (pooling)"),
         "{message}"
     );
-    // The description an earlier version wrote stands for the default chunk length.
-    let legacy = manifest.replace(
-        "mean over all frames of each 5-s chunk (80000 samples), padding included",
-        "mean over all frames of each 5-s chunk, padding included",
-    );
-    assert_ne!(legacy, manifest);
-    fs::write(&manifest_path, legacy).unwrap();
+    // A manifest an earlier version wrote (its description, no chunk length) stands for the
+    // default chunk length.
+    let mut legacy: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    legacy["pooling"] =
+        "mean over all frames of each 5-s chunk, padding included (as the reference)".into();
+    legacy
+        .as_object_mut()
+        .unwrap()
+        .remove("chunk_samples")
+        .unwrap();
+    fs::write(&manifest_path, legacy.to_string()).unwrap();
     let output = wavlm(&["--chunk-seconds", "0.25"]);
     assert!(!output.status.success(), "{}", text(&output));
     let output = wavlm(&[]);
@@ -778,43 +738,7 @@ fn a_store_resumes_only_with_its_data_and_chunk_length() {
 fn lora_on_audio_takes_the_chunk_length_of_the_store() {
     let tmp = tempfile::tempdir().unwrap();
     let iemocap = tmp.path().join("IEMOCAP_full_release");
-    write_iemocap(
-        &iemocap,
-        &[
-            (
-                1,
-                "Ses01F_impro01",
-                "Ses01F_impro01_F000",
-                "neu",
-                16_000,
-                6_000,
-            ),
-            (
-                1,
-                "Ses01F_impro01",
-                "Ses01F_impro01_F001",
-                "ang",
-                16_000,
-                3_000,
-            ),
-            (
-                2,
-                "Ses02F_impro01",
-                "Ses02F_impro01_F000",
-                "ang",
-                16_000,
-                6_000,
-            ),
-            (
-                2,
-                "Ses02F_impro01",
-                "Ses02F_impro01_F001",
-                "neu",
-                16_000,
-                3_000,
-            ),
-        ],
-    );
+    write_two_sessions(&iemocap, 2);
     let store = tmp.path().join("store");
     let output = extract_with(
         ("wavlm", "iemocap"),

@@ -7,7 +7,42 @@ mod extract;
 mod training;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `classify ARGS` with its output captured.
+pub(crate) fn spawn_classify(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_classify"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start classify")
+}
+
+/// Waits (at most 120 s) until `ready()` while `child` runs.
+pub(crate) fn wait_until(child: &mut Child, ready: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the command ended before it could be stopped"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `signal` (`-INT`, `-TERM`) to `child` and returns its output.
+#[cfg(unix)]
+pub(crate) fn signal(child: Child, signal: &str) -> Output {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
 
 /// Checks that commands are refused cleanly, collecting every case that is not (so one run
 /// shows each case that fails, not only the first).
