@@ -1,7 +1,7 @@
 //! Where `classify replicate` may write: not among a store's files, and not over a folder
 //! that is not a replication.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{invalid, Result};
 
@@ -14,7 +14,8 @@ use crate::error::{invalid, Result};
 /// # Errors
 /// [`crate::Error::InvalidSetting`] for `--out`, naming both folders or a few of the entries.
 pub(crate) fn check_replication_out(out: &Path, embeddings: &Path) -> Result<()> {
-    if let (Ok(store), Some(folder)) = (embeddings.canonicalize(), resolved(out)) {
+    if let (Ok(store), Some(folder)) = (embeddings.canonicalize(), daam::paths::resolved(out).ok())
+    {
         if folder.starts_with(&store) {
             let place = if folder == store { "is" } else { "is inside" };
             return Err(invalid(
@@ -64,27 +65,6 @@ pub(crate) fn check_replication_out(out: &Path, embeddings: &Path) -> Result<()>
             out.display()
         ),
     ))
-}
-
-/// `path` made absolute, with links and `..` resolved as the system would where it exists and
-/// by name past that: where a folder not created yet will lie. `None` when the current folder
-/// is unknown.
-fn resolved(path: &Path) -> Option<PathBuf> {
-    let mut resolved = PathBuf::new();
-    for component in std::path::absolute(path).ok()?.components() {
-        match component {
-            // `resolved` is canonical where it exists: `..` leaves a link's target.
-            Component::ParentDir => {
-                resolved.pop();
-            }
-            Component::CurDir => {}
-            other => resolved.push(other),
-        }
-        if let Ok(canonical) = resolved.canonicalize() {
-            resolved = canonical;
-        }
-    }
-    Some(resolved)
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ pub mod kernel;
 pub mod kernel_cache;
 mod linear;
 mod mixture_density_attention;
+pub mod paths;
 pub mod plot;
 pub mod record;
 pub mod reference;

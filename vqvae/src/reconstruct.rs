@@ -62,27 +62,12 @@ pub fn check_eval_size(size: u32, f: u32) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// `path` made absolute with symbolic links resolved, also where its last components do not
-/// exist yet (an output folder to be created).
+/// [`daam::paths::resolved`], its error naming `path`.
 fn resolved(path: &Path) -> Result<PathBuf> {
-    let absolute = std::path::absolute(path).map_err(|source| Error::Io {
+    daam::paths::resolved(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let mut existing = absolute.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(canonical) = existing.canonicalize() {
-            return Ok(rest.iter().rev().fold(canonical, |p, c| p.join(c)));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return Ok(absolute),
-        }
-    }
+    })
 }
 
 /// Refuses an `--out` that exists and is not a folder (the OS said only "File exists").
