@@ -224,10 +224,13 @@ fn stems(names: &[String]) -> Vec<String> {
     names
         .iter()
         .map(|name| {
-            let base = Path::new(name)
+            let base: String = Path::new(name)
                 .file_stem()
                 .and_then(|s| s.to_str())
-                .unwrap_or("image");
+                .unwrap_or("image")
+                .chars()
+                .map(|c| if c.is_control() { '_' } else { c })
+                .collect();
             // File names have at most 255 bytes; leave room for `_N.side_by_side.png`.
             let mut end = base.len().min(MAX_STEM_BYTES);
             while !base.is_char_boundary(end) {
@@ -383,10 +386,11 @@ pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
                  writes NAME.png into --out"
             )));
         }
-        if name.chars().any(char::is_control) || name.trim() != name {
+        // `reconstruct` writes none (its stems replace them): a newline in a file name breaks
+        // listings and scripts.
+        if name.chars().any(char::is_control) {
             return Err(bad(format!(
-                "image name {name:?} has a control character or leading or trailing white \
-                 space: decode writes NAME.png into --out"
+                "image name {name:?} has a control character: decode writes NAME.png into --out"
             )));
         }
         if name.len() + ".png".len() > 255 {
@@ -526,6 +530,10 @@ mod tests {
         let count = files.len();
         files.dedup();
         assert_eq!(files.len(), count, "{files:?}");
+        // A control character becomes `_` (decode refuses names with one); outer spaces stay,
+        // as decode takes them.
+        let odd: Vec<String> = ["a\nb.png", " photo.png"].map(String::from).to_vec();
+        assert_eq!(stems(&odd), ["a_b", " photo"]);
         let long = format!("{}.png", "é".repeat(120));
         let stem = &stems(&[long])[0];
         assert_eq!(stem.len(), 200, "{stem}");

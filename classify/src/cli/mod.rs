@@ -404,7 +404,7 @@ fn finetune_options(
     // Left out, the chunk length and token limit are the store's (its ids name those chunks);
     // given, `FinetuneOptions::check` refuses values other than the store's.
     let (recorded_chunk, recorded_tokens) =
-        classify::finetune::recorded_input_settings(&args.embeddings, args.task.into());
+        classify::finetune::recorded_input_settings(&args.embeddings, args.task.into())?;
     let max_tokens = match (args.max_tokens, recorded_tokens) {
         (None, Some(recorded)) => recorded,
         (asked, _) => {

@@ -92,6 +92,8 @@ pub fn check_chunk(encoder: EncoderKind, weights: &Path, chunk_samples: usize) -
         return Ok(());
     }
     let config: encoders::wavlm::WavLMConfig = encoders::read_config(weights)?;
+    // Before the frame count, which divides by each stride.
+    config.validate(&weights.join("config.json"))?;
     let seconds = |samples: usize| samples as f64 / 16_000.0;
     let frames = config.frames(chunk_samples) as u64;
     if frames == 0 {
@@ -221,6 +223,17 @@ pub fn feature_shape(weights: &Path) -> Result<(usize, usize)> {
     Ok((shape.num_hidden_layers, shape.hidden_size))
 }
 
+/// WavLM stores' pooling descriptions from before the manifest recorded the chunk length
+/// (padding included, then real audio only); such stores hold 5-s chunks.
+pub const LEGACY_WAVLM_POOLING: [&str; 2] = [
+    "mean over all frames of each 5-s chunk, padding included (as the reference)",
+    "mean over the frames of real audio",
+];
+
+/// Llama stores' pooling description from before the manifest recorded the token limit; such
+/// stores hold texts cut at the default limit.
+pub const LEGACY_LLAMA_POOLING: &str = "mean over all tokens, BOS included";
+
 /// A loaded encoder with its input preparation.
 #[derive(Debug)]
 pub enum LoadedEncoder<B: Backend> {
@@ -308,12 +321,10 @@ impl<B: Backend> LoadedEncoder<B> {
             Self::Wavlm {
                 mask_padding: false,
                 ..
-            } => {
-                Some("mean over all frames of each 5-s chunk, padding included (as the reference)")
-            }
-            Self::Wavlm { .. } => Some("mean over the frames of real audio"),
+            } => Some(LEGACY_WAVLM_POOLING[0]),
+            Self::Wavlm { .. } => Some(LEGACY_WAVLM_POOLING[1]),
             Self::Beit { .. } => None,
-            Self::Llama { .. } => Some("mean over all tokens, BOS included"),
+            Self::Llama { .. } => Some(LEGACY_LLAMA_POOLING),
         }
     }
 

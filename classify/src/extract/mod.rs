@@ -18,7 +18,7 @@ use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo, CHUNK_SAMPLES
 
 pub use encoder::{
     check_chunk, check_model_type, check_pairing, feature_shape, resolve_max_tokens, EncoderKind,
-    LoadedEncoder, MaxTokens, DEFAULT_MAX_TOKENS,
+    LoadedEncoder, MaxTokens, DEFAULT_MAX_TOKENS, LEGACY_LLAMA_POOLING, LEGACY_WAVLM_POOLING,
 };
 pub use source::{chunk_samples, DataTask, Input, Item, Source, MAX_CHUNK_SECONDS, SAMPLE_RATE};
 

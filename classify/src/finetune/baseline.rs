@@ -115,12 +115,26 @@ impl FinetuneOptions {
         if self.encoder == EncoderKind::Wavlm && self.chunk_samples == 0 {
             return Err(invalid("--chunk-seconds", "must give at least one sample"));
         }
+        // The receptive field and attention memory, also of a length taken from the store.
+        crate::extract::check_chunk(self.encoder, &self.weights, self.chunk_samples)?;
         resolve_max_tokens(self.encoder, &self.weights, Some(self.max_tokens))?;
         // The store's ids name chunks of the recordings (`<turn>#<k>`): another chunk length
         // would read other audio for them, or none.
         let info = &stores.train.manifest().info;
         let manifest = stores.train.dir().join("manifest.json");
-        if let Some(recorded) = info.chunk_samples {
+        // Stores from before the settings were recorded hold the defaults.
+        let recorded_chunk = info.chunk_samples.or_else(|| {
+            crate::extract::LEGACY_WAVLM_POOLING
+                .contains(&info.pooling.as_str())
+                .then_some(datasets::CHUNK_SAMPLES_16K)
+        });
+        let recorded_tokens = match info.max_tokens {
+            None if info.pooling == crate::extract::LEGACY_LLAMA_POOLING => {
+                Some(resolve_max_tokens(EncoderKind::Llama, &self.weights, None)?.value)
+            }
+            recorded => recorded,
+        };
+        if let Some(recorded) = recorded_chunk {
             if self.encoder == EncoderKind::Wavlm && recorded != self.chunk_samples {
                 let seconds = |samples: usize| samples as f64 / 16_000.0;
                 return Err(invalid(
@@ -136,7 +150,7 @@ impl FinetuneOptions {
                 ));
             }
         }
-        if let Some(recorded) = info.max_tokens {
+        if let Some(recorded) = recorded_tokens {
             if self.encoder == EncoderKind::Llama && recorded != self.max_tokens {
                 return Err(invalid(
                     "--max-tokens",
@@ -157,13 +171,45 @@ impl FinetuneOptions {
 /// with, as its manifest records them (`embeddings/train/` for the seeded tasks); `None` for
 /// a setting it does not record (another modality, a store written before they were recorded,
 /// or no readable manifest: opening the stores reports that).
-pub fn recorded_input_settings(embeddings: &Path, task: Task) -> (Option<usize>, Option<usize>) {
+///
+/// # Errors
+/// [`Error::Store`] naming the manifest when its chunk length is 0 or over
+/// [`MAX_CHUNK_SECONDS`](crate::extract::MAX_CHUNK_SECONDS), or its token limit 0.
+pub fn recorded_input_settings(
+    embeddings: &Path,
+    task: Task,
+) -> Result<(Option<usize>, Option<usize>)> {
     let dir = match task.protocol() {
         crate::train::Protocol::GroupFolds => embeddings.to_path_buf(),
         crate::train::Protocol::Seeds { .. } => embeddings.join("train"),
     };
-    datasets::embedding_store::Manifest::read(&dir)
-        .map_or((None, None), |m| (m.info.chunk_samples, m.info.max_tokens))
+    let Ok(manifest) = datasets::embedding_store::Manifest::read(&dir) else {
+        return Ok((None, None));
+    };
+    let info = &manifest.info;
+    // A WavLM store from before the chunk length was recorded holds 5-s chunks.
+    let chunk = info.chunk_samples.or_else(|| {
+        crate::extract::LEGACY_WAVLM_POOLING
+            .contains(&info.pooling.as_str())
+            .then_some(datasets::CHUNK_SAMPLES_16K)
+    });
+    let tokens = info.max_tokens;
+    let most = (crate::extract::MAX_CHUNK_SECONDS * 16_000.0) as usize;
+    let bad = |message: String| Error::Store {
+        path: dir.join("manifest.json"),
+        message,
+    };
+    if let Some(samples) = chunk.filter(|&n| n == 0 || n > most) {
+        return Err(bad(format!(
+            "chunk_samples {samples} is not a chunk length this tool writes (1 to {most})"
+        )));
+    }
+    if tokens == Some(0) {
+        return Err(bad(
+            "max_tokens 0 is not a token limit this tool writes".into()
+        ));
+    }
+    Ok((chunk, tokens))
 }
 
 /// What a finished LoRA run leaves in `result.json` (its presence marks the run done).

@@ -782,7 +782,22 @@ fn lora_on_audio_takes_the_chunk_length_of_the_store() {
         "--chunk-seconds: 0.5 s, but the store's items are 0.25 s chunks",
         &refused.join("replicate.json"),
     );
+    // A chunk length edited into the manifest is bounded like --chunk-seconds (10⁷ samples
+    // aborted on a 2 TB allocation).
+    let manifest_path = store.join("manifest.json");
+    let mut edited: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    edited["chunk_samples"] = 10_000_000.into();
+    fs::write(&manifest_path, edited.to_string()).unwrap();
+    let output = replicate(&refused, &[]);
+    refusals.check(
+        &output,
+        "manifest.json: chunk_samples 10000000 is not a chunk length this tool writes (1 to \
+         960000)",
+        &refused.join("replicate.json"),
+    );
     refusals.assert_all();
+    fs::write(&manifest_path, manifest).unwrap();
     let rep = tmp.path().join("rep");
     let output = replicate(&rep, &[]);
     assert!(output.status.success(), "{}", text(&output));
@@ -819,6 +834,13 @@ fn unusable_config_values_are_refused_naming_the_field() {
         ("beit", "num_attention_heads", serde_json::json!(0), &cifar),
         ("beit", "layer_norm_eps", serde_json::json!(-1.0), &cifar),
         ("wavlm", "layer_norm_eps", serde_json::json!(0.0), &iemocap),
+        // Divided by in the chunk-length check, which ran before the configuration's.
+        (
+            "wavlm",
+            "conv_stride",
+            serde_json::json!([5, 2, 0]),
+            &iemocap,
+        ),
         ("llama", "rope_theta", serde_json::json!(0.0), &ag_news),
         ("llama", "rms_norm_eps", serde_json::json!(-1e-6), &ag_news),
     ];

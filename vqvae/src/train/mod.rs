@@ -314,8 +314,12 @@ where
     while let Some(batch) = prefetch.next() {
         let started = Instant::now();
         for (name, error) in &batch.skipped {
-            // Once per file: a file unreadable in one epoch is unreadable in every epoch.
-            if state.skipped_files.insert(name.clone()) {
+            // Once per file: a file unreadable in one epoch is unreadable in every epoch. Known
+            // by its canonical path: a resume reads the folders from `sources.json` (absolute),
+            // the first run as given (`imgs/bad.png`).
+            let file = std::fs::canonicalize(name)
+                .map_or_else(|_| name.clone(), |path| path.display().to_string());
+            if state.skipped_files.insert(file) {
                 observer.on_event(&format!("skipped unreadable image {name}: {error}"));
                 state.skipped_images = state.skipped_files.len() as u64;
             } else {
