@@ -159,8 +159,23 @@ pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) ->
 
 /// Locks the output folder `dir` for this process ([`daam::folder_lock`]); `what` says what the
 /// process writes there ("the store", "the replication").
+/// Refuses an `--out` that exists and is not a folder (the OS said only "File exists").
+pub(crate) fn out_is_a_folder(dir: &std::path::Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(invalid(
+            "--out",
+            format!(
+                "{} is a file, not a folder: choose a folder (it is created if missing)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn lock_out(dir: &std::path::Path, what: &str) -> Result<daam::folder_lock::FolderLock> {
     use daam::folder_lock::{lock_folder, LockError};
+    out_is_a_folder(dir)?;
     lock_folder(dir).map_err(|e| match e {
         LockError::InUse { .. } => Error::Store {
             path: dir.to_path_buf(),

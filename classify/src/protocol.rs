@@ -100,6 +100,49 @@ impl Stores {
                         ),
                     });
                 }
+                // The same features read twice (a link) would score the training items.
+                if let (Ok(a), Ok(b)) = (train_dir.canonicalize(), test_dir.canonicalize()) {
+                    if a == b {
+                        return Err(Error::Store {
+                            path: test_dir,
+                            message: format!(
+                                "is the train store {}: the runs would be scored on the items \
+                                 they trained on",
+                                a.display()
+                            ),
+                        });
+                    }
+                }
+                // Features of one encoder, pooling and dataset on both sides.
+                let (a, b) = (&train.manifest().info, &test.manifest().info);
+                let differs: Vec<String> = [
+                    ("encoder", a.encoder == b.encoder, &a.encoder, &b.encoder),
+                    ("dataset", a.dataset == b.dataset, &a.dataset, &b.dataset),
+                    ("pooling", a.pooling == b.pooling, &a.pooling, &b.pooling),
+                ]
+                .into_iter()
+                .filter(|(_, same, ..)| !same)
+                .map(|(field, _, x, y)| format!("{field} `{x}` / `{y}`"))
+                .chain(
+                    [
+                        ("chunk_samples", a.chunk_samples, b.chunk_samples),
+                        ("max_tokens", a.max_tokens, b.max_tokens),
+                    ]
+                    .into_iter()
+                    .filter(|(_, x, y)| x != y)
+                    .map(|(field, x, y)| format!("{field} {x:?} / {y:?}")),
+                )
+                .collect();
+                if !differs.is_empty() {
+                    return Err(Error::Store {
+                        path: test_dir,
+                        message: format!(
+                            "the train and test stores were not made alike ({}): extract both \
+                             splits with the same encoder and settings",
+                            differs.join(", ")
+                        ),
+                    });
+                }
                 Ok(Self {
                     train,
                     test: Some(test),

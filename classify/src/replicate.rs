@@ -308,11 +308,16 @@ where
     }
     let plans = plan_runs(&stores, protocol, &options.settings, options.runs);
     // Everything is checked: only now is anything written to `out`.
+    crate::error::out_is_a_folder(&options.out)?;
     std::fs::create_dir_all(&options.out).map_err(crate::error::io_error(&options.out))?;
     let _lock = crate::error::lock_out(&options.out, "the replication")?;
     let record = ReplicationRecord {
         task: options.task,
-        embeddings: options.embeddings.clone(),
+        // Absolute: `report` runs from anywhere.
+        embeddings: options
+            .embeddings
+            .canonicalize()
+            .unwrap_or_else(|_| options.embeddings.clone()),
         methods: options.methods.clone(),
         settings: options.settings.clone(),
         runs: options.runs,

@@ -104,12 +104,8 @@ pub fn compare<B: DaamBackend>(
     crate::reconstruct::check_output_apart(input, out)?;
     let mut tiles = Vec::new();
     for (label, m) in models {
-        let tile = crate::tiles::choose_tile(&m.config, size, options.tile).map_err(|message| {
-            Error::Config {
-                path: m.checkpoint.clone(),
-                message: format!("{label}: {message}"),
-            }
-        })?;
+        let tile = crate::tiles::choose_tile(&m.config, size, options.tile)
+            .map_err(|message| Error::Usage(format!("{message} (model {label})")))?;
         tiles.push(tile);
     }
     let images = load_inputs(input, size)?;

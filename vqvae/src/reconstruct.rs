@@ -292,11 +292,7 @@ pub fn reconstruct<B: DaamBackend>(
     let f = loaded.config.downsampling();
     check_eval_size(size, f).map_err(Error::Usage)?;
     check_output_apart(input, out)?;
-    let tile =
-        crate::tiles::choose_tile(&loaded.config, size, tile).map_err(|message| Error::Config {
-            path: loaded.checkpoint.clone(),
-            message,
-        })?;
+    let tile = crate::tiles::choose_tile(&loaded.config, size, tile).map_err(Error::Usage)?;
     let images = load_inputs(input, size)?;
     create_dir(out)?;
     let originals: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();

@@ -386,6 +386,25 @@ fn finetune_options(
     lora_methods: &[LoraMethod],
 ) -> Result<Option<FinetuneOptions>> {
     if lora_methods.is_empty() {
+        // They configure the LoRA baselines only; given without one, they were ignored.
+        let given: Vec<&str> = [
+            ("--encoder", args.encoder.is_some()),
+            ("--weights", args.weights.is_some()),
+            ("--data", args.data.is_some()),
+            ("--chunk-seconds", args.chunk_seconds.is_some()),
+            ("--max-tokens", args.max_tokens.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(option, given)| given.then_some(option))
+        .collect();
+        if !given.is_empty() {
+            bail!(
+                "{} configure the LoRA baselines (lora-rN, loraplus-rN), and --methods names \
+                 none: add one, or leave {} out",
+                given.join(", "),
+                if given.len() == 1 { "it" } else { "them" }
+            );
+        }
         return Ok(None);
     }
     let (Some(encoder), Some(weights), Some(data)) = (args.encoder, &args.weights, &args.data)
@@ -735,6 +754,22 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
         .join("runs")
         .join(&args.method)
         .join(&plan.label);
+    if !run_dir.join("head.json").exists() {
+        bail!(
+            "run {} of {} has not started (no {}): rerun the replication's command to train \
+             it, or give --run with a finished run",
+            plan.label,
+            args.method,
+            run_dir.join("head.json").display()
+        );
+    }
+    if !run_dir.join("result.json").exists() {
+        eprintln!(
+            "note: run {} of {} has not finished (no result.json): interpreting the best model \
+             it saved so far",
+            plan.label, args.method
+        );
+    }
     let head = read_run_head(&run_dir, &args.method, num_layers, &stores)?;
     let model = load_head::<B>(&head, &run_dir.join("model.bin"), device)?;
     let interpretation = interpret(
@@ -768,7 +803,7 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
         );
     }
     if let Some((k, kind)) = ablation {
-        ablate(args, &record, &interpretation, k, kind)?;
+        ablate(args, &record, &interpretation, &plan.label, k, kind)?;
     }
     Ok(())
 }
@@ -809,10 +844,14 @@ fn ablation_head(
     Ok((k, kind))
 }
 
+/// Retrains `kind` on the `k` highest- and `k` lowest-contribution layers of run `run`'s
+/// Importance Factor, under `REPLICATION/ablation/RUN/` (one folder per run interpreted: each
+/// run's IF picks its own layers).
 fn ablate(
     args: &ReportArgs,
     record: &ReplicationRecord,
     interpretation: &classify::interpret::Interpretation,
+    run: &str,
     k: usize,
     kind: HeadKind,
 ) -> Result<()> {
@@ -827,6 +866,7 @@ fn ablate(
             out: args
                 .replication
                 .join("ablation")
+                .join(run)
                 .join(format!("{name}-{k}")),
             settings: record.settings.clone(),
             // Folds come from the store's groups; a count recorded for them by an older
@@ -875,6 +915,7 @@ fn ablate(
     let path = args
         .replication
         .join("ablation")
+        .join(run)
         .join(format!("ablation-{k}.md"));
     classify::report::write_atomic(&path, md.as_bytes())?;
     println!("{md}\nwrote {}", path.display());

@@ -201,7 +201,7 @@ fn replicate_and_report_run_end_to_end() {
     assert!(!out.status.success());
     assert!(text(&out).contains("no density weights"), "{}", text(&out));
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
-    let ablation = std::fs::read_to_string(rep.join("ablation/ablation-2.md")).unwrap();
+    let ablation = std::fs::read_to_string(rep.join("ablation/fold-1/ablation-2.md")).unwrap();
     assert!(
         ablation.contains("| high-if |") && ablation.contains("| low-if |"),
         "{ablation}"
@@ -1021,5 +1021,110 @@ fn validate_warns_about_misleading_stores_and_reads_split_folders() {
         &dir.path().join("nothing"),
     );
     refusals.expect(text(&out).contains("shard file is missing"), || text(&out));
+    refusals.assert_all();
+}
+
+/// The seeded protocols score on the test store: one that is the train store (a link) or was
+/// made otherwise (another encoder, pooling, chunk length or token limit) is refused.
+#[test]
+fn train_and_test_stores_must_be_two_stores_made_alike() {
+    let mut refusals = Refusals::default();
+    let dir = tempfile::tempdir().unwrap();
+    let split = dir.path().join("split");
+    synth_with(&split, 40, 1, &["--split"]);
+    let replicate = |embeddings: &Path, out: &Path| {
+        classify(&[
+            "replicate",
+            "--task",
+            "cifar100",
+            "--embeddings",
+            path(embeddings),
+            "--methods",
+            "mha",
+            "--epochs",
+            "1",
+            "--runs",
+            "1",
+            "--out",
+            path(out),
+        ])
+    };
+    #[cfg(unix)]
+    {
+        let linked = dir.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink(split.join("train"), linked.join("train")).unwrap();
+        std::os::unix::fs::symlink(split.join("train"), linked.join("test")).unwrap();
+        let out = dir.path().join("rep-linked");
+        refusals.check(
+            &replicate(&linked, &out),
+            "is the train store",
+            &out.join("replicate.json"),
+        );
+    }
+    let manifest = split.join("test/manifest.json");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    for (field, value, expected) in [
+        (
+            "encoder",
+            serde_json::json!("other"),
+            "encoder `synthetic` / `other`",
+        ),
+        (
+            "max_tokens",
+            serde_json::json!(16),
+            "max_tokens None / Some(16)",
+        ),
+    ] {
+        let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edited[field] = value;
+        std::fs::write(&manifest, edited.to_string()).unwrap();
+        let out = dir.path().join(format!("rep-{field}"));
+        refusals.check(
+            &replicate(&split, &out),
+            &format!("the train and test stores were not made alike ({expected})"),
+            &out.join("replicate.json"),
+        );
+    }
+    std::fs::write(&manifest, original).unwrap();
+    let out = dir.path().join("rep");
+    let done = replicate(&split, &out);
+    assert!(done.status.success(), "{}", text(&done));
+    refusals.assert_all();
+}
+
+/// Options that would be ignored, an `--out` that is a file, and a run that has not started
+/// are refused with what to do, before anything is written.
+#[test]
+fn ignored_options_file_outs_and_unstarted_runs_are_named() {
+    let mut refusals = Refusals::default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    synth(&store, 40, 4);
+    let out = dir.path().join("rep");
+    refusals.check(
+        &replicate_one_epoch(&store, "mha", &out, &["--max-tokens", "8"]),
+        "--max-tokens configure the LoRA baselines (lora-rN, loraplus-rN), and --methods names \
+         none",
+        &out,
+    );
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "keep").unwrap();
+    refusals.check(
+        &replicate_one_epoch(&store, "mha", &file, &[]),
+        &format!("--out: {} is a file, not a folder", file.display()),
+        &dir.path().join("nothing"),
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    // A replication whose daam-v2 runs have not started (as after an interruption).
+    let done = replicate_one_epoch(&store, "mha,daam-v2", &out, &[]);
+    assert!(done.status.success(), "{}", text(&done));
+    std::fs::remove_dir_all(out.join("runs/daam-v2")).unwrap();
+    let report = classify(&["report", "--replication", path(&out), "--method", "daam-v2"]);
+    refusals.check(
+        &report,
+        "run fold-1 of daam-v2 has not started",
+        &out.join("runs/daam-v2"),
+    );
     refusals.assert_all();
 }

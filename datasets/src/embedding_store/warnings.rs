@@ -69,10 +69,16 @@ impl fmt::Display for StoreWarning {
                 "every item has label {label} (`{name}`): a classifier has nothing to tell apart"
             ),
             Self::EmptyClasses { classes } => {
-                let list: Vec<String> = classes
+                // The first few: a small store of CIFAR-100 misses dozens.
+                const SHOWN: usize = 8;
+                let mut list: Vec<String> = classes
                     .iter()
+                    .take(SHOWN)
                     .map(|(label, name)| format!("{label} (`{name}`)"))
                     .collect();
+                if classes.len() > SHOWN {
+                    list.push(format!("… ({} classes in all)", classes.len()));
+                }
                 write!(
                     f,
                     "no item has label {}: {} never trained on nor evaluated",
@@ -273,6 +279,14 @@ mod tests {
         assert_eq!(
             found[0].to_string(),
             "no item has label 2 (`c`): that class is never trained on nor evaluated"
+        );
+        let many = StoreWarning::EmptyClasses {
+            classes: (0..95).map(|c| (c, format!("class-{c}"))).collect(),
+        };
+        assert!(
+            many.to_string()
+                .contains("7 (`class-7`), … (95 classes in all): those classes are"),
+            "{many}"
         );
     }
 
