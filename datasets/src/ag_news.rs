@@ -95,12 +95,26 @@ pub fn read_ag_news_csv(path: &Path) -> Result<Vec<AgNewsItem>> {
         .from_reader(bytes.as_slice());
     let mut items = Vec::new();
     let mut last_line = 0;
+    // Physical line numbers from byte offsets: the reader's own count skips blank lines.
+    let (mut counted_to, mut line_at) = (0usize, 1u64);
     for record in reader.byte_records() {
         let record = record.map_err(|source| Error::Csv {
             path: path.to_path_buf(),
             source,
         })?;
-        let line = record.position().map_or(0, |position| position.line());
+        let mut start = record
+            .position()
+            .map_or(counted_to, |position| position.byte() as usize);
+        // The reader's position is where it began to read, before the blank lines it skipped.
+        while matches!(bytes.get(start), Some(b'\n' | b'\r')) {
+            start += 1;
+        }
+        line_at += bytes[counted_to..start.max(counted_to)]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        counted_to = start.max(counted_to);
+        let line = line_at;
         last_line = line;
         let malformed = |message: String| Error::Malformed {
             path: path.to_path_buf(),
@@ -219,6 +233,12 @@ mod tests {
         let message = error_for(format!("{head}\"World\",\"t\",\"d\"\n").as_bytes());
         assert!(
             message.contains("train.csv:4: class \"World\""),
+            "{message}"
+        );
+        // Blank lines count: the bad record is on physical line 4.
+        let message = error_for(b"\"1\",\"a\",\"b\"\n\n\n\"2\",\"x\",\"y\",\"extra\"\n");
+        assert!(
+            message.contains("train.csv:4: expected 3 fields"),
             "{message}"
         );
         // A quote left open at the end of the file (the csv reader took the rest as a field).

@@ -266,28 +266,41 @@ fn reopen_writer(
     }
     let found = &found;
     if found != info {
+        // Each setting that differs, as `what: stored → now`.
+        let change = |what: &str, stored: String, now: String| {
+            (stored != now).then(|| format!("{what}: {stored} → {now}"))
+        };
         let differs = [
-            ("encoder", found.encoder != info.encoder),
-            ("dataset", found.dataset != info.dataset),
-            ("split", found.split != info.split),
-            (
+            change(
+                "encoder (the weights folder's name)",
+                found.encoder.clone(),
+                info.encoder.clone(),
+            ),
+            change("dataset", found.dataset.clone(), info.dataset.clone()),
+            change("split", found.split.clone(), info.split.clone()),
+            change(
                 "layers × width",
-                (found.num_layers, found.d_model) != (info.num_layers, info.d_model),
+                format!("{} × {}", found.num_layers, found.d_model),
+                format!("{} × {}", info.num_layers, info.d_model),
             ),
-            ("dtype", found.dtype != info.dtype),
-            (
-                "pooling",
-                found.pooling != info.pooling
-                    || found.chunk_samples != info.chunk_samples
-                    || found.max_tokens != info.max_tokens,
+            change("dtype", found.dtype.to_string(), info.dtype.to_string()),
+            change("pooling", found.pooling.clone(), info.pooling.clone()),
+            change(
+                "chunk_samples",
+                format!("{:?}", found.chunk_samples),
+                format!("{:?}", info.chunk_samples),
             ),
-            ("class names", found.class_names != info.class_names),
+            change(
+                "max_tokens",
+                format!("{:?}", found.max_tokens),
+                format!("{:?}", info.max_tokens),
+            ),
+            (found.class_names != info.class_names).then(|| "class names".to_string()),
         ]
-        .iter()
-        .filter(|(_, d)| *d)
-        .map(|(name, _)| *name)
+        .into_iter()
+        .flatten()
         .collect::<Vec<_>>()
-        .join(", ");
+        .join("; ");
         return Err(Error::Store {
             path: dir.to_path_buf(),
             message: format!(

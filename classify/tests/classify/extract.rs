@@ -137,7 +137,8 @@ fn beit_over_cifar100_writes_train_and_test_stores_equal_to_the_encoder() {
     let output = extract_beit(&data, &out, &["--dtype", "f16"]);
     assert!(!output.status.success());
     assert!(
-        text(&output).contains("other settings (dtype)") && text(&output).contains("train"),
+        text(&output).contains("other settings (dtype: f32 → f16)")
+            && text(&output).contains("train"),
         "{}",
         text(&output)
     );
@@ -710,7 +711,12 @@ fn a_store_resumes_only_with_its_data_and_chunk_length() {
     let message = text(&output);
     assert!(!output.status.success(), "{message}");
     assert!(
-        message.contains("this store was written with other settings (pooling)"),
+        message.contains(
+            "this store was written with other settings (pooling: mean over all frames of each \
+             5-s chunk (80000 samples), padding included (as the reference) → mean over all \
+             frames of each 0.25-s chunk (4000 samples), padding included (as the reference); \
+             chunk_samples: Some(80000) → Some(4000))"
+        ),
         "{message}"
     );
     // A manifest an earlier version wrote (its description, no chunk length) stands for the
