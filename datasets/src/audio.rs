@@ -208,11 +208,7 @@ pub(crate) mod tests {
         #[cfg(unix)]
         {
             let fifo = dir.path().join("fifo.wav");
-            let made = std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap();
-            assert!(made.success());
+            crate::error::test_support::make_fifo(&fifo);
             assert!(
                 refusal(&fifo).ends_with("not a regular file (a folder, a FIFO or a device)"),
                 "{}",

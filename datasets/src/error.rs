@@ -253,3 +253,17 @@ mod tests {
         assert_eq!(error.to_string(), "cannot access a/b.png");
     }
 }
+
+/// Test helpers shared by the readers' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Makes a FIFO at `path` (a file whose open blocks until a writer comes).
+    #[cfg(unix)]
+    pub(crate) fn make_fifo(path: &std::path::Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {}", path.display());
+    }
+}

@@ -38,11 +38,7 @@ mod tests {
     fn a_fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("shard.safetensors");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        crate::error::test_support::make_fifo(&fifo);
         let error = super::map_file(&fifo).unwrap_err();
         let message = crate::error::with_causes(&error);
         assert!(

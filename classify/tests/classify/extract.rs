@@ -68,7 +68,25 @@ fn extract_with(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
-    let weights = encoder_fixture(encoder);
+    extract_from(
+        &encoder_fixture(encoder),
+        (encoder, task),
+        data,
+        out,
+        extra,
+        env,
+    )
+}
+
+/// [`extract_with`] of the checkpoint in `weights`.
+fn extract_from(
+    weights: &Path,
+    (encoder, task): (&str, &str),
+    data: &Path,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut args = vec![
         "extract",
         "--encoder",
@@ -868,19 +886,7 @@ fn unusable_config_values_are_refused_naming_the_field() {
             "wavlm" => "iemocap",
             _ => "agnews",
         };
-        let output = classify(&[
-            "extract",
-            "--encoder",
-            encoder,
-            "--weights",
-            weights.to_str().unwrap(),
-            "--task",
-            task,
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let output = extract_from(&weights, (encoder, task), data, &out, &[], &[]);
         let message = text(&output);
         assert!(!output.status.success(), "{encoder} {field}: {message}");
         assert!(
