@@ -85,6 +85,8 @@ impl SyntheticSpec {
                 .collect(),
             chunk_samples: None,
             max_tokens: None,
+            weights_digest: None,
+            source_digest: None,
         };
         let mut writer = EmbeddingStoreWriter::create(dir, info, 256)?;
         let mut rng = StdRng::seed_from_u64(self.seed);

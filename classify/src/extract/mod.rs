@@ -6,6 +6,7 @@
 //! command after an interruption (Ctrl-C, a kill, a crash) reopens the stores, keeps every shard
 //! on disk and computes only the items they lack, so each item ends up in its store exactly once.
 
+mod digest;
 mod encoder;
 mod source;
 
@@ -16,6 +17,7 @@ use burn::tensor::backend::Backend;
 use datasets::embedding_store::MANIFEST_FILE;
 use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo, CHUNK_SAMPLES_16K};
 
+pub use digest::{data_digest, weights_digest};
 pub use encoder::{
     check_chunk, check_model_type, check_pairing, feature_shape, resolve_max_tokens, EncoderKind,
     LoadedEncoder, MaxTokens, DEFAULT_MAX_TOKENS, LEGACY_LLAMA_POOLING, LEGACY_WAVLM_POOLING,
@@ -169,6 +171,7 @@ pub fn extract<B: Backend>(
         );
     let _lock = crate::error::lock_out(&options.out, "the embedding store")?;
     let pooling = encoder.pooling(options.chunk_samples, options.max_tokens);
+    let weights = weights_digest(&options.weights)?;
     // Stores started before the pooling named its settings were made with the default ones
     // (the only ones there were then).
     let default_max_tokens = resolve_max_tokens(options.encoder, &options.weights, None)?.value;
@@ -189,6 +192,8 @@ pub fn extract<B: Backend>(
         class_names: source.class_names.clone(),
         chunk_samples: (options.encoder == EncoderKind::Wavlm).then_some(options.chunk_samples),
         max_tokens: (options.encoder == EncoderKind::Llama).then_some(options.max_tokens),
+        weights_digest: Some(weights.clone()),
+        source_digest: Some(source.digest.clone()),
     };
     // Stores from an earlier run are reopened and checked first, every split, so that a
     // mismatch is refused before a new store is started or an item computed.
@@ -264,6 +269,19 @@ fn reopen_writer(
         found.chunk_samples = legacy.chunk_samples;
         found.max_tokens = legacy.max_tokens;
     }
+    // Stores from before the digests were recorded are taken on their names.
+    for (stored, now) in [
+        (&mut found.weights_digest, &info.weights_digest),
+        (&mut found.source_digest, &info.source_digest),
+    ] {
+        if stored.is_none() {
+            stored.clone_from(now);
+        }
+    }
+    // The same weights in a renamed folder are the same encoder.
+    if found.weights_digest.is_some() && found.weights_digest == info.weights_digest {
+        found.encoder.clone_from(&info.encoder);
+    }
     let found = &found;
     if found != info {
         // Each setting that differs, as `what: stored → now`.
@@ -296,6 +314,14 @@ fn reopen_writer(
                 format!("{:?}", info.max_tokens),
             ),
             (found.class_names != info.class_names).then(|| "class names".to_string()),
+            (found.weights_digest != info.weights_digest).then(|| {
+                "the checkpoint's files (another model in a folder of the same name)".to_string()
+            }),
+            (found.source_digest != info.source_digest).then(|| {
+                "the data (the --data split's files or records differ from the ones the store \
+                 was extracted from)"
+                    .to_string()
+            }),
         ]
         .into_iter()
         .flatten()

@@ -148,6 +148,9 @@ pub struct Source {
     pub split: String,
     /// Samples per audio chunk at 16 kHz (80,000: 5 s).
     pub chunk_samples: usize,
+    /// A digest of the whole split (every record, whatever `--limit`): its data file, or for
+    /// IEMOCAP each turn's id, label, session and WAV length.
+    pub digest: String,
 }
 
 impl Source {
@@ -168,6 +171,16 @@ impl Source {
         let source = match task {
             DataTask::Iemocap => {
                 let corpus = Iemocap::open(data, WavCheck::Skip)?;
+                let mut records = Vec::new();
+                for u in corpus.utterances() {
+                    let wav_len = std::fs::metadata(&u.wav_path).map_or(0, |m| m.len());
+                    records.extend_from_slice(u.id.as_bytes());
+                    records.push(0);
+                    records.extend_from_slice(&u.label.index().to_le_bytes());
+                    records.push(u.session);
+                    records.extend_from_slice(&wav_len.to_le_bytes());
+                }
+                let digest = super::digest::data_digest(&[], &records)?;
                 let class_names = corpus.class_names().iter().map(|s| s.to_string()).collect();
                 let units = corpus
                     .utterances()
@@ -187,10 +200,14 @@ impl Source {
                     class_names,
                     split: split_name,
                     chunk_samples,
+                    digest,
                 }
             }
             DataTask::Cifar100 => {
-                let cifar = Cifar100::open(data, split.unwrap_or(Split::Train))?;
+                let split = split.unwrap_or(Split::Train);
+                let cifar = Cifar100::open(data, split)?;
+                let file = data.join(format!("{}.bin", split.stem()));
+                let digest = super::digest::data_digest(&[&file], &[])?;
                 let units = (0..take(cifar.len())).map(Unit::Image).collect();
                 Self {
                     units,
@@ -199,10 +216,14 @@ impl Source {
                     news: None,
                     split: split_name,
                     chunk_samples,
+                    digest,
                 }
             }
             DataTask::AgNews => {
-                let news = AgNews::open(data, split.unwrap_or(Split::Train))?;
+                let split = split.unwrap_or(Split::Train);
+                let news = AgNews::open(data, split)?;
+                let file = data.join(format!("{}.csv", split.stem()));
+                let digest = super::digest::data_digest(&[&file], &[])?;
                 let units = (0..take(news.len())).map(Unit::Text).collect();
                 Self {
                     units,
@@ -211,6 +232,7 @@ impl Source {
                     news: Some(news),
                     split: split_name,
                     chunk_samples,
+                    digest,
                 }
             }
         };

@@ -694,8 +694,68 @@ fn a_store_resumes_only_with_its_data_and_chunk_length() {
     let message = text(&output);
     assert!(!output.status.success(), "{message}");
     assert!(
+        message.contains("the data (the --data split's files or records differ"),
+        "{message}"
+    );
+    // A store from before the data's digest was recorded: its items are checked against the
+    // records instead.
+    let manifest_path = store.join("train/manifest.json");
+    let recorded = fs::read_to_string(&manifest_path).unwrap();
+    let mut legacy: serde_json::Value = serde_json::from_str(&recorded).unwrap();
+    legacy
+        .as_object_mut()
+        .unwrap()
+        .remove("source_digest")
+        .unwrap();
+    fs::write(&manifest_path, legacy.to_string()).unwrap();
+    let output = extract_beit(&few, &store, &["--split", "train"]);
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
         message.contains("3 of its 6 items (train/3, …) are not in")
             && message.contains("the store was extracted from other data"),
+        "{message}"
+    );
+    fs::write(&manifest_path, recorded).unwrap();
+    // Other records under the same ids (one pixel byte of record 5 changed): the data's digest.
+    let other = tmp.path().join("cifar-other");
+    write_cifar(&other, 6, 1);
+    let bin = other.join("train.bin");
+    let mut bytes = fs::read(&bin).unwrap();
+    bytes[5 * 3074 + 100] ^= 0xff;
+    fs::write(&bin, bytes).unwrap();
+    let output = extract_beit(&other, &store, &["--split", "train"]);
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains("the data (the --data split's files or records differ"),
+        "{message}"
+    );
+    // The same weights in a renamed folder resume; other weights in a folder of the same name
+    // (one byte of the last tensor changed) are refused.
+    let copy = |to: &Path| {
+        fs::create_dir_all(to).unwrap();
+        for entry in fs::read_dir(encoder_fixture("beit")).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    };
+    let (renamed, lookalike) = (tmp.path().join("renamed"), tmp.path().join("b/beit"));
+    copy(&renamed);
+    copy(&lookalike);
+    let tensors = lookalike.join("model.safetensors");
+    let mut bytes = fs::read(&tensors).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    fs::write(&tensors, bytes).unwrap();
+    let beit = ("beit", "cifar100");
+    let args = ["--split", "train", "--batch-size", "2", "--shard-size", "2"];
+    let output = extract_from(&renamed, beit, &many, &store, &args, &[]);
+    assert!(output.status.success(), "renamed: {}", text(&output));
+    let output = extract_from(&lookalike, beit, &many, &store, &args, &[]);
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains("the checkpoint's files (another model in a folder of the same name)"),
         "{message}"
     );
     // A trial run on fewer records, then the whole data: still resumes.
@@ -753,6 +813,19 @@ fn a_store_resumes_only_with_its_data_and_chunk_length() {
     let output = wavlm(&[]);
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(EmbeddingStore::open(&audio).unwrap().len(), 2);
+    // A label corrected in the label file after extraction: the store's label is stale.
+    let labels = iemocap.join("Session1/dialog/EmoEvaluation/Ses01F_impro01.txt");
+    let text_before = fs::read_to_string(&labels).unwrap();
+    let corrected = text_before.replace("\tang\t", "\tneu\t");
+    assert_ne!(corrected, text_before);
+    fs::write(&labels, corrected).unwrap();
+    let output = wavlm(&[]);
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains("the data (the --data split's files or records differ"),
+        "{message}"
+    );
 }
 
 /// The LoRA baselines read the recordings behind a store's ids (`<turn>#<k>`, chunk k): left

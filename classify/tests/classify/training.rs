@@ -152,6 +152,8 @@ fn f16_overflows_skip_steps_then_stop_with_a_named_error_where_f32_trains() {
         class_names: vec!["a".into(), "b".into()],
         chunk_samples: None,
         max_tokens: None,
+        weights_digest: None,
+        source_digest: None,
     };
     let mut writer = EmbeddingStoreWriter::create(dir.path(), info, 64).unwrap();
     for i in 0..32usize {

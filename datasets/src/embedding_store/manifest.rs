@@ -81,6 +81,14 @@ pub struct StoreInfo {
     /// text stores written before it was recorded, which used the default limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<usize>,
+    /// A digest of the encoder checkpoint's files (`None` for stores not extracted, or
+    /// written before it was recorded): the same folder name can hold other weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_digest: Option<String>,
+    /// A digest of the dataset split's files or records (`None` as for `weights_digest`): the
+    /// same record numbers can be other records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<String>,
 }
 
 impl StoreInfo {

@@ -97,6 +97,8 @@ pub(crate) mod test_support {
             class_names: vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
             chunk_samples: None,
             max_tokens: None,
+            weights_digest: None,
+            source_digest: None,
         }
     }
 

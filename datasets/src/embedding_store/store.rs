@@ -36,6 +36,8 @@ struct MappedShard {
 ///     class_names: vec!["neg".into(), "pos".into()],
 ///     chunk_samples: None,
 ///     max_tokens: None,
+///     weights_digest: None,
+///     source_digest: None,
 /// };
 /// let mut writer = EmbeddingStoreWriter::create(dir.path(), info, 1000).unwrap();
 /// writer.push("a", 1, 0, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();

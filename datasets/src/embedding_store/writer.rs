@@ -39,6 +39,8 @@ struct Pending {
 ///     class_names: vec!["neg".into(), "pos".into()],
 ///     chunk_samples: None,
 ///     max_tokens: None,
+///     weights_digest: None,
+///     source_digest: None,
 /// };
 /// let mut writer = EmbeddingStoreWriter::create(dir.path(), info, 2).unwrap();
 /// writer.push("a", 0, 1, &[0.0, 1.0]).unwrap();
