@@ -147,8 +147,9 @@ impl Manifest {
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read, [`Error::Json`] when it does not parse,
-    /// [`Error::Manifest`] on another format version, zero `num_layers`/`d_model`/`shard_size`,
-    /// no class names, or a `count` that is not the sum of the shard counts.
+    /// [`Error::Manifest`] on another format version, zero `num_layers`/`d_model`/`shard_size`
+    /// (or a `chunk_samples`/`max_tokens` of 0), no class names, or a `count` that is not the
+    /// sum of the shard counts.
     pub fn read(dir: &Path) -> Result<Self> {
         let manifest = Self::read_without_count_check(dir)?;
         let total: usize = manifest.shards.iter().map(|shard| shard.count).sum();
@@ -192,6 +193,16 @@ impl Manifest {
         }
         if info.class_names.is_empty() {
             return Err(problem("class_names is empty".to_owned()));
+        }
+        for (field, value) in [
+            ("chunk_samples", info.chunk_samples),
+            ("max_tokens", info.max_tokens),
+        ] {
+            if value == Some(0) {
+                return Err(problem(format!(
+                    "{field} is 0: it must be positive when given"
+                )));
+            }
         }
         // A shard is a file of the store folder: a path out of it (`..`, absolute, a
         // subfolder) would read, or later overwrite, another store's files.
@@ -261,6 +272,26 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("manifest.json"), "{message}");
         assert!(message.contains("count is 3"), "{message}");
+    }
+
+    /// A chunk length or token limit of 0 describes no extraction (an edited manifest).
+    #[test]
+    fn zero_chunk_lengths_and_token_limits_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (chunk, tokens, field) in [
+            (Some(0), None, "chunk_samples"),
+            (None, Some(0), "max_tokens"),
+        ] {
+            let mut info = info(StoreDtype::F32, 2, 2);
+            info.chunk_samples = chunk;
+            info.max_tokens = tokens;
+            Manifest::new(info, 4).write(dir.path()).unwrap();
+            let message = Manifest::read(dir.path()).unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("{field} is 0: it must be positive when given")),
+                "{message}"
+            );
+        }
     }
 
     #[test]
