@@ -36,8 +36,11 @@ impl Waveform {
 /// [`Error::Wav`] naming the file when it is not a regular file (a FIFO would block the reader
 /// for ever), its header is bad (a sample rate of 0 included), its encoding unsupported, its
 /// data shorter than the header says (a truncated file), it holds no samples, or a float
-/// sample is NaN or infinite (it would poison every embedding of the clip).
+/// sample is NaN, infinite or beyond ±1000 (it would poison every embedding of the clip).
 pub fn read_wav(path: &Path) -> Result<Waveform> {
+    // The largest magnitude taken from a float WAV (nominal range ±1; loud masters clip a little
+    // past it, nothing real reaches this).
+    const MAX_FLOAT_SAMPLE: f32 = 1000.0;
     let wav_error = |source| Error::Wav {
         path: path.to_path_buf(),
         source,
@@ -72,6 +75,15 @@ pub fn read_wav(path: &Path) -> Result<Waveform> {
     if interleaved.iter().any(|sample| !sample.is_finite()) {
         return Err(wav_error(hound::Error::FormatError(
             "a sample is NaN or infinite",
+        )));
+    }
+    // Float WAVs hold [-1, 1]; a sample of ±3e38 is finite here but overflows the encoder.
+    if interleaved
+        .iter()
+        .any(|sample| sample.abs() > MAX_FLOAT_SAMPLE)
+    {
+        return Err(wav_error(hound::Error::FormatError(
+            "a sample is beyond ±1000 (float WAVs hold -1 to 1)",
         )));
     }
     if interleaved.is_empty() {
@@ -203,6 +215,18 @@ pub(crate) mod tests {
         assert!(
             message.ends_with("a sample is NaN or infinite"),
             "{message}"
+        );
+        // Finite but absurd: it overflowed the encoder and aborted the extraction.
+        let huge = dir.path().join("huge.wav");
+        let mut writer = hound::WavWriter::create(&huge, spec).unwrap();
+        for sample in [0.1, 3e38, 0.2] {
+            writer.write_sample(sample).unwrap();
+        }
+        writer.finalize().unwrap();
+        assert!(
+            refusal(&huge).ends_with("a sample is beyond ±1000 (float WAVs hold -1 to 1)"),
+            "{}",
+            refusal(&huge)
         );
 
         #[cfg(unix)]
