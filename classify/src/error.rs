@@ -161,16 +161,10 @@ pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) ->
 /// process writes there ("the store", "the replication").
 /// Refuses an `--out` that exists and is not a folder (the OS said only "File exists").
 pub(crate) fn out_is_a_folder(dir: &std::path::Path) -> Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        return Err(invalid(
-            "--out",
-            format!(
-                "{} is a file, not a folder: choose a folder (it is created if missing)",
-                dir.display()
-            ),
-        ));
+    match daam::paths::file_in_place_of_folder(dir) {
+        Some(refusal) => Err(invalid("--out", refusal)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub(crate) fn lock_out(dir: &std::path::Path, what: &str) -> Result<daam::folder_lock::FolderLock> {

@@ -33,6 +33,17 @@ pub fn resolved(path: &Path) -> std::io::Result<PathBuf> {
     Ok(resolved)
 }
 
+/// The refusal of an output folder `out` that exists and is not a folder (creating it, the
+/// system says only "File exists"); `None` when it is a folder or missing.
+pub fn file_in_place_of_folder(out: &Path) -> Option<String> {
+    (out.exists() && !out.is_dir()).then(|| {
+        format!(
+            "{} is a file, not a folder: choose a folder (it is created if missing)",
+            out.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::resolved;

@@ -75,13 +75,10 @@ fn resolved(path: &Path) -> Result<PathBuf> {
 /// # Errors
 /// [`Error::Usage`] naming it.
 pub fn check_output_folder(out: &Path) -> Result<()> {
-    if out.exists() && !out.is_dir() {
-        return Err(Error::Usage(format!(
-            "--out {} is a file, not a folder: choose a folder (it is created if missing)",
-            out.display()
-        )));
+    match daam::paths::file_in_place_of_folder(out) {
+        Some(refusal) => Err(Error::Usage(format!("--out {refusal}"))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Refuses an output folder that is a training run's folder or inside one: `metrics.csv` would

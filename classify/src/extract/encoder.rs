@@ -234,6 +234,16 @@ pub const LEGACY_WAVLM_POOLING: [&str; 2] = [
 /// stores hold texts cut at the default limit.
 pub const LEGACY_LLAMA_POOLING: &str = "mean over all tokens, BOS included";
 
+/// The chunk length of an audio store: as its manifest records it, or 5 s (80,000 samples) for
+/// a WavLM store from before it was recorded; `None` for other stores.
+pub fn recorded_chunk_samples(info: &datasets::StoreInfo) -> Option<usize> {
+    info.chunk_samples.or_else(|| {
+        LEGACY_WAVLM_POOLING
+            .contains(&info.pooling.as_str())
+            .then_some(datasets::CHUNK_SAMPLES_16K)
+    })
+}
+
 /// A loaded encoder with its input preparation.
 #[derive(Debug)]
 pub enum LoadedEncoder<B: Backend> {

@@ -19,8 +19,9 @@ use datasets::{EmbeddingStoreWriter, Split, StoreDtype, StoreInfo, CHUNK_SAMPLES
 
 pub use digest::{data_digest, weights_digest};
 pub use encoder::{
-    check_chunk, check_model_type, check_pairing, feature_shape, resolve_max_tokens, EncoderKind,
-    LoadedEncoder, MaxTokens, DEFAULT_MAX_TOKENS, LEGACY_LLAMA_POOLING, LEGACY_WAVLM_POOLING,
+    check_chunk, check_model_type, check_pairing, feature_shape, recorded_chunk_samples,
+    resolve_max_tokens, EncoderKind, LoadedEncoder, MaxTokens, DEFAULT_MAX_TOKENS,
+    LEGACY_LLAMA_POOLING, LEGACY_WAVLM_POOLING,
 };
 pub use source::{chunk_samples, DataTask, Input, Item, Source, MAX_CHUNK_SECONDS, SAMPLE_RATE};
 
@@ -230,7 +231,13 @@ fn check_same_data(
     source: &Source,
     data: &Path,
 ) -> Result<()> {
-    let unknown = source.unknown_ids(writer.ids());
+    let unknown: Vec<&str> = writer
+        .ids()
+        .iter()
+        .zip(source.locate_all(writer.ids()))
+        .filter(|(_, found)| found.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
     if let Some(first) = unknown.first() {
         return Err(Error::Store {
             path: dir.to_path_buf(),

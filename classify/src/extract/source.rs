@@ -336,26 +336,19 @@ impl Source {
         }
     }
 
-    /// The ids among `ids` that no record of this source gives (each checked as
-    /// [`Source::locate`] would, the turns looked up in a set).
-    pub fn unknown_ids<'a>(&self, ids: &'a [String]) -> Vec<&'a str> {
-        let turns: std::collections::HashSet<&str> = self
-            .units
-            .iter()
-            .filter_map(|unit| match unit {
-                Unit::Utterance { id, .. } => Some(id.as_str()),
-                _ => None,
-            })
+    /// [`Source::locate`] of each of `ids`, the turns looked up in an index built once (a
+    /// store holds thousands of IEMOCAP chunks).
+    pub fn locate_all(&self, ids: &[String]) -> Vec<Option<(usize, usize)>> {
+        let turns: std::collections::HashMap<&str, usize> = (0..self.units.len())
+            .filter_map(|unit| self.turn_id(unit).map(|turn| (turn, unit)))
             .collect();
         ids.iter()
-            .map(String::as_str)
-            .filter(|id| match self.units.first() {
-                Some(Unit::Utterance { .. }) => {
-                    !id.rsplit_once('#').is_some_and(|(turn, chunk)| {
-                        turns.contains(turn) && chunk.parse::<usize>().is_ok()
-                    })
+            .map(|id| {
+                if turns.is_empty() {
+                    return self.locate(id);
                 }
-                _ => self.locate(id).is_none(),
+                let (turn, chunk) = id.rsplit_once('#')?;
+                Some((*turns.get(turn)?, chunk.parse::<usize>().ok()?))
             })
             .collect()
     }

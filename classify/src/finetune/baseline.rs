@@ -123,11 +123,7 @@ impl FinetuneOptions {
         let info = &stores.train.manifest().info;
         let manifest = stores.train.dir().join("manifest.json");
         // Stores from before the settings were recorded hold the defaults.
-        let recorded_chunk = info.chunk_samples.or_else(|| {
-            crate::extract::LEGACY_WAVLM_POOLING
-                .contains(&info.pooling.as_str())
-                .then_some(datasets::CHUNK_SAMPLES_16K)
-        });
+        let recorded_chunk = crate::extract::recorded_chunk_samples(info);
         let recorded_tokens = match info.max_tokens {
             None if info.pooling == crate::extract::LEGACY_LLAMA_POOLING => {
                 Some(resolve_max_tokens(EncoderKind::Llama, &self.weights, None)?.value)
@@ -186,14 +182,8 @@ pub fn recorded_input_settings(
     let Ok(manifest) = datasets::embedding_store::Manifest::read(&dir) else {
         return Ok((None, None));
     };
-    let info = &manifest.info;
-    // A WavLM store from before the chunk length was recorded holds 5-s chunks.
-    let chunk = info.chunk_samples.or_else(|| {
-        crate::extract::LEGACY_WAVLM_POOLING
-            .contains(&info.pooling.as_str())
-            .then_some(datasets::CHUNK_SAMPLES_16K)
-    });
-    let tokens = info.max_tokens;
+    let chunk = crate::extract::recorded_chunk_samples(&manifest.info);
+    let tokens = manifest.info.max_tokens;
     let most = (crate::extract::MAX_CHUNK_SECONDS * 16_000.0) as usize;
     let bad = |message: String| Error::Store {
         path: dir.join("manifest.json"),

@@ -2,7 +2,6 @@
 //! and dev splits as the DAT heads (planned over the store), reading each item's waveform,
 //! image or text from the dataset instead of its features.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use datasets::{EmbeddingStore, Split};
@@ -33,21 +32,11 @@ impl<'a> RawStore<'a> {
         chunk_samples: usize,
     ) -> Result<Self> {
         let source = Source::open(task, data, split, None, chunk_samples)?;
-        // IEMOCAP ids are `<turn>#<chunk>`: index the turns once.
-        let turns: HashMap<&str, usize> = (0..source.len())
-            .filter_map(|unit| source.turn_id(unit).map(|turn| (turn, unit)))
-            .collect();
         let located = store
             .ids()
             .iter()
-            .map(|id| {
-                let found = if turns.is_empty() {
-                    source.locate(id)
-                } else {
-                    id.rsplit_once('#').and_then(|(turn, chunk)| {
-                        Some((*turns.get(turn)?, chunk.parse::<usize>().ok()?))
-                    })
-                };
+            .zip(source.locate_all(store.ids()))
+            .map(|(id, found)| {
                 found.ok_or_else(|| Error::Store {
                     path: store.dir().to_path_buf(),
                     message: format!(
