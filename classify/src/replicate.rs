@@ -360,13 +360,29 @@ where
             // Written before fingerprints were recorded: refusing would strand every older
             // replication, and nothing can be compared, so its runs are kept as before, with a
             // note; the fingerprint recorded now guards the reruns to come.
-            StoresCheck::Unrecorded => observer.on_message(&format!(
-                "note: {} records no fingerprint of its store (written by an older classify): \
+            StoresCheck::Unrecorded => {
+                // Nothing recorded to compare but the item counts each finished run wrote: a
+                // run on another store mostly split another number of items.
+                if let Some(mismatch) = legacy_run_mismatch(&options.out.join("runs"), &plans)? {
+                    return Err(Error::Store {
+                        path,
+                        message: format!(
+                            "this --out folder holds a replication of another store (written \
+                             by an older classify, without a fingerprint of its store): {mismatch}; \
+                             its finished runs would be reported as runs on --embeddings {}: \
+                             choose another --out",
+                            options.embeddings.display()
+                        ),
+                    });
+                }
+                observer.on_message(&format!(
+                    "note: {} records no fingerprint of its store (written by an older classify): \
                  its finished runs are kept on trust that they were trained on {}; the \
                  store's fingerprint is recorded from now on",
-                path.display(),
-                options.embeddings.display()
-            )),
+                    path.display(),
+                    options.embeddings.display()
+                ));
+            }
             StoresCheck::Changed(changes) => {
                 return Err(Error::Store {
                     path,
@@ -385,6 +401,12 @@ where
     }
     for warning in stores.warnings() {
         observer.on_message(&warning);
+    }
+    let mut planned: Vec<String> = options.methods.iter().map(|k| k.name().into()).collect();
+    planned.extend(options.lora_methods.iter().map(|m| m.name()));
+    let labels: Vec<&str> = plans.iter().map(|p| p.label.as_str()).collect();
+    if let Some(note) = runs_outside_plan(&options.out.join("runs"), &planned, &labels) {
+        observer.on_message(&note);
     }
     let json = serde_json::to_string_pretty(&record).map_err(|source| Error::Json {
         path: path.clone(),
@@ -446,6 +468,85 @@ where
     let report = build_report(&options.out, options.task.name())?;
     report.write(&options.out)?;
     Ok(report)
+}
+
+/// The first finished run in `runs_dir` (any method) whose `result.json` records other item
+/// counts (train, dev, validation) than this replication's plan for its label, described;
+/// `None` when every one matches.
+///
+/// # Errors
+/// An unreadable or malformed `result.json`, naming it.
+fn legacy_run_mismatch(runs_dir: &Path, plans: &[RunPlan]) -> Result<Option<String>> {
+    let Ok(methods) = std::fs::read_dir(runs_dir) else {
+        return Ok(None);
+    };
+    let mut methods: Vec<PathBuf> = methods.flatten().map(|e| e.path()).collect();
+    methods.sort();
+    for method in methods {
+        for plan in plans {
+            let path = method.join(&plan.label).join("result.json");
+            if !path.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(crate::error::io_error(&path))?;
+            #[derive(Deserialize)]
+            struct Items {
+                items: [usize; 3],
+            }
+            let recorded: Items = serde_json::from_str(&text).map_err(|source| Error::Json {
+                path: path.clone(),
+                source,
+            })?;
+            let planned = [plan.train.len(), plan.dev.len(), plan.val.len()];
+            if recorded.items != planned {
+                return Ok(Some(format!(
+                    "{} trained on {} items, held out {} as dev and validated on {}, where this \
+                     store gives {} run {} / {} / {}",
+                    path.display(),
+                    recorded.items[0],
+                    recorded.items[1],
+                    recorded.items[2],
+                    plan.label,
+                    planned[0],
+                    planned[1],
+                    planned[2]
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A note naming the finished runs in `runs_dir` that this replication does not plan (an
+/// earlier `--runs 5` under a rerun with `--runs 3`, or a method not named now): the report is
+/// built from every run in the folder, so they are in it. `None` when there are none.
+fn runs_outside_plan(runs_dir: &Path, methods: &[String], labels: &[&str]) -> Option<String> {
+    let mut outside = Vec::new();
+    for method in std::fs::read_dir(runs_dir).ok()?.flatten() {
+        let name = method.file_name().to_string_lossy().into_owned();
+        let Ok(runs) = std::fs::read_dir(method.path()) else {
+            continue;
+        };
+        let mut extra: Vec<String> = runs
+            .flatten()
+            .filter(|run| run.path().join("result.json").is_file())
+            .map(|run| run.file_name().to_string_lossy().into_owned())
+            .filter(|label| !(methods.contains(&name) && labels.contains(&label.as_str())))
+            .collect();
+        if !extra.is_empty() {
+            extra.sort();
+            outside.push(format!("{name} ({})", extra.join(", ")));
+        }
+    }
+    if outside.is_empty() {
+        return None;
+    }
+    outside.sort();
+    Some(format!(
+        "note: this --out folder also holds finished runs this replication does not plan: {}; \
+         the report includes them (a method with fewer runs than the table shows its count)",
+        outside.join("; ")
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -182,13 +182,18 @@ fn pm((mean, std): (f64, f64)) -> String {
 impl Report {
     /// The report as markdown: one table per protocol (and UA for the paper's protocol).
     pub fn markdown(&self) -> String {
-        let width = self.rows.iter().map(|r| r.runs.len()).max().unwrap_or(0);
-        let labels: Vec<String> = self
-            .rows
-            .iter()
-            .find(|r| r.runs.len() == width)
-            .map(|r| r.runs.iter().map(|s| short_label(&s.label)).collect())
-            .unwrap_or_default();
+        // One column per run label any method has, cells placed by label: a method missing a
+        // run (an unfinished rerun, a later `--runs 3` beside an earlier 5) shows "–" there
+        // instead of shifting its later runs left under the wrong fold or seed.
+        let mut columns: Vec<&str> = Vec::new();
+        for run in self.rows.iter().flat_map(|r| &r.runs) {
+            if !columns.contains(&run.label.as_str()) {
+                columns.push(&run.label);
+            }
+        }
+        columns.sort_by_key(|l| run_order(l));
+        let labels: Vec<String> = columns.iter().map(|l| short_label(l)).collect();
+        let partial = self.rows.iter().any(|r| r.runs.len() < columns.len());
         let mut md = format!("# {} replication\n\n", self.task);
         let mut table = |title: &str,
                          cell: &dyn Fn(&RunScore) -> Option<f64>,
@@ -197,15 +202,24 @@ impl Report {
             let _ = writeln!(md, "| method | {} | mean ± σ |", labels.join(" | "));
             let _ = writeln!(md, "|---|{}---|", "---|".repeat(labels.len()));
             for row in &self.rows {
-                let mut cells: Vec<String> = row
-                    .runs
+                let cells: Vec<String> = columns
                     .iter()
-                    .map(|r| cell(r).map_or("–".into(), pct))
+                    .map(|&label| {
+                        row.runs
+                            .iter()
+                            .find(|r| r.label == label)
+                            .and_then(cell)
+                            .map_or("–".into(), pct)
+                    })
                     .collect();
-                cells.resize(labels.len(), "–".into());
+                let count = if row.runs.len() < columns.len() {
+                    format!(" (n = {})", row.runs.len())
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} |",
+                    "| {} | {} | {}{count} |",
                     row.method,
                     cells.join(" | "),
                     pm(summary(row))
@@ -229,6 +243,12 @@ impl Report {
             &|row| row.best_on_val_unweighted,
         );
         md.push_str("σ is the population standard deviation over runs, as in the paper.\n");
+        if partial {
+            md.push_str(
+                "(n = k): the method has k of the table's runs; its mean ± σ is over those k \
+                 only, so it is not comparable run for run with the full rows.\n",
+            );
+        }
         md
     }
 
@@ -321,6 +341,52 @@ mod tests {
         assert_eq!((dev.epoch, dev.accuracy), (3, 0.6));
         let no_dev = score_run("seed-1", &[rec(1, 0.5, f64::NAN)]).unwrap();
         assert!(no_dev.chosen_on_dev.is_none());
+    }
+
+    fn row(method: &str, runs: &[(&str, f64)]) -> MethodRow {
+        let runs: Vec<RunScore> = runs
+            .iter()
+            .map(|&(label, acc)| score_run(label, &[rec(1, acc, f64::NAN)]).unwrap())
+            .collect();
+        let accs: Vec<f64> = runs.iter().map(|r| r.best_on_val.accuracy).collect();
+        MethodRow {
+            method: method.into(),
+            best_on_val: mean_std(&accs),
+            chosen_on_dev: (f64::NAN, f64::NAN),
+            best_on_val_unweighted: mean_std(&accs),
+            runs,
+        }
+    }
+
+    #[test]
+    fn cells_sit_under_their_own_run_and_partial_rows_say_how_many() {
+        let report = Report {
+            task: "cifar100".into(),
+            rows: vec![
+                row("daam-v1", &[("seed-1", 0.5), ("seed-3", 0.7)]),
+                row("mha", &[("seed-1", 0.1), ("seed-2", 0.2), ("seed-3", 0.3)]),
+            ],
+        };
+        let md = report.markdown();
+        let line = |method: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {method} |")))
+                .unwrap()
+                .to_string()
+        };
+        assert!(md.contains("| method | R1 | R2 | R3 | mean ± σ |"), "{md}");
+        // seed-3's 70 % under R3, not shifted left under R2.
+        assert_eq!(
+            line("daam-v1"),
+            "| daam-v1 | 50.0 | – | 70.0 | 60.0 ± 10.00 (n = 2) |"
+        );
+        assert_eq!(line("mha"), "| mha | 10.0 | 20.0 | 30.0 | 20.0 ± 8.16 |");
+        assert!(md.contains("(n = k): the method has k of the table's runs"));
+        let full = Report {
+            task: "cifar100".into(),
+            rows: vec![row("mha", &[("seed-1", 0.1), ("seed-2", 0.2)])],
+        };
+        assert!(!full.markdown().contains("(n ="));
     }
 
     #[test]

@@ -772,8 +772,8 @@ fn an_interrupted_replication_exits_130_and_frees_its_folder() {
 /// trained on, known by its fingerprint (items and features), not its path: another store, or
 /// the same path regenerated with other data, is refused naming both before anything is
 /// written (the old runs were kept and replicate.json renamed the new store); a moved copy
-/// resumes; a replicate.json from before fingerprints is accepted with a note. `report`
-/// refuses a store changed since.
+/// resumes; a replicate.json from before fingerprints is accepted with a note, unless its runs'
+/// item counts show another store. `report` refuses a store changed since.
 #[test]
 fn a_replication_continues_only_on_the_store_it_was_trained_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -879,6 +879,25 @@ fn a_replication_continues_only_on_the_store_it_was_trained_on() {
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&record_path).unwrap()).unwrap();
     assert_eq!(record["stores"]["train"]["count"], 40, "{record}");
+
+    // Without a fingerprint, a store that splits into other item counts than the finished
+    // runs record is still known for another store, and refused.
+    std::fs::write(&record_path, old.to_string()).unwrap();
+    let bigger = dir.path().join("bigger");
+    synth(&bigger, 48, 4);
+    let refused = replicate_one_epoch(&bigger, "daam-v2", &rep, &[]);
+    let mut refusals = Refusals::default();
+    refusals.check(
+        &refused,
+        "holds a replication of another store (written by an older classify, without a \
+         fingerprint of its store):",
+        &rep.join("runs/mha"),
+    );
+    refusals.expect(
+        text(&refused).contains("result.json trained on") && text(&refused).contains("fold-1"),
+        || text(&refused),
+    );
+    refusals.assert_all();
 }
 
 /// `replicate --out` refuses a folder that is not a replication and holds files (its
@@ -1091,6 +1110,55 @@ fn train_and_test_stores_must_be_two_stores_made_alike() {
     let done = replicate(&split, &out);
     assert!(done.status.success(), "{}", text(&done));
     refusals.assert_all();
+}
+
+/// A rerun with fewer runs or other methods keeps the earlier finished runs: `replicate` says
+/// so, naming them, and the report places every score under its own seed and marks the methods
+/// with fewer runs (`(n = 1)`) instead of shifting their cells under other seeds.
+#[test]
+fn reruns_with_other_runs_say_which_runs_the_report_mixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = dir.path().join("split");
+    synth_with(&split, 40, 1, &["--split"]);
+    let out = dir.path().join("rep");
+    let replicate = |methods: &str, runs: &str| {
+        classify(&[
+            "replicate",
+            "--task",
+            "cifar100",
+            "--embeddings",
+            path(&split),
+            "--methods",
+            methods,
+            "--epochs",
+            "1",
+            "--runs",
+            runs,
+            "--out",
+            path(&out),
+        ])
+    };
+    let first = replicate("mha", "2");
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(!text(&first).contains("does not plan"), "{}", text(&first));
+    let second = replicate("gqa", "1");
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(
+        text(&second).contains(
+            "this --out folder also holds finished runs this replication does not plan: mha \
+             (seed-1, seed-2)"
+        ),
+        "{}",
+        text(&second)
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let gqa = report.lines().find(|l| l.starts_with("| gqa |")).unwrap();
+    assert!(
+        gqa.contains(" | – | ") && gqa.ends_with("(n = 1) |"),
+        "{report}"
+    );
+    let mha = report.lines().find(|l| l.starts_with("| mha |")).unwrap();
+    assert!(!mha.contains("(n ="), "{report}");
 }
 
 /// Options that would be ignored, an `--out` that is a file, and a run that has not started
