@@ -107,6 +107,56 @@ pub struct ShardEntry {
     pub count: usize,
 }
 
+/// Every key a [`Manifest`] reads at the top level of `manifest.json`.
+pub(crate) const MANIFEST_KEYS: &[&str] = &[
+    "format_version",
+    "encoder",
+    "dataset",
+    "split",
+    "num_layers",
+    "d_model",
+    "dtype",
+    "pooling",
+    "class_names",
+    "chunk_samples",
+    "max_tokens",
+    "weights_digest",
+    "source_digest",
+    "shard_size",
+    "count",
+    "shards",
+];
+
+/// Every key a [`ShardEntry`] reads.
+pub(crate) const SHARD_KEYS: &[&str] = &["file", "count"];
+
+/// The keys of the manifest JSON in `text` that [`MANIFEST_KEYS`] and [`SHARD_KEYS`] do not
+/// name, top-level keys sorted, then each shard entry's as `shards[i].key`; empty when it does
+/// not parse as an object.
+pub(crate) fn unknown_manifest_keys(text: &str) -> Vec<String> {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut unknown: Vec<String> = top
+        .keys()
+        .filter(|k| !MANIFEST_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    if let Some(serde_json::Value::Array(shards)) = top.get("shards") {
+        for (i, shard) in shards.iter().enumerate() {
+            if let serde_json::Value::Object(entry) = shard {
+                unknown.extend(
+                    entry
+                        .keys()
+                        .filter(|k| !SHARD_KEYS.contains(&k.as_str()))
+                        .map(|k| format!("shards[{i}].{k}")),
+                );
+            }
+        }
+    }
+    unknown
+}
+
 /// The content of `manifest.json`.
 ///
 /// The [`StoreInfo`] fields sit at the top level of the JSON object, beside `format_version`,
@@ -260,6 +310,49 @@ mod tests {
         assert_eq!(value["num_layers"], 3);
         assert_eq!(value["shards"][0]["file"], "shard-00000.safetensors");
         assert_eq!(Manifest::read(dir.path()).unwrap(), manifest);
+    }
+
+    #[test]
+    fn the_known_keys_are_every_key_a_manifest_writes() {
+        let mut info = info(StoreDtype::F32, 2, 3);
+        info.chunk_samples = Some(16_000);
+        info.max_tokens = Some(64);
+        info.weights_digest = Some("w".into());
+        info.source_digest = Some("s".into());
+        let mut manifest = Manifest::new(info, 4);
+        manifest.shards.push(ShardEntry {
+            file: Manifest::shard_file_name(0),
+            count: 4,
+        });
+        let text = serde_json::to_string(&manifest).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut written: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut known = MANIFEST_KEYS.to_vec();
+        written.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(written, known);
+        let shard: Vec<&str> = value["shards"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(shard, ["count", "file"]);
+        assert!(unknown_manifest_keys(&text).is_empty());
+
+        let mut edited = value.clone();
+        edited["chunk_sample"] = 8000.into();
+        edited["shards"][0]["items"] = 4.into();
+        assert_eq!(
+            unknown_manifest_keys(&edited.to_string()),
+            ["chunk_sample", "shards[0].items"]
+        );
+        assert!(unknown_manifest_keys("not json").is_empty());
     }
 
     #[test]

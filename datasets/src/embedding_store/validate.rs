@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::fingerprint::FingerprintHasher;
+use super::manifest::unknown_manifest_keys;
 use super::shard::{decode_row, decode_shard, FEATURES};
 use super::warnings::Tally;
 use super::{error_chain, Manifest, StoreDtype, StoreFingerprint, StoreWarning, MANIFEST_FILE};
@@ -235,6 +236,12 @@ pub fn validate_store(dir: &Path) -> Result<ValidationReport> {
         start += entry.count;
     }
     report.warnings = read.tally.warnings(&manifest.info, report.is_ok());
+    // Read again for its keys: `Manifest` drops the ones it does not know.
+    let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap_or_default();
+    let keys = unknown_manifest_keys(&text);
+    if !keys.is_empty() {
+        report.warnings.push(StoreWarning::UnknownKeys { keys });
+    }
     report.fingerprint = read.hasher.finish(&manifest.info);
     Ok(report)
 }
@@ -439,6 +446,32 @@ mod tests {
         assert!(report.is_ok(), "{report}");
         assert_eq!(report.warnings, [], "{report}");
         assert_eq!((report.num_shards, report.items_checked), (3, 7));
+    }
+
+    #[test]
+    fn unknown_manifest_keys_are_a_warning_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        write_store(dir.path(), &info(StoreDtype::F32, 2, 3), 4, 4);
+        let path = dir.path().join(MANIFEST_FILE);
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        manifest["chunk_sample"] = 8000.into();
+        fs::write(&path, manifest.to_string()).unwrap();
+        let report = validate_store(dir.path()).unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(
+            report.warnings,
+            [StoreWarning::UnknownKeys {
+                keys: vec!["chunk_sample".to_owned()]
+            }]
+        );
+        assert!(
+            report.to_string().contains(
+                "warning: manifest.json has key `chunk_sample` that no reader knows: it is \
+                 ignored (misspelt, or written by a newer tool?)"
+            ),
+            "{report}"
+        );
     }
 
     #[test]

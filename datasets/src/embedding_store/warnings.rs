@@ -58,6 +58,12 @@ pub enum StoreWarning {
         /// Each such group and its number of items.
         groups: Vec<(u32, usize)>,
     },
+    /// Keys of `manifest.json` no reader knows, ignored when the store is read: a misspelt
+    /// `chunk_sample` would leave the store read with the default chunk length.
+    UnknownKeys {
+        /// Each key, with `shards[i].` before the keys of a shard entry.
+        keys: Vec<String>,
+    },
 }
 
 impl fmt::Display for StoreWarning {
@@ -103,6 +109,17 @@ impl fmt::Display for StoreWarning {
                 f,
                 "every item is in group {group}: leave-one-group-out folds (IEMOCAP's \
                  sessions) need at least 2 groups"
+            ),
+            Self::UnknownKeys { keys } => write!(
+                f,
+                "manifest.json has key{} {} that no reader knows: {} ignored (misspelt, or \
+                 written by a newer tool?)",
+                if keys.len() == 1 { "" } else { "s" },
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if keys.len() == 1 { "it is" } else { "they are" }
             ),
             Self::SmallGroups { groups } => {
                 let mut list: Vec<String> = groups
