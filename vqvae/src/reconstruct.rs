@@ -205,6 +205,14 @@ pub struct ImageCodes {
     pub codes: Vec<i64>,
 }
 
+/// What two file names share when a file system may take them for the same file: their NFC
+/// form (macOS's file systems compare names normalised, so `é` as one code point and as `e` +
+/// a combining accent name one file) without letter case (macOS and Windows ignore it).
+fn name_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.nfc().collect::<String>().to_lowercase()
+}
+
 /// Longest stem [`stems`] keeps (bytes), so that `STEM_NNNN.side_by_side.png` fits a file
 /// name's 255 bytes.
 const MAX_STEM_BYTES: usize = 200;
@@ -213,11 +221,10 @@ const MAX_STEM_BYTES: usize = 200;
 /// (`STEM.png`, `STEM.side_by_side.png`) share a name: a repeated stem gets `_2`, `_3`, … (the
 /// first free one: inputs `a/x.png`, `b/x.png` and `x_2.png` would otherwise both write
 /// `x_2.png`, and `x.side_by_side.png` would write over `x`'s side-by-side image). Stems are
-/// compared without case, as case-insensitive file systems (macOS, Windows) compare names:
-/// `X.png` and `x.png` give `X` and `x_2`.
+/// compared as [`name_key`] does: `X.png` and `x.png` give `X` and `x_2`.
 fn stems(names: &[String]) -> Vec<String> {
     let mut taken = std::collections::HashSet::new();
-    let key = |stem: &str| stem.to_lowercase();
+    let key = name_key;
     names
         .iter()
         .map(|name| {
@@ -393,11 +400,11 @@ pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
                 name.len()
             )));
         }
-        // Without case, as case-insensitive file systems compare names.
-        if !names.insert(name.to_lowercase()) {
+        // As case-insensitive, normalising file systems compare names.
+        if !names.insert(name_key(name)) {
             return Err(bad(format!(
-                "image name {name:?} appears twice (letter case aside): the second image would \
-                 replace the first"
+                "image name {name:?} appears twice (letter case and Unicode normalisation \
+                 aside): the second image would replace the first"
             )));
         }
     }
@@ -523,6 +530,11 @@ mod tests {
         let count = files.len();
         files.dedup();
         assert_eq!(files.len(), count, "{files:?}");
+        // Names one file on macOS (NFC, case aside) get their own stems.
+        let accents: Vec<String> = ["caf\u{e9}.png", "CAFE\u{301}.png"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(stems(&accents), ["caf\u{e9}", "CAFE\u{301}_2"]);
         // A control character becomes `_` (decode refuses names with one); outer spaces stay,
         // as decode takes them.
         let odd: Vec<String> = ["a\nb.png", " photo.png"].map(String::from).to_vec();

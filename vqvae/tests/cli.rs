@@ -433,7 +433,15 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
                 c["images"][0]["name"] = "Photo".into();
                 c["images"][1]["name"] = "photo".into();
             }),
-            "\"photo\" appears twice (letter case aside)",
+            "\"photo\" appears twice (letter case and Unicode normalisation aside)",
+        ),
+        // macOS compares names in NFC: `é` as one code point and as `e` + U+0301 are one file.
+        (
+            Box::new(|c| {
+                c["images"][0]["name"] = "caf\u{e9}".into();
+                c["images"][1]["name"] = "cafe\u{301}".into();
+            }),
+            "appears twice (letter case and Unicode normalisation aside)",
         ),
         (
             Box::new(|c| c["images"][0]["name"] = "two\nlines".into()),
