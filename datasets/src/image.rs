@@ -117,7 +117,9 @@ pub enum Crop {
 
 /// How a decoded image becomes a training/eval sample.
 ///
-/// The shorter side is resized to `resize` (Catmull-Rom; smaller images are upscaled), then a
+/// An image longer than [`MAX_ASPECT`] times its shorter side is first trimmed to its centred
+/// part of that aspect. The shorter side is resized to `resize` (Catmull-Rom; smaller images are
+/// upscaled), then a
 /// `size`×`size` square is cropped and, if `flip` is set, mirrored horizontally with
 /// probability 1/2. With `resize == size` the square spans the image's full shorter side;
 /// with `resize > size` it is a crop of a larger view (random crops of photographs).
@@ -172,6 +174,11 @@ impl Preprocess {
             width > 0 && height > 0,
             "cannot preprocess an empty {width}x{height} image"
         );
+        let img = match trimmed_to_max_aspect(&img) {
+            Some(trimmed) => trimmed,
+            None => img,
+        };
+        let (width, height) = img.dimensions();
         let (new_width, new_height) = resized_dimensions(width, height, self.resize);
         if (new_width, new_height) == (width, height) {
             img
@@ -198,6 +205,9 @@ impl Preprocess {
             width > 0 && height > 0,
             "cannot preprocess an empty {width}x{height} image"
         );
+        let trimmed = trimmed_to_max_aspect(img);
+        let img = trimmed.as_ref().unwrap_or(img);
+        let (width, height) = img.dimensions();
         let (new_width, new_height) = resized_dimensions(width, height, self.resize);
         let resized;
         let source = if (new_width, new_height) == (width, height) {
@@ -220,6 +230,28 @@ impl Preprocess {
             imageops::flip_horizontal_in_place(&mut cropped);
         }
         RgbImage::from_rgb8(&cropped)
+    }
+}
+
+/// The longest side an image keeps, in multiples of its shorter side, before it is resized: a
+/// 20000×2 strip resized whole to a shorter side of 512 would be 5,120,000×512 pixels (7.8 GB),
+/// where the crop needs 512×512 of it. Photographs (4:3, 16:9, 3:1 panoramas) are not touched.
+pub const MAX_ASPECT: u32 = 4;
+
+/// The centred part of `img` whose longer side is [`MAX_ASPECT`] times its shorter side, when
+/// `img` is longer than that; `None` otherwise. Centred, not random, so that an image cache
+/// that stores [`Preprocess::resize_image`]'s output gives what [`Preprocess::apply`] gives.
+fn trimmed_to_max_aspect(img: &::image::RgbImage) -> Option<::image::RgbImage> {
+    let (width, height) = img.dimensions();
+    let limit = |short: u32| short.saturating_mul(MAX_ASPECT);
+    if width > limit(height) {
+        let keep = limit(height);
+        Some(imageops::crop_imm(img, (width - keep) / 2, 0, keep, height).to_image())
+    } else if height > limit(width) {
+        let keep = limit(width);
+        Some(imageops::crop_imm(img, 0, (height - keep) / 2, width, keep).to_image())
+    } else {
+        None
     }
 }
 
@@ -384,6 +416,40 @@ mod tests {
             assert!(found, "a random crop is not a 5x5 window of the source");
         }
         assert!(crops.iter().any(|c| *c != crops[0]));
+    }
+
+    #[test]
+    fn very_long_images_are_trimmed_to_their_centre_before_resizing() {
+        // 30×3: trimmed to the centred 12×3 (columns 9..21) before anything else.
+        let img = pattern(30, 3);
+        let random = Preprocess {
+            crop: Crop::Random,
+            ..Preprocess::eval(3)
+        };
+        for seed in 0..32 {
+            let rgb = random.apply(&img, seed).to_rgb8();
+            assert!(
+                (9..=18).any(|x| imageops::crop_imm(&img, x, 0, 3, 3).to_image() == rgb),
+                "seed {seed}: not a window of the centred 12×3"
+            );
+        }
+        // The centre crop is where it was.
+        let centre = Preprocess::eval(3).apply(&img, 0).to_rgb8();
+        assert_eq!(centre, imageops::crop_imm(&img, 13, 0, 3, 3).to_image());
+        // Tall too; and the cached resize gives what `apply` gives.
+        let strip = pattern(2, 5000);
+        let preprocess = Preprocess::train(64).with_resize(96);
+        let cached = preprocess.resize_image(strip.clone());
+        assert_eq!(cached.dimensions(), (96, 384));
+        for seed in 0..4 {
+            let direct = preprocess.apply(&strip, seed);
+            assert_eq!((direct.height, direct.width), (64, 64));
+            assert_eq!(direct, preprocess.apply(&cached, seed));
+        }
+        // A 20000×2 strip at 512 (7.8 GB resized whole) needs 2048×512 now.
+        let wide = pattern(20_000, 2);
+        let out = Preprocess::eval(512).apply(&wide, 0);
+        assert_eq!((out.height, out.width), (512, 512));
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub const MIN_IMAGE_SIZE: u32 = datasets::image_quality::SSIM_WINDOW as u32;
 pub const MAX_IMAGE_SIZE: u32 = 4096;
 /// Most image-decoding threads.
 pub const MAX_WORKERS: usize = 256;
+/// Most values in one weight tensor (a convolution's or the codebook): 1 GiB of f32. Widths and
+/// codebooks inside their own limits can still multiply to more than any machine holds (a
+/// 65536-wide 3×3 convolution has 38.7 G weights).
+pub const MAX_TENSOR_VALUES: usize = 1 << 28;
+/// Most memory the validation images may take (they are decoded once and kept, as f32).
+pub const MAX_VALIDATION_BYTES: usize = 4 << 30;
 
 /// Named starting points for a run; every field can be overridden from TOML or the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,6 +384,35 @@ impl RunConfig {
                 m.num_codes
             ));
         }
+        // The largest weights: a 4×4 sampling convolution between adjacent widths (RGB in
+        // front), a 3×3 residual convolution within a width, the codebook.
+        let widths: Vec<usize> = std::iter::once(3).chain(m.hidden.iter().copied()).collect();
+        let mut tensors: Vec<(usize, String)> = widths
+            .windows(2)
+            .map(|p| {
+                (
+                    p[0] * p[1] * 16,
+                    format!("{}→{} 4×4 convolution", p[0], p[1]),
+                )
+            })
+            .chain(
+                m.hidden
+                    .iter()
+                    .map(|&w| (w * w * 9, format!("{w}→{w} 3×3 convolution"))),
+            )
+            .collect();
+        tensors.push((
+            m.num_codes * m.code_dim,
+            format!("{}×{} codebook", m.num_codes, m.code_dim),
+        ));
+        if let Some((values, what)) = tensors.into_iter().max_by_key(|(v, _)| *v) {
+            if values > MAX_TENSOR_VALUES {
+                return Err(format!(
+                    "model.hidden / code_dim / num_codes make a {what} of {values} weights; at \
+                     most {MAX_TENSOR_VALUES} (1 GiB of f32) in one tensor"
+                ));
+            }
+        }
         if let ChannelAttention::Daam {
             num_heads,
             num_gaussians,
@@ -441,6 +476,19 @@ impl RunConfig {
         }
         if d.procedural_images == 0 {
             return Err("data.procedural_images must be positive".into());
+        }
+        // Validation images are decoded once and kept (the embedded set makes at least 8).
+        let side = d.resize_side() as usize;
+        let bytes = d.holdout.max(8).saturating_mul(side * side * 3 * 4);
+        if bytes > MAX_VALIDATION_BYTES {
+            return Err(format!(
+                "data.holdout ({}) at a {side}² validation side would keep {:.1} GiB of \
+                 validation images in memory; at most {} GiB (hold out fewer, or give --val a \
+                 smaller folder)",
+                d.holdout,
+                bytes as f64 / f64::from(1u32 << 30),
+                MAX_VALIDATION_BYTES >> 30
+            ));
         }
         let t = &self.train;
         if t.batch_size == 0 {
@@ -551,6 +599,20 @@ mod tests {
                 "model.num_codes (1000000000)",
             ),
             ("[model]\ncode_dim = 0", "model.code_dim (0)"),
+            // Each inside its own limit, but 256 GiB of weights (aborted the run).
+            (
+                "[model]\nhidden = [65536]\nnorm_groups = 4",
+                "make a 65536→65536 3×3 convolution of 38654705664 weights; at most 268435456",
+            ),
+            (
+                "[model]\ncode_dim = 65536\nnum_codes = 1048576",
+                "make a 1048576×65536 codebook of",
+            ),
+            // 10⁷ procedural validation images made before the first step (a hang, then OOM).
+            (
+                "[data]\nholdout = 10000000",
+                "data.holdout (10000000) at a 16² validation side would keep 28.6 GiB",
+            ),
             ("[model]\nhidden = [0, 16]", "model.hidden widths"),
             ("[model]\ncommitment = -1.0", "model.commitment (-1)"),
             ("[model]\ncommitment = nan", "model.commitment (NaN)"),

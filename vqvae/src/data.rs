@@ -369,6 +369,16 @@ pub struct LoadedImages {
 /// Loads every image of a source centre-cropped to `size` (validation and reconstruction
 /// inputs), skipping unreadable ones.
 pub fn load_all(source: &ImageSource, size: u32) -> LoadedImages {
+    load_all_until(source, size, &std::sync::atomic::AtomicBool::new(false)).expect("never stopped")
+}
+
+/// [`load_all`], checking `stop` before each image: `None` once it is set (Ctrl-C while a
+/// large validation folder loads stops at once; there is nothing to save yet).
+pub fn load_all_until(
+    source: &ImageSource,
+    size: u32,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<LoadedImages> {
     let preprocess = Preprocess {
         size,
         resize: size,
@@ -377,17 +387,29 @@ pub fn load_all(source: &ImageSource, size: u32) -> LoadedImages {
     };
     let (mut images, mut skipped) = (Vec::new(), Vec::new());
     for i in 0..source.len() {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         match source.load(i, &preprocess, 0) {
             Ok(image) => images.push((source.name(i), image)),
             Err(e) => skipped.push((source.name(i), datasets::error::with_causes(&e))),
         }
     }
-    LoadedImages { images, skipped }
+    Some(LoadedImages { images, skipped })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loading_stops_when_told() {
+        let source = ImageSource::open(None, 0, 4).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        assert!(load_all_until(&source, 8, &stop).is_none());
+        stop.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(load_all_until(&source, 8, &stop).unwrap().images.len(), 4);
+    }
 
     #[test]
     fn epoch_order_is_a_seeded_permutation() {

@@ -64,6 +64,12 @@ pub enum Error {
         /// Which input.
         what: String,
     },
+    /// Ctrl-C or SIGTERM came before the first step: nothing was trained, nothing saved.
+    #[error("interrupted while {during}: nothing was trained or saved")]
+    Interrupted {
+        /// What was under way.
+        during: String,
+    },
     /// Writing a figure failed.
     #[error("cannot write {path}: {message}")]
     Figure {

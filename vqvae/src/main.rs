@@ -16,7 +16,14 @@ fn main() -> std::process::ExitCode {
         Ok(status) => status,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            let interrupted = error
+                .chain()
+                .any(|e| matches!(e.downcast_ref(), Some(vqvae::Error::Interrupted { .. })));
+            if interrupted {
+                std::process::ExitCode::from(cli::INTERRUPTED)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -192,8 +192,23 @@ pub struct CodeFile {
     /// absent: the whole image at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tile: Option<usize>,
+    /// [`model_digest`] of the checkpoint's weights: `decode` with other weights of the same
+    /// codebook size would give other images. Absent in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_digest: Option<String>,
     /// One entry per image.
     pub images: Vec<ImageCodes>,
+}
+
+/// A digest (xxh3-64, hex) of a checkpoint folder's `model.bin`: what `reconstruct
+/// --export-codes` records and `decode` compares.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read.
+pub fn model_digest(checkpoint: &Path) -> Result<String> {
+    let path = checkpoint.join("model.bin");
+    let bytes = std::fs::read(&path).map_err(|source| Error::Io { path, source })?;
+    Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)))
 }
 
 /// The codes of one image, row-major `[height, width]`.
@@ -334,6 +349,7 @@ pub fn reconstruct<B: DaamBackend>(
             width: latent,
             num_codes,
             tile,
+            model_digest: Some(model_digest(&loaded.checkpoint)?),
             images: stems
                 .into_iter()
                 .zip(codes)
@@ -345,8 +361,9 @@ pub fn reconstruct<B: DaamBackend>(
     Ok(evaluation)
 }
 
-/// Reads and checks a code file against a model: sizes and ranges, naming the image.
-pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
+/// Reads and checks a code file against a model of `num_codes` codes and down-sampling factor
+/// `factor`: sizes and ranges, naming the image.
+pub fn read_codes(path: &Path, num_codes: usize, factor: usize) -> Result<CodeFile> {
     let bad = |message: String| Error::Codes {
         path: path.to_path_buf(),
         message,
@@ -362,11 +379,13 @@ pub fn read_codes(path: &Path, num_codes: usize) -> Result<CodeFile> {
             file.height, file.width
         )));
     }
-    // The grid becomes an image of (grid · factor)² pixels: refuse sizes no evaluation makes.
-    let max_grid = MAX_EVAL_SIZE as usize;
+    // The grid becomes an image of (grid · factor)² pixels: refuse sizes no evaluation makes
+    // (`reconstruct --size` is at most MAX_EVAL_SIZE pixels a side).
+    let max_grid = MAX_EVAL_SIZE as usize / factor.max(1);
     if file.height > max_grid || file.width > max_grid {
         return Err(bad(format!(
-            "the code grid is {}×{}: more than {max_grid} codes a side",
+            "the code grid is {}×{}: more than {max_grid} codes a side, the most `reconstruct` \
+             writes for this model ({MAX_EVAL_SIZE} pixels at factor {factor})",
             file.height, file.width
         )));
     }
@@ -445,7 +464,26 @@ pub fn decode<B: DaamBackend>(
     out: &Path,
     device: &B::Device,
 ) -> Result<Vec<(String, RgbImage)>> {
-    let file = read_codes(codes, loaded.config.model.num_codes)?;
+    let file = read_codes(
+        codes,
+        loaded.config.model.num_codes,
+        loaded.config.downsampling() as usize,
+    )?;
+    if let Some(recorded) = &file.model_digest {
+        let here = model_digest(&loaded.checkpoint)?;
+        if *recorded != here {
+            return Err(Error::Codes {
+                path: codes.to_path_buf(),
+                message: format!(
+                    "written by the weights of {} (digest {recorded}), and --checkpoint {} holds \
+                     other weights (digest {here}): decoding them would not give the images \
+                     `reconstruct` wrote; decode with the checkpoint the codes came from",
+                    file.checkpoint,
+                    loaded.checkpoint.display()
+                ),
+            });
+        }
+    }
     check_output_outside_runs(out)?;
     create_dir(out)?;
     let mut decoded = Vec::with_capacity(file.images.len());

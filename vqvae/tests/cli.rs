@@ -407,6 +407,20 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
             }),
             "the code grid is 0×0",
         ),
+        // The tiny preset's factor is 4: `reconstruct` writes at most 8192 / 4 codes a side;
+        // 4096² codes passed before and aborted on an 8 GiB allocation.
+        (
+            Box::new(|c| {
+                c["height"] = 2049.into();
+                c["width"] = 2049.into();
+            }),
+            "the code grid is 2049×2049: more than 2048 codes a side, the most `reconstruct` \
+             writes for this model (8192 pixels at factor 4)",
+        ),
+        (
+            Box::new(|c| c["model_digest"] = "0123456789abcdef".into()),
+            "(digest 0123456789abcdef), and --checkpoint",
+        ),
         (
             Box::new(|c| c["images"][0]["name"] = "../escaped".into()),
             "\"../escaped\" is not a plain file name",
@@ -1055,6 +1069,60 @@ fn a_nan_loss_stops_without_touching_the_last_checkpoint() {
         std::fs::read(run.join("step-00000002/model.bin")).unwrap(),
         before
     );
+}
+
+/// SIGTERM while the validation images load stops at once with status 130 and says nothing
+/// was saved; it used to promise a checkpoint "after this step" and go on loading (a large
+/// `--val` folder, or a huge holdout) until a second signal.
+#[test]
+fn an_interruption_while_loading_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 4);
+    // About a second of decoding and resizing on a fast machine, more on a slow one.
+    let val = dir.path().join("val");
+    datasets::write_procedural_folder(&val, 3, 48, 1024).expect("writes PNGs");
+    let run = dir.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args([
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            s(&data),
+            "--val",
+            s(&val),
+            "--resize",
+            "256",
+            "--max-steps",
+            "1000000",
+            "--out",
+            s(&run),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run folder's lock is taken just before the validation images load.
+    let started = std::time::Instant::now();
+    while !run.join(".lock").exists() {
+        assert!(started.elapsed().as_secs() < 60, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            "interrupted while loading the validation images: nothing was trained or saved"
+        ),
+        "{stderr}"
+    );
+    assert!(!run.join("latest").exists() && trajectory_len(&run) == 0);
 }
 
 #[test]

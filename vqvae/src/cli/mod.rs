@@ -378,8 +378,8 @@ where
                 std::process::exit(INTERRUPTED.into());
             }
             eprintln!(
-                "\ninterrupted (Ctrl-C or SIGTERM): saving a checkpoint after this step \
-                 (interrupt again to abort)"
+                "\ninterrupted (Ctrl-C or SIGTERM): stopping; a checkpoint is saved after the \
+                 current step, nothing before the first (interrupt again to abort)"
             );
         })
         .context("installing the Ctrl-C handler")?;

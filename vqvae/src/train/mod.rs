@@ -25,7 +25,7 @@ pub use metrics_log::MetricsLog;
 pub use schedule::{LrDecay, LrSchedule};
 
 use crate::config::RunConfig;
-use crate::data::{load_all, to_tensor, ImageSource, Prefetcher};
+use crate::data::{load_all_until, to_tensor, ImageSource, Prefetcher};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, reconstruct_all, Evaluation};
 use crate::grid::save_grid;
@@ -201,10 +201,15 @@ where
     let resize = config.data.resize_side();
     let train_source = train_source.cached(resize, config.data.cache_mb << 20);
     // Validation images are the centre square of the view training crops are taken from.
-    let crate::data::LoadedImages {
+    let Some(crate::data::LoadedImages {
         images: val_images,
         skipped: val_skipped,
-    } = load_all(&val_source, resize);
+    }) = load_all_until(&val_source, resize, &options.stop)
+    else {
+        return Err(Error::Interrupted {
+            during: "loading the validation images".into(),
+        });
+    };
     for (name, error) in &val_skipped {
         tracing::warn!("skipping unreadable validation image {name}: {error}");
     }
