@@ -187,7 +187,7 @@ pub fn markdown_table(results: &[ModelResult]) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {:.2} | {:.4} | {:.1}% |",
-            r.label,
+            r.label.replace('|', "\\|"),
             e.images,
             r.reconstructed_in,
             e.psnr,
@@ -204,17 +204,32 @@ fn csv_table(results: &[ModelResult]) -> String {
         for m in &r.evaluation.per_image {
             let _ = writeln!(
                 s,
-                "\"{}\",\"{}\",{:.4},{:.5}",
-                r.label, m.name, m.psnr, m.ssim
+                "{},{},{:.4},{:.5}",
+                csv_field(&r.label),
+                csv_field(&m.name),
+                m.psnr,
+                m.ssim
             );
         }
         let _ = writeln!(
             s,
-            "\"{}\",mean,{:.4},{:.5}",
-            r.label, r.evaluation.psnr, r.evaluation.ssim
+            "{},mean,{:.4},{:.5}",
+            csv_field(&r.label),
+            r.evaluation.psnr,
+            r.evaluation.ssim
         );
     }
     s
+}
+
+/// A CSV field as RFC 4180 writes it: quoted, with inner quotes doubled, when it holds a comma,
+/// a quote or a line break (file names and labels can); as it is otherwise.
+pub fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
 }
 
 /// Minimal HTML escaping for labels and names.
@@ -301,6 +316,14 @@ fn html_report(results: &[ModelResult], grids: &[(String, std::path::PathBuf)]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        assert_eq!(csv_field("photo.png"), "photo.png");
+        assert_eq!(csv_field("a,b.png"), "\"a,b.png\"");
+        assert_eq!(csv_field("x\"y"), "\"x\"\"y\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
 
     #[test]
     fn bicubic_floor_keeps_flat_images_and_blurs_detail() {

@@ -108,7 +108,7 @@ pub struct TrainSettings {
     pub checkpoint_every: u64,
     /// Write an original-vs-reconstruction grid every this many steps.
     pub sample_every: u64,
-    /// Checkpoints kept on disk (older ones are deleted).
+    /// Checkpoints kept on disk (older ones are deleted); 0 is taken as 1, the latest.
     pub keep_checkpoints: usize,
     /// Window, in steps, of the codebook usage and perplexity statistics.
     pub usage_window: u64,
@@ -533,7 +533,7 @@ impl RunConfig {
                 .with_norm_groups(m.norm_groups)
                 .with_sampling_norm(m.sampling_norm)
                 .with_attention(m.attention)
-                .with_seed(seed + 100),
+                .with_seed(seed.wrapping_add(100)),
         )
     }
 

@@ -330,7 +330,12 @@ pub fn reconstruct<B: DaamBackend>(
     }
     let mut csv = String::from("image,psnr,ssim\n");
     for m in &evaluation.per_image {
-        csv.push_str(&format!("{},{:.4},{:.5}\n", m.name, m.psnr, m.ssim));
+        csv.push_str(&format!(
+            "{},{:.4},{:.5}\n",
+            crate::compare::csv_field(&m.name),
+            m.psnr,
+            m.ssim
+        ));
     }
     csv.push_str(&format!(
         "mean,{:.4},{:.5}\n",

@@ -114,6 +114,51 @@ fn tiny_preset_overfits_a_handful_of_images() {
     assert!(run.join("latest").is_file() && run.join("config.json").is_file());
 }
 
+/// Validation figures that are training figures are said to be: `--val` the `--data` folder,
+/// `data.holdout = 0`, and a holdout the folder cannot give (each was silent).
+#[test]
+fn validation_on_training_images_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 3);
+    let train = |name: &str, extra: &[&str]| {
+        let run = dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            s(&data),
+            "--max-steps",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--out", s(&run)]);
+        ok_logged(&args)
+    };
+    let text = train("same", &["--val", s(&data)]);
+    assert!(
+        text.contains(
+            "validation images are training images, so the validation figures are \
+             training figures"
+        ),
+        "{text}"
+    );
+    for (holdout, expected) in [
+        ("0", "validating on the training images (data.holdout = 0)"),
+        (
+            "5",
+            "data.holdout (5) is more than 3 images allow: holding out 2 and training on 1",
+        ),
+    ] {
+        let config = dir.path().join(format!("h{holdout}.toml"));
+        std::fs::write(&config, format!("[data]\nholdout = {holdout}\n")).unwrap();
+        let text = train(&format!("h{holdout}"), &["--config", s(&config)]);
+        assert!(text.contains(expected), "holdout {holdout}: {text}");
+    }
+    let text = train("plain", &[]);
+    assert!(!text.contains("note: "), "{text}");
+}
+
 #[test]
 fn resuming_continues_the_same_trajectory() {
     let dir = tempfile::tempdir().unwrap();
@@ -380,6 +425,19 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
     let err = fails(&["train", "--preset", "tiny", "--out", s(&file)]);
     assert!(err.contains(&expected), "train: {err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    // A run inside --data or --val: its sample grids would be scanned as images next time.
+    let val_folder = images(&dir.path().join("val"), 2);
+    for flag in ["--data", "--val"] {
+        let folder = if flag == "--data" { &data } else { &val_folder };
+        let inside = folder.join("run");
+        let mut args = vec!["train", "--preset", "tiny", "--data", s(&data)];
+        args.extend(["--val", s(&val_folder), "--out", s(&inside)]);
+        let err = fails(&args);
+        assert!(
+            err.contains(&format!("is inside the {flag} folder")) && !inside.exists(),
+            "{flag}: {err}"
+        );
+    }
 
     let rec = dir.path().join("rec");
     ok(&[
@@ -686,6 +744,53 @@ fn compare_writes_table_grids_and_report() {
         s(&data),
     ]);
     assert!(err.contains("2 labels for 1 checkpoints"), "{err}");
+    // Rows are told apart by label: empty and repeated labels are refused; the same checkpoint
+    // twice is noted and its default label numbered; `|` does not break the markdown table.
+    let twice = |labels: &[&str]| {
+        let mut args = vec!["compare", "--checkpoint", s(&a), "--checkpoint", s(&a)];
+        for label in labels {
+            args.extend(["--label", label]);
+        }
+        let out = dir
+            .path()
+            .join(format!("cmp{}", labels.len() + labels.concat().len()));
+        args.extend(["--input", s(&data), "--out", s(&out)]);
+        (args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), out)
+    };
+    for (labels, expected) in [
+        (&["", "b"][..], "--label 1 is empty"),
+        (&["same", "same"][..], "--label \"same\" is given twice"),
+    ] {
+        let (args, _) = twice(labels);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = fails(&args);
+        assert!(err.contains(expected), "{labels:?}: {err}");
+    }
+    let (args, _) = twice(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = vqvae(&args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("| with (DAAM) | 4 |") && stdout.contains("| with (DAAM) [2] | 4 |"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("is the checkpoint of \"with (DAAM)\" again"),
+        "{stderr}"
+    );
+    let (args, out) = twice(&["a|b", "q\"uote,d"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stdout = ok(&args);
+    assert!(stdout.contains("| a\\|b | 4 |"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("comparison.csv")).unwrap();
+    assert!(
+        csv.lines().any(|l| l.starts_with("\"q\"\"uote,d\",mean,")),
+        "{csv}"
+    );
 }
 
 /// Dead-code restarts change the codebook (the loss departs from a run without them at the

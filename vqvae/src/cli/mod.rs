@@ -83,11 +83,13 @@ enum LrDecayArg {
 
 #[derive(Args, Debug)]
 struct TrainArgs {
-    /// Folder of training images, searched recursively (COCO train2017/ works as is). Without
-    /// it, trains on an embedded, seeded set of procedural images.
+    /// Folder of training images (.png, .jpg, .jpeg; other files are not read), searched
+    /// recursively (COCO train2017/ works as is). Without it, trains on an embedded, seeded set
+    /// of procedural images.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Folder of validation images. Without it, `data.holdout` images are held out.
+    /// Folder of validation images (.png, .jpg, .jpeg). Without it, `data.holdout` images are
+    /// held out.
     #[arg(long)]
     val: Option<PathBuf>,
     /// Starting configuration [default: small]. With --resume the run's stored one is used: a
@@ -174,7 +176,8 @@ struct ReconstructArgs {
     /// A run folder (its latest checkpoint) or one of its `step-*` folders.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// An image file or a folder of images (recursively).
+    /// An image file (any format the decoder reads) or a folder of images (.png, .jpg, .jpeg,
+    /// recursively).
     #[arg(long)]
     input: PathBuf,
     /// Output folder.
@@ -221,7 +224,8 @@ struct CompareArgs {
     /// Labels for the models, in the same order (default: run folder and attention).
     #[arg(long = "label")]
     labels: Vec<String>,
-    /// An image file or a folder of images.
+    /// An image file (any format the decoder reads) or a folder of images (.png, .jpg, .jpeg,
+    /// recursively).
     #[arg(long)]
     input: PathBuf,
     /// Output folder.
@@ -465,14 +469,43 @@ fn compare<B: DaamBackend>(args: &CompareArgs, device: &B::Device) -> Result<()>
             args.checkpoints.len()
         );
     }
-    let mut models = Vec::new();
+    // Rows are told apart by label (table, CSV, JSON, report).
+    for (i, label) in args.labels.iter().enumerate() {
+        if label.trim().is_empty() {
+            bail!(
+                "--label {} is empty: rows are told apart by their labels",
+                i + 1
+            );
+        }
+        if args.labels[..i].contains(label) {
+            bail!("--label {label:?} is given twice: rows are told apart by their labels");
+        }
+    }
+    let mut models: Vec<(String, vqvae::reconstruct::LoadedModel<B>)> = Vec::new();
     for (i, path) in args.checkpoints.iter().enumerate() {
         let loaded = vqvae::reconstruct::load::<B>(path, device)?;
-        let label = args
-            .labels
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| vqvae::compare::default_label(&loaded));
+        if let Some((label, _)) = models
+            .iter()
+            .find(|(_, m)| m.checkpoint == loaded.checkpoint)
+        {
+            eprintln!(
+                "note: --checkpoint {} is the checkpoint of {label:?} again",
+                path.display()
+            );
+        }
+        let label = match args.labels.get(i) {
+            Some(label) => label.clone(),
+            None => {
+                // Runs of the same name (`a/run`, `b/run`) or one checkpoint twice: the later
+                // ones get their position.
+                let label = vqvae::compare::default_label(&loaded);
+                if models.iter().any(|(l, _)| *l == label) {
+                    format!("{label} [{}]", i + 1)
+                } else {
+                    label
+                }
+            }
+        };
         models.push((label, loaded));
     }
     let results = vqvae::compare::compare(

@@ -56,7 +56,7 @@ pub struct EncoderConfig {
     /// Channel attention of the residual blocks.
     #[config(default = "ChannelAttention::PAPER")]
     pub attention: ChannelAttention,
-    /// Seed of the attention's scale init (block `i` uses `seed + i`).
+    /// Seed of the attention's scale init (block `i` uses `seed + i`, wrapping).
     #[config(default = 0)]
     pub seed: u64,
 }
@@ -98,7 +98,7 @@ impl EncoderConfig {
                     residual: DaamResidualBlockConfig::new(c_out)
                         .with_norm_groups(self.norm_groups)
                         .with_attention(self.attention)
-                        .with_seed(self.seed + i as u64)
+                        .with_seed(self.seed.wrapping_add(i as u64))
                         .init(device),
                 };
                 c_in = c_out;

@@ -7,7 +7,7 @@ mod metrics_log;
 mod phases;
 mod schedule;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -137,6 +137,79 @@ fn total_steps(config: &RunConfig, images: usize) -> u64 {
     }
 }
 
+/// What makes the reported validation figures something else than held-out figures: a
+/// validation set that is (or overlaps) the training set, or a holdout the folder cannot give.
+fn validation_notes(sources: &RunSources, source: &ImageSource, holdout: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    let Some(data) = &sources.data else {
+        return notes; // the embedded set holds out images of its own
+    };
+    match &sources.val {
+        Some(val) => {
+            let (d, v) = (daam::paths::resolved(data), daam::paths::resolved(val));
+            if let (Ok(d), Ok(v)) = (d, v) {
+                if d.starts_with(&v) || v.starts_with(&d) {
+                    notes.push(format!(
+                        "--val {} {} --data {}: validation images are training images, so the \
+                         validation figures are training figures",
+                        val.display(),
+                        if d == v { "is" } else { "overlaps" },
+                        data.display()
+                    ));
+                }
+            }
+        }
+        None => {
+            let len = source.len();
+            if holdout == 0 || len < 2 {
+                notes.push(format!(
+                    "validating on the training images ({}): the validation figures are \
+                     training figures; give --val or a data.holdout of at least 1",
+                    if holdout == 0 {
+                        "data.holdout = 0".to_string()
+                    } else {
+                        format!("{} holds one image", data.display())
+                    }
+                ));
+            } else if holdout > len - 1 {
+                notes.push(format!(
+                    "data.holdout ({holdout}) is more than {} images allow: holding out {} \
+                     and training on 1",
+                    len,
+                    len - 1
+                ));
+            }
+        }
+    }
+    notes
+}
+
+/// Refuses a run folder inside `--data` or `--val`: its sample grids (`samples/*.png`) would
+/// be read as training or validation images by the next scan, a resume included, and shift
+/// the seeded held-out split.
+fn check_run_outside_inputs(run: &Path, data: Option<&Path>, val: Option<&Path>) -> Result<()> {
+    let out = daam::paths::resolved(run).map_err(|source| Error::Io {
+        path: run.to_path_buf(),
+        source,
+    })?;
+    for (flag, folder) in [("--data", data), ("--val", val)] {
+        let Some(folder) = folder else { continue };
+        let Ok(folder) = daam::paths::resolved(folder) else {
+            continue; // a missing folder is reported where it is opened
+        };
+        if folder.is_dir() && out.starts_with(&folder) {
+            return Err(Error::Usage(format!(
+                "--out {} is inside the {flag} folder {}: its sample grids would be read as \
+                 images of that folder by the next scan (a --resume included); choose a run \
+                 folder outside it",
+                run.display(),
+                folder.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Trains a VQ-VAE as `config` says.
 ///
 /// # Errors
@@ -158,6 +231,7 @@ where
         message,
     })?;
     let run = &options.out;
+    check_run_outside_inputs(run, options.data.as_deref(), options.val.as_deref())?;
     crate::reconstruct::check_output_folder(run)?;
     let _lock = checkpoint::lock_run(run)?;
     let seed = config.train.seed;
@@ -184,6 +258,7 @@ where
         data: options.data.clone().or(stored.data),
         val: options.val.clone().or(stored.val),
     };
+    check_run_outside_inputs(run, sources.data.as_deref(), sources.val.as_deref())?;
     for (flag, given, used) in [
         ("--data", &options.data, &sources.data),
         ("--val", &options.val, &sources.val),
@@ -193,13 +268,16 @@ where
         }
     }
     let source = ImageSource::open(sources.data.as_deref(), seed, config.data.procedural_images)?;
+    for note in validation_notes(&sources, &source, config.data.holdout) {
+        observer.on_event(&format!("note: {note}"));
+    }
     let (train_source, val_source) = match &sources.val {
         Some(val) => (source, ImageSource::open(Some(val), seed, 0)?),
         None => source.split(config.data.holdout, seed),
     };
     let size = config.data.image_size;
     let resize = config.data.resize_side();
-    let train_source = train_source.cached(resize, config.data.cache_mb << 20);
+    let train_source = train_source.cached(resize, config.data.cache_mb.saturating_mul(1 << 20));
     // Validation images are the centre square of the view training crops are taken from.
     let Some(crate::data::LoadedImages {
         images: val_images,
