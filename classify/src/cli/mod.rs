@@ -986,12 +986,17 @@ fn synth(args: &SynthArgs) -> Result<()> {
         );
     }
     if args.split {
-        spec.write(&args.out.join("train"), "train")?;
         let test = SyntheticSpec {
             count: (args.count / 4).max(spec.num_classes),
             seed: args.seed ^ 0x7E57,
             ..spec.clone()
         };
+        // Both stores are checked before either is written.
+        for (spec, split) in [(&spec, "train"), (&test, "test")] {
+            spec.check()?;
+            classify::synthetic::refuse_existing_store(&args.out.join(split))?;
+        }
+        spec.write(&args.out.join("train"), "train")?;
         test.write(&args.out.join("test"), "test")?;
         println!("wrote {0}/train and {0}/test", args.out.display());
     } else {

@@ -670,6 +670,27 @@ fn bad_sizes_and_settings_are_refused_before_anything_is_written() {
         let out = classify(&["synth", "--out", path(&out_dir), flag, "0"]);
         refusals.check(&out, &format!("invalid value '0' for '{flag}"), &out_dir);
     }
+    // 10^10 values an item aborted on allocation after writing an empty store that validated.
+    let out_dir = dir.path().join("synth-huge");
+    let out = classify(&[
+        "synth",
+        "--out",
+        path(&out_dir),
+        "--count",
+        "10",
+        "--layers",
+        "100000",
+        "--d-model",
+        "100000",
+        "--signal-layers",
+        "1",
+    ]);
+    refusals.check(
+        &out,
+        "--layers × --d-model: 100000 × 100000 = 10000000000 values per item (40.0 GB as f32), \
+         more than the 4194304 values (16 MiB) synth writes per item",
+        &out_dir,
+    );
     for flag in ["--layers", "--d-model", "--classes"] {
         let out = classify(&["heads", flag, "0"]);
         refusals.check(
