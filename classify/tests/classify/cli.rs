@@ -699,6 +699,25 @@ fn bad_sizes_and_settings_are_refused_before_anything_is_written() {
             dir.path().join("none").as_path(),
         );
     }
+    // Parameter counts that overflow usize were printed wrapped, with exit status 0.
+    for (args, expected) in [
+        (
+            &["--classes", "18446744073709551615"][..],
+            "--layers 24 × --d-model 1024, --classes 18446744073709551615: the daam-v1 head \
+             would have more than 18446744073709551615 parameters (the count overflows): \
+             choose smaller sizes",
+        ),
+        (
+            &["--layers", "4294967296", "--d-model", "4294967296"][..],
+            "(the count overflows)",
+        ),
+    ] {
+        let out = classify(&[&["heads"][..], args].concat());
+        refusals.check(&out, expected, dir.path().join("none").as_path());
+        refusals.expect(!text(&out).contains("| head |"), || {
+            format!("heads printed a table before refusing:\n{}", text(&out))
+        });
+    }
     // A head that does not fit is listed without counts, with the reason.
     let out = classify(&["heads", "--layers", "5", "--d-model", "16"]);
     let listed = text(&out);
