@@ -792,6 +792,7 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
         stores.val_store(),
         &plan.val,
         record.layers.as_deref(),
+        &format!("run {} of {}", plan.label, args.method),
         device,
     )?;
     let out = run_dir.join("interpretation");

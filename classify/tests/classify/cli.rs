@@ -1236,3 +1236,56 @@ fn ignored_options_file_outs_and_unstarted_runs_are_named() {
     );
     refusals.assert_all();
 }
+
+/// A diverged run (`--lr 1e30`: the loss became NaN at epoch 2) left a model whose density
+/// weights are NaN: `report` printed `layer 0: NaN%`, wrote its plots and a JSON of nulls and
+/// exited 0, and `--ablate` ranked the layers by NaN and retrained on them. Both are refused
+/// now, naming the run, and nothing is written for it.
+#[test]
+fn a_diverged_run_is_neither_interpreted_nor_ablated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    synth_with(&store, 16, 2, &["--classes", "2"]);
+    let rep = dir.path().join("rep");
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--out",
+        path(&rep),
+        "--methods",
+        "daam-v2",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e30",
+    ]);
+    assert!(
+        text(&out).contains("the loss became NaN"),
+        "the run did not diverge as expected:\n{}",
+        text(&out)
+    );
+    let run = rep.join("runs/daam-v2/fold-1");
+    let mut refusals = Refusals::default();
+    for extra in [&[][..], &["--ablate", "2"][..]] {
+        let args = [
+            &["report", "--replication", path(&rep), "--method", "daam-v2"][..],
+            extra,
+        ]
+        .concat();
+        let out = classify(&args);
+        refusals.check(
+            &out,
+            "error: run fold-1 of daam-v2: the run diverged: 64 of its 128 density attention \
+             values are not finite (NaN or ±inf), so its Importance Factors mean nothing; \
+             nothing was interpreted or ablated: retrain it (e.g. with a lower --lr)",
+            &run.join("interpretation"),
+        );
+        refusals.expect(!rep.join("ablation").exists(), || {
+            format!("--ablate wrote {}", rep.join("ablation").display())
+        });
+    }
+    refusals.assert_all();
+}
