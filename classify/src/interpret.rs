@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use daam::{DaamBackend, ImportanceFactor, ImportanceSummary, ParameterRanges};
 use datasets::EmbeddingStore;
 use serde::Serialize;
@@ -24,18 +27,63 @@ pub struct Interpretation {
     pub layers_by_contribution: Vec<usize>,
 }
 
-/// Runs the head over `indices` of `store`, averaging its density weights.
+/// Counts the learned parameters of `model` that are not finite: `(not finite, all)`.
+pub fn non_finite_parameters<B: Backend, M: Module<B>>(model: &M) -> (usize, usize) {
+    struct Count {
+        bad: usize,
+        all: usize,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let values = param
+                .val()
+                .into_data()
+                .convert::<f64>()
+                .to_vec::<f64>()
+                .expect("f64 data");
+            self.all += values.len();
+            self.bad += values.iter().filter(|v| !v.is_finite()).count();
+        }
+    }
+    let mut count = Count { bad: 0, all: 0 };
+    model.visit(&mut count);
+    (count.bad, count.all)
+}
+
+/// The refusal of a diverged run: `what` in `what`, its values not finite.
+fn diverged(run: &str, what: String) -> Error {
+    Error::Interpretation {
+        what: run.to_owned(),
+        message: format!(
+            "the run diverged: {what} are not finite (NaN or ±inf), so its Importance Factors \
+             mean nothing; nothing was interpreted or ablated: retrain it (e.g. with a lower \
+             --lr)"
+        ),
+    }
+}
+
+/// Runs the head over `indices` of `store`, averaging its density weights. `run` names the
+/// run in errors (`run fold-1 of daam-v2`).
 ///
 /// # Errors
-/// [`Error::Store`] when the head records no density weights (MHA, GQA, mixture) or no item is
-/// given.
+/// [`Error::Interpretation`] when the head records no density weights (MHA, GQA, mixture) or
+/// no item is given, and, naming `run`, when a learned parameter or a density weight average
+/// is not finite (a diverged run: its layers would be ranked by NaN).
 pub fn interpret<B: DaamBackend>(
     model: &DatHead<B>,
     store: &EmbeddingStore,
     indices: &[usize],
     layers: Option<&[usize]>,
+    run: &str,
     device: &B::Device,
 ) -> Result<Interpretation> {
+    let (bad, all) = non_finite_parameters(model);
+    if bad > 0 {
+        return Err(diverged(
+            run,
+            format!("{bad} of its {all} learned parameters"),
+        ));
+    }
     let num_layers = layers.map_or(store.num_layers(), <[usize]>::len);
     let mut factor = ImportanceFactor::new(num_layers, store.d_model());
     for chunk in indices.chunks(64) {
@@ -57,6 +105,19 @@ pub fn interpret<B: DaamBackend>(
         what: "Importance Factor".into(),
         message: e.to_string(),
     })?;
+    for (name, values) in [
+        ("density attention", &importance.density_attention),
+        ("Importance Factor", &importance.importance),
+        ("layer contribution", &importance.layer_contribution),
+    ] {
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(diverged(
+                run,
+                format!("{bad} of its {} {name} values", values.len()),
+            ));
+        }
+    }
     let ranges = match &model.attention {
         LayerAttention::Daam(daam) => Some(ParameterRanges::of(daam)),
         LayerAttention::GqDaam(gq) => Some(ParameterRanges::of(&gq.daam)),
@@ -111,5 +172,54 @@ impl Interpretation {
             source,
         })?;
         write_atomic(&path, json.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::ModuleMapper;
+
+    use super::*;
+    use crate::head::{DatHeadConfig, HeadKind};
+    use crate::synthetic::SyntheticSpec;
+    use crate::tests::TestBackend;
+
+    /// Every parameter times NaN.
+    struct Poison;
+    impl<B: Backend> ModuleMapper<B> for Poison {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            Param::from_mapped_value(id, tensor.mul_scalar(f32::NAN), mapper)
+        }
+    }
+
+    /// A head whose learned parameters are NaN (a diverged run's last save) is refused, naming
+    /// the run, before its layers are ranked by NaN.
+    #[test]
+    fn a_head_with_non_finite_parameters_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        SyntheticSpec::small(8, 1).write(dir.path(), "all").unwrap();
+        let store = EmbeddingStore::open(dir.path()).unwrap();
+        let device = Default::default();
+        let head = DatHeadConfig::new(HeadKind::DaamV2, 8, 16, 4)
+            .with_conv_channels(2)
+            .init::<TestBackend>(&device);
+        let indices: Vec<usize> = (0..8).collect();
+        let run = "run fold-1 of daam-v2";
+        assert!(interpret(&head, &store, &indices, None, run, &device).is_ok());
+        let (_, all) = non_finite_parameters(&head);
+        let head = head.map(&mut Poison);
+        assert_eq!(non_finite_parameters(&head), (all, all));
+        let error = interpret(&head, &store, &indices, None, run, &device)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "run fold-1 of daam-v2: the run diverged: {all} of its {all} learned parameters \
+                 are not finite (NaN or ±inf), so its Importance Factors mean nothing; nothing \
+                 was interpreted or ablated: retrain it (e.g. with a lower --lr)"
+            )
+        );
     }
 }

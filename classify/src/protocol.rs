@@ -241,7 +241,9 @@ pub fn plan_runs(
                 .into_iter()
                 .enumerate()
                 .map(|(k, group)| {
-                    let seed = settings.seed + k as u64;
+                    // Wraps on purpose: `--seed 18446744073709551615` gives the next run seed 0
+                    // (plain `+` wrapped silently in release and panicked in debug builds).
+                    let seed = settings.seed.wrapping_add(k as u64);
                     let (val, rest): (Vec<usize>, Vec<usize>) =
                         (0..groups.len()).partition(|&i| groups[i] == group);
                     let (train, dev) = carve(rest, seed);
@@ -257,7 +259,9 @@ pub fn plan_runs(
         }
         Protocol::Seeds { runs: default } => (0..runs.unwrap_or(default))
             .map(|r| {
-                let seed = settings.seed + r as u64;
+                // Wraps on purpose: `--seed 18446744073709551615` gives the next run seed 0
+                // (plain `+` wrapped silently in release and panicked in debug builds).
+                let seed = settings.seed.wrapping_add(r as u64);
                 let (train, dev) = carve((0..stores.train.len()).collect(), seed);
                 RunPlan {
                     label: format!("seed-{}", r + 1),

@@ -47,7 +47,7 @@ pub struct ReplicationRecord {
     pub embeddings: PathBuf,
     /// Methods asked for.
     pub methods: Vec<HeadKind>,
-    /// Settings of every run (each run's seed is `seed + run index`).
+    /// Settings of every run (each run's seed is `seed + run index`, wrapping past `u64::MAX` to 0).
     pub settings: TrainSettings,
     /// Seeded-run count override.
     pub runs: Option<usize>,

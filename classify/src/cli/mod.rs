@@ -153,7 +153,7 @@ struct ReplicateArgs {
     /// IEMOCAP: its runs are the store's leave-one-session-out folds, one per group.
     #[arg(long, value_parser = positive)]
     runs: Option<usize>,
-    /// Base seed (run k uses seed + k).
+    /// Base seed (run k uses seed + k, wrapping past 18446744073709551615 to 0).
     #[arg(long)]
     seed: Option<u64>,
     /// Fraction of training items held out to choose the epoch for the second protocol
@@ -490,6 +490,21 @@ enum TargetArg {
 }
 
 fn heads(args: &HeadsArgs) -> Result<()> {
+    // Counts that overflow are refused before the table starts (they wrapped to nonsense).
+    for kind in HeadKind::ALL {
+        let config = DatHeadConfig::new(kind, args.layers, args.d_model, args.classes);
+        if config.check().is_ok() && ParamCount::checked_of_config(&config).is_none() {
+            bail!(
+                "--layers {} × --d-model {}, --classes {}: the {} head would have more than \
+                 {} parameters (the count overflows): choose smaller sizes",
+                args.layers,
+                args.d_model,
+                args.classes,
+                kind.name(),
+                usize::MAX
+            );
+        }
+    }
     println!(
         "Heads for {} layers × {} features, {} classes\n",
         args.layers, args.d_model, args.classes
@@ -777,6 +792,7 @@ fn report_cmd<B: daam::DaamBackend>(args: &ReportArgs, device: &B::Device) -> Re
         stores.val_store(),
         &plan.val,
         record.layers.as_deref(),
+        &format!("run {} of {}", plan.label, args.method),
         device,
     )?;
     let out = run_dir.join("interpretation");
@@ -986,12 +1002,17 @@ fn synth(args: &SynthArgs) -> Result<()> {
         );
     }
     if args.split {
-        spec.write(&args.out.join("train"), "train")?;
         let test = SyntheticSpec {
             count: (args.count / 4).max(spec.num_classes),
             seed: args.seed ^ 0x7E57,
             ..spec.clone()
         };
+        // Both stores are checked before either is written.
+        for (spec, split) in [(&spec, "train"), (&test, "test")] {
+            spec.check()?;
+            classify::synthetic::refuse_existing_store(&args.out.join(split))?;
+        }
+        spec.write(&args.out.join("train"), "train")?;
         test.write(&args.out.join("test"), "test")?;
         println!("wrote {0}/train and {0}/test", args.out.display());
     } else {

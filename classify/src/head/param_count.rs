@@ -41,21 +41,38 @@ impl ParamCount {
     /// Counts the parameters of the head `config` describes, without building it.
     ///
     /// Closed forms, checked against [`ParamCount::of`] in the tests.
+    ///
+    /// # Panics
+    /// When a count does not fit a `usize` ([`Self::checked_of_config`] says so instead).
     pub fn of_config(config: &DatHeadConfig) -> Self {
+        Self::checked_of_config(config).unwrap_or_else(|| {
+            panic!(
+                "the parameter count of a {} head of {} layers × {} features, {} classes \
+                 overflows usize",
+                config.kind.name(),
+                config.num_layers,
+                config.d_model,
+                config.num_classes
+            )
+        })
+    }
+
+    /// [`Self::of_config`], or `None` when a part or the total does not fit a `usize` (sizes
+    /// from the command line, which wrapped to nonsense in release builds).
+    pub fn checked_of_config(config: &DatHeadConfig) -> Option<Self> {
+        use super::layer_attention::{GQA_KV_HEADS, GQA_QUERY_HEADS, GQA_WIDTH};
         let (l, d, c, k) = (
             config.num_layers,
             config.d_model,
             config.num_classes,
             config.conv_channels,
         );
-        let linear = |i: usize, o: usize| i * o + o;
+        let linear = |i: usize, o: usize| i.checked_mul(o)?.checked_add(o);
         let gqa = {
-            let kv = super::layer_attention::GQA_WIDTH / super::layer_attention::GQA_QUERY_HEADS
-                * super::layer_attention::GQA_KV_HEADS;
-            let w = super::layer_attention::GQA_WIDTH;
-            2 * linear(w, w) + 2 * linear(w, kv)
+            let kv = GQA_WIDTH / GQA_QUERY_HEADS * GQA_KV_HEADS;
+            2 * (GQA_WIDTH * GQA_WIDTH + GQA_WIDTH) + 2 * (GQA_WIDTH * kv + kv)
         };
-        let mha = 4 * linear(d, d);
+        let mha = linear(d, d)?.checked_mul(4)?;
         let attention = match config.kind {
             HeadKind::DaamV1 | HeadKind::DaamV2 => {
                 let heads = if config.kind == HeadKind::DaamV1 {
@@ -63,20 +80,27 @@ impl ParamCount {
                 } else {
                     1
                 };
-                2 * heads * d
+                d.checked_mul(2 * heads)?
             }
             HeadKind::Mixture => 2 * 8 * 4,
-            HeadKind::GqDaam => 2 * 8 * d + linear(d, super::layer_attention::GQA_WIDTH) + gqa,
+            HeadKind::GqDaam => d
+                .checked_mul(2 * 8)?
+                .checked_add(linear(d, GQA_WIDTH)?)?
+                .checked_add(gqa)?,
             HeadKind::Mha => mha,
-            HeadKind::MhaBn => mha + 2 * l,
-            HeadKind::Gqa => linear(d, super::layer_attention::GQA_WIDTH) + gqa,
+            HeadKind::MhaBn => mha.checked_add(l.checked_mul(2)?)?,
+            HeadKind::Gqa => linear(d, GQA_WIDTH)?.checked_add(gqa)?,
         };
         let width = config.kind.output_width(d);
-        Self {
+        let conv = l.checked_mul(k)?.checked_mul(9)?;
+        let count = Self {
             attention,
-            convs: (l * k * 9 + k) + (k * l * 9 + l),
-            fc: linear(l * width, c),
-        }
+            convs: conv.checked_add(k)?.checked_add(conv)?.checked_add(l)?,
+            fc: linear(l.checked_mul(width)?, c)?,
+        };
+        // `total` adds the parts.
+        attention.checked_add(count.convs)?.checked_add(count.fc)?;
+        Some(count)
     }
 
     /// Everything.
@@ -245,6 +269,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `classify heads --classes 18446744073709551615` printed wrapped counts (fc
+    /// 18446744073709527039, less than the total).
+    #[test]
+    fn counts_that_overflow_are_none() {
+        let huge = DatHeadConfig::new(HeadKind::DaamV2, 24, 1024, usize::MAX);
+        assert_eq!(ParamCount::checked_of_config(&huge), None);
+        let wide = DatHeadConfig::new(HeadKind::Mha, 1, usize::MAX / 2, 4);
+        assert_eq!(ParamCount::checked_of_config(&wide), None);
+        // The fc part fits, the total does not.
+        let fc_fits = DatHeadConfig::new(HeadKind::DaamV2, 1, 1, usize::MAX / 2 - 1);
+        assert_eq!(ParamCount::checked_of_config(&fc_fits), None);
+        let normal = DatHeadConfig::new(HeadKind::GqDaam, 24, 1024, 4);
+        assert_eq!(
+            ParamCount::checked_of_config(&normal),
+            Some(ParamCount::of_config(&normal))
+        );
     }
 
     #[test]

@@ -427,6 +427,15 @@ pub fn load_head<B: Backend>(
     path: &Path,
     device: &B::Device,
 ) -> Result<DatHead<B>> {
+    if !path.exists() {
+        // burn's error for it read "does not fit this head's configuration (or is corrupt)".
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "the file is missing (the run did not save a model): rerun the \
+                      replication's command to train the run, or give --run with a finished run"
+                .into(),
+        });
+    }
     config
         .init::<B>(device)
         .load_file(path.to_path_buf(), &HeadRecorder::new(), device)
@@ -439,6 +448,24 @@ pub fn load_head<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_checkpoint_is_called_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bin");
+        let config = DatHeadConfig::new(crate::head::HeadKind::DaamV2, 2, 4, 2);
+        let error = load_head::<crate::tests::TestBackend>(&config, &path, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "checkpoint {}: the file is missing (the run did not save a model): rerun the \
+                 replication's command to train the run, or give --run with a finished run",
+                path.display()
+            )
+        );
+    }
 
     #[test]
     fn accuracy_weighted_and_unweighted() {

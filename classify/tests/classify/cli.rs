@@ -670,6 +670,27 @@ fn bad_sizes_and_settings_are_refused_before_anything_is_written() {
         let out = classify(&["synth", "--out", path(&out_dir), flag, "0"]);
         refusals.check(&out, &format!("invalid value '0' for '{flag}"), &out_dir);
     }
+    // 10^10 values an item aborted on allocation after writing an empty store that validated.
+    let out_dir = dir.path().join("synth-huge");
+    let out = classify(&[
+        "synth",
+        "--out",
+        path(&out_dir),
+        "--count",
+        "10",
+        "--layers",
+        "100000",
+        "--d-model",
+        "100000",
+        "--signal-layers",
+        "1",
+    ]);
+    refusals.check(
+        &out,
+        "--layers × --d-model: 100000 × 100000 = 10000000000 values per item (40.0 GB as f32), \
+         more than the 4194304 values (16 MiB) synth writes per item",
+        &out_dir,
+    );
     for flag in ["--layers", "--d-model", "--classes"] {
         let out = classify(&["heads", flag, "0"]);
         refusals.check(
@@ -677,6 +698,25 @@ fn bad_sizes_and_settings_are_refused_before_anything_is_written() {
             "must be at least 1",
             dir.path().join("none").as_path(),
         );
+    }
+    // Parameter counts that overflow usize were printed wrapped, with exit status 0.
+    for (args, expected) in [
+        (
+            &["--classes", "18446744073709551615"][..],
+            "--layers 24 × --d-model 1024, --classes 18446744073709551615: the daam-v1 head \
+             would have more than 18446744073709551615 parameters (the count overflows): \
+             choose smaller sizes",
+        ),
+        (
+            &["--layers", "4294967296", "--d-model", "4294967296"][..],
+            "(the count overflows)",
+        ),
+    ] {
+        let out = classify(&[&["heads"][..], args].concat());
+        refusals.check(&out, expected, dir.path().join("none").as_path());
+        refusals.expect(!text(&out).contains("| head |"), || {
+            format!("heads printed a table before refusing:\n{}", text(&out))
+        });
     }
     // A head that does not fit is listed without counts, with the reason.
     let out = classify(&["heads", "--layers", "5", "--d-model", "16"]);
@@ -1194,5 +1234,58 @@ fn ignored_options_file_outs_and_unstarted_runs_are_named() {
         "run fold-1 of daam-v2 has not started",
         &out.join("runs/daam-v2"),
     );
+    refusals.assert_all();
+}
+
+/// A diverged run (`--lr 1e30`: the loss became NaN at epoch 2) left a model whose density
+/// weights are NaN: `report` printed `layer 0: NaN%`, wrote its plots and a JSON of nulls and
+/// exited 0, and `--ablate` ranked the layers by NaN and retrained on them. Both are refused
+/// now, naming the run, and nothing is written for it.
+#[test]
+fn a_diverged_run_is_neither_interpreted_nor_ablated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    synth_with(&store, 16, 2, &["--classes", "2"]);
+    let rep = dir.path().join("rep");
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--out",
+        path(&rep),
+        "--methods",
+        "daam-v2",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e30",
+    ]);
+    assert!(
+        text(&out).contains("the loss became NaN"),
+        "the run did not diverge as expected:\n{}",
+        text(&out)
+    );
+    let run = rep.join("runs/daam-v2/fold-1");
+    let mut refusals = Refusals::default();
+    for extra in [&[][..], &["--ablate", "2"][..]] {
+        let args = [
+            &["report", "--replication", path(&rep), "--method", "daam-v2"][..],
+            extra,
+        ]
+        .concat();
+        let out = classify(&args);
+        refusals.check(
+            &out,
+            "error: run fold-1 of daam-v2: the run diverged: 64 of its 128 density attention \
+             values are not finite (NaN or ±inf), so its Importance Factors mean nothing; \
+             nothing was interpreted or ablated: retrain it (e.g. with a lower --lr)",
+            &run.join("interpretation"),
+        );
+        refusals.expect(!rep.join("ablation").exists(), || {
+            format!("--ablate wrote {}", rep.join("ablation").display())
+        });
+    }
     refusals.assert_all();
 }

@@ -290,6 +290,22 @@ fn folds_and_seeds_keep_items_apart() {
     );
 }
 
+/// `--seed 18446744073709551615`: the runs after the first wrap to seed 0, 1, ... on purpose
+/// (`seed + k` panicked in debug builds; release builds wrap either way).
+#[test]
+fn run_seeds_wrap_past_the_largest_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    SyntheticSpec::small(16, 1)
+        .write(&dir.path().join("all"), "all")
+        .unwrap();
+    let mut s = settings(1, 1e-3);
+    s.seed = u64::MAX;
+    let stores = Stores::open(&dir.path().join("all"), Task::Iemocap.protocol()).unwrap();
+    let plans = plan_runs(&stores, Task::Iemocap.protocol(), &s, None);
+    let seeds: Vec<u64> = plans.iter().map(|p| p.seed).collect();
+    assert_eq!(seeds, [u64::MAX, 0, 1, 2]);
+}
+
 #[test]
 fn mismatched_stores_are_named() {
     let dir = tempfile::tempdir().unwrap();
