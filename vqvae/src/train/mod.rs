@@ -369,6 +369,9 @@ where
             config.train.max_steps,
         ));
     }
+    for note in config.train.schedule.notes(total_steps) {
+        observer.on_event(&format!("note: {note}"));
+    }
     let preprocess = Preprocess {
         size,
         resize,

@@ -47,6 +47,28 @@ impl Default for LrSchedule {
 }
 
 impl LrSchedule {
+    /// What in this schedule a run of `total_steps` steps never reaches: a warm-up longer than
+    /// the run (the rate never gets to the base rate) and a decay that starts at or after its
+    /// last step (no decay).
+    pub fn notes(&self, total_steps: u64) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.warmup_steps > total_steps {
+            notes.push(format!(
+                "the warm-up ({} steps) is longer than the run ({total_steps} steps): the rate \
+                 never reaches --lr",
+                self.warmup_steps
+            ));
+        }
+        if self.decay != LrDecay::None && self.decay_start >= total_steps {
+            notes.push(format!(
+                "the decay starts at step {}, at or after the run's last ({total_steps}): the \
+                 rate does not decay",
+                self.decay_start
+            ));
+        }
+        notes
+    }
+
     /// The rate of the step that follows `step` completed steps, in a run of `total_steps`.
     pub fn rate(&self, base: f64, step: u64, total_steps: u64) -> f64 {
         if step < self.warmup_steps {
@@ -82,6 +104,22 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_the_run_never_reaches_are_noted() {
+        let schedule = LrSchedule {
+            warmup_steps: 100,
+            decay: LrDecay::Cosine,
+            decay_start: 50,
+            final_fraction: 0.1,
+        };
+        assert!(schedule.notes(200).is_empty());
+        let notes = schedule.notes(40);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("the warm-up (100 steps) is longer than the run (40 steps)"));
+        assert!(notes[1].contains("the decay starts at step 50, at or after the run's last (40)"));
+        assert!(LrSchedule::default().notes(1).is_empty());
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
