@@ -53,6 +53,19 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// After an epoch whose losses were finite, the head's weights or outputs are not.
+    #[error(
+        "{what}: the run diverged at epoch {epoch}: {message}; its accuracies would be those of \
+         a broken model, so the run stops: retrain with a lower --lr"
+    )]
+    Diverged {
+        /// The run.
+        what: String,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// What is not finite.
+        message: String,
+    },
     /// The training loss became NaN or infinite.
     #[error("{what}: the loss became {value} at epoch {epoch}, step {step}")]
     NonFiniteLoss {

@@ -88,6 +88,10 @@ pub struct Report {
     pub task: String,
     /// One row per method.
     pub rows: Vec<MethodRow>,
+    /// Runs left out of the table because they have not finished (no `result.json`: an
+    /// interrupted run): `method/run (k epochs logged)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unfinished: Vec<String>,
 }
 
 fn run_order(label: &str) -> (String, usize) {
@@ -110,16 +114,29 @@ pub fn build_report(out: &Path, task: &str) -> Result<Report> {
             .unwrap_or(usize::MAX)
     });
     let mut rows = Vec::new();
+    let mut unfinished = Vec::new();
     for method in methods {
         let mut labels = list_dirs(&runs_dir.join(&method))?;
         labels.sort_by_key(|l| run_order(l));
         let mut runs = Vec::new();
         for label in labels {
-            let metrics = runs_dir.join(&method).join(&label).join("metrics.csv");
+            let run = runs_dir.join(&method).join(&label);
+            let metrics = run.join("metrics.csv");
             if !metrics.exists() {
                 continue;
             }
-            if let Some(score) = score_run(&label, &read_metrics(&metrics)?) {
+            let records = read_metrics(&metrics)?;
+            // `result.json` marks a finished run (as `replicate` reads it): an interrupted
+            // one's best epoch so far is no result.
+            if !run.join("result.json").is_file() {
+                unfinished.push(format!(
+                    "{method}/{label} ({} epoch{} logged)",
+                    records.len(),
+                    if records.len() == 1 { "" } else { "s" }
+                ));
+                continue;
+            }
+            if let Some(score) = score_run(&label, &records) {
                 runs.push(score);
             }
         }
@@ -147,6 +164,7 @@ pub fn build_report(out: &Path, task: &str) -> Result<Report> {
     Ok(Report {
         task: task.to_string(),
         rows,
+        unfinished,
     })
 }
 
@@ -243,6 +261,14 @@ impl Report {
             &|row| row.best_on_val_unweighted,
         );
         md.push_str("σ is the population standard deviation over runs, as in the paper.\n");
+        if !self.unfinished.is_empty() {
+            let _ = writeln!(
+                md,
+                "Not in the tables, not finished (interrupted; rerun `replicate` to finish them): \
+                 {}.",
+                self.unfinished.join(", ")
+            );
+        }
         if partial {
             md.push_str(
                 "(n = k): the method has k of the table's runs; its mean ± σ is over those k \
@@ -366,6 +392,7 @@ mod tests {
                 row("daam-v1", &[("seed-1", 0.5), ("seed-3", 0.7)]),
                 row("mha", &[("seed-1", 0.1), ("seed-2", 0.2), ("seed-3", 0.3)]),
             ],
+            unfinished: Vec::new(),
         };
         let md = report.markdown();
         let line = |method: &str| {
@@ -385,6 +412,7 @@ mod tests {
         let full = Report {
             task: "cifar100".into(),
             rows: vec![row("mha", &[("seed-1", 0.1), ("seed-2", 0.2)])],
+            unfinished: Vec::new(),
         };
         assert!(!full.markdown().contains("(n ="));
     }

@@ -195,18 +195,23 @@ pub struct Accuracy {
     pub unweighted: f64,
 }
 
-/// Predicted classes of `indices`.
+/// Predicted classes of `indices`, and how many of them came from logits that are not all
+/// finite (a diverged head: its argmax means nothing).
 pub fn predict<B: DaamBackend>(
     model: &DatHead<B>,
     store: &EmbeddingStore,
     indices: &[usize],
     layers: Option<&[usize]>,
     device: &B::Device,
-) -> Vec<usize> {
+) -> (Vec<usize>, usize) {
     let mut predictions = Vec::with_capacity(indices.len());
+    let mut non_finite = 0;
     for chunk in indices.chunks(64) {
         let (x, _) = batch_tensors::<B>(store, chunk, layers, device);
-        let classes = model.forward(x).argmax(1).into_data();
+        let logits = model.forward(x);
+        let bad = logits.clone().is_nan().bool_or(logits.clone().is_inf());
+        non_finite += bad.any_dim(1).int().sum().into_scalar().elem::<i64>() as usize;
+        let classes = logits.argmax(1).into_data();
         predictions.extend(
             classes
                 .convert::<i64>()
@@ -216,7 +221,7 @@ pub fn predict<B: DaamBackend>(
                 .map(|c| c as usize),
         );
     }
-    predictions
+    (predictions, non_finite)
 }
 
 /// WA and UA of `predictions` against `labels`.
@@ -253,13 +258,16 @@ fn evaluate<B: DaamBackend>(
     indices: &[usize],
     layers: Option<&[usize]>,
     device: &B::Device,
-) -> Accuracy {
-    let predictions = predict(model, store, indices, layers, device);
+) -> (Accuracy, usize) {
+    let (predictions, non_finite) = predict(model, store, indices, layers, device);
     let labels: Vec<usize> = indices
         .iter()
         .map(|&i| store.labels()[i] as usize)
         .collect();
-    accuracy(&predictions, &labels, store.class_names().len())
+    (
+        accuracy(&predictions, &labels, store.class_names().len()),
+        non_finite,
+    )
 }
 
 /// Files a run writes in its folder.
@@ -285,7 +293,8 @@ impl RunFiles {
 /// in `dir`. Returns the epoch records.
 ///
 /// # Errors
-/// I/O failures, [`Error::NonFiniteLoss`], [`Error::Interrupted`] when the observer asks.
+/// I/O failures, [`Error::NonFiniteLoss`], [`Error::Diverged`] (weights or outputs not
+/// finite after an epoch), [`Error::Interrupted`] when the observer asks.
 ///
 /// # Panics
 /// If the stores' sizes do not fit `head` (callers check them first).
@@ -367,9 +376,31 @@ where
             ));
         }
 
+        // The loss of each step was finite, but the last update can still leave the head
+        // diverged (NaN or infinite weights, or outputs that overflow): its accuracies would
+        // be the argmax of NaN, recorded and reported as a result.
+        let (bad, all) = crate::interpret::non_finite_parameters(&model);
+        if bad > 0 {
+            return Err(Error::Diverged {
+                what: dir.display().to_string(),
+                epoch,
+                message: format!("{bad} of its {all} parameters are not finite"),
+            });
+        }
         let valid = model.valid();
-        let val = evaluate(&valid, data.val, &data.val_indices, layers, device);
-        let dev = evaluate(&valid, data.train, &data.dev_indices, layers, device);
+        let (val, val_bad) = evaluate(&valid, data.val, &data.val_indices, layers, device);
+        let (dev, dev_bad) = evaluate(&valid, data.train, &data.dev_indices, layers, device);
+        if val_bad + dev_bad > 0 {
+            return Err(Error::Diverged {
+                what: dir.display().to_string(),
+                epoch,
+                message: format!(
+                    "its outputs for {} of the {} validation and dev items are not finite",
+                    val_bad + dev_bad,
+                    data.val_indices.len() + data.dev_indices.len()
+                ),
+            });
+        }
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / steps.max(1) as f64,

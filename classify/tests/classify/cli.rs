@@ -1178,9 +1178,11 @@ fn reruns_with_other_runs_say_which_runs_the_report_mixes() {
             path(&out),
         ])
     };
-    let first = replicate("mha", "2");
+    let first = replicate("mha", "3");
     assert!(first.status.success(), "{}", text(&first));
     assert!(!text(&first).contains("does not plan"), "{}", text(&first));
+    // mha's seed-3 as an interrupted run leaves it: metrics, no result.json.
+    std::fs::remove_file(out.join("runs/mha/seed-3/result.json")).unwrap();
     let second = replicate("gqa", "1");
     assert!(second.status.success(), "{}", text(&second));
     assert!(
@@ -1197,8 +1199,20 @@ fn reruns_with_other_runs_say_which_runs_the_report_mixes() {
         gqa.contains(" | – | ") && gqa.ends_with("(n = 1) |"),
         "{report}"
     );
+    // The unfinished run is out of the tables, and said to be.
+    assert!(
+        report.contains("| method | R1 | R2 | mean ± σ |"),
+        "{report}"
+    );
     let mha = report.lines().find(|l| l.starts_with("| mha |")).unwrap();
     assert!(!mha.contains("(n ="), "{report}");
+    assert!(
+        report.contains(
+            "Not in the tables, not finished (interrupted; rerun `replicate` to finish them): \
+             mha/seed-3 (1 epoch logged)."
+        ),
+        "{report}"
+    );
 }
 
 /// Options that would be ignored, an `--out` that is a file, and a run that has not started
@@ -1245,7 +1259,24 @@ fn ignored_options_file_outs_and_unstarted_runs_are_named() {
 fn a_diverged_run_is_neither_interpreted_nor_ablated() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    synth_with(&store, 16, 2, &["--classes", "2"]);
+    let made = classify(&[
+        "synth",
+        "--out",
+        path(&store),
+        "--count",
+        "16",
+        "--layers",
+        "8",
+        "--d-model",
+        "8",
+        "--classes",
+        "2",
+        "--groups",
+        "2",
+        "--signal-layers",
+        "1,2",
+    ]);
+    assert!(made.status.success(), "{}", text(&made));
     let rep = dir.path().join("rep");
     let out = classify(&[
         "replicate",
@@ -1258,15 +1289,23 @@ fn a_diverged_run_is_neither_interpreted_nor_ablated() {
         "--methods",
         "daam-v2",
         "--epochs",
-        "3",
+        "1",
         "--lr",
-        "1e30",
+        "1e10",
     ]);
+    // Fold 2's outputs overflow in its first epoch: the run stops, recording nothing (its
+    // accuracies were the argmax of NaN, and were reported). Fold 1's outputs on its
+    // validation and dev items stayed finite, so it finished, but its densities are not.
     assert!(
-        text(&out).contains("the loss became NaN"),
+        !out.status.success()
+            && text(&out).contains(
+                "fold-2: the run diverged at epoch 1: its outputs for 9 of the 9 validation and \
+                 dev items are not finite"
+            ),
         "the run did not diverge as expected:\n{}",
         text(&out)
     );
+    assert!(!rep.join("runs/daam-v2/fold-2/result.json").exists());
     let run = rep.join("runs/daam-v2/fold-1");
     let mut refusals = Refusals::default();
     for extra in [&[][..], &["--ablate", "2"][..]] {
@@ -1278,7 +1317,7 @@ fn a_diverged_run_is_neither_interpreted_nor_ablated() {
         let out = classify(&args);
         refusals.check(
             &out,
-            "error: run fold-1 of daam-v2: the run diverged: 64 of its 128 density attention \
+            "error: run fold-1 of daam-v2: the run diverged: 48 of its 64 density attention \
              values are not finite (NaN or ±inf), so its Importance Factors mean nothing; \
              nothing was interpreted or ablated: retrain it (e.g. with a lower --lr)",
             &run.join("interpretation"),
