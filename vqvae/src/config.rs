@@ -31,6 +31,28 @@ pub const MAX_TENSOR_VALUES: usize = 1 << 28;
 /// Most memory the validation images may take (they are decoded once and kept, as f32).
 pub const MAX_VALIDATION_BYTES: usize = 4 << 30;
 
+/// Checks that `count` validation images at a `side`² validation side fit
+/// [`MAX_VALIDATION_BYTES`] (they are decoded once and kept, as f32); the error names `what`
+/// they come from (`--val DIR`, `data.holdout (N)`).
+pub fn check_validation_memory(
+    count: usize,
+    side: u32,
+    what: &str,
+) -> std::result::Result<(), String> {
+    let side = side as usize;
+    let bytes = count.saturating_mul(side * side * 3 * 4);
+    if bytes > MAX_VALIDATION_BYTES {
+        return Err(format!(
+            "{count} validation images ({what}) at a {side}² validation side would take \
+             {:.1} GiB of memory; at most {} GiB: use fewer validation images or a smaller \
+             --resize",
+            bytes as f64 / f64::from(1u32 << 30),
+            MAX_VALIDATION_BYTES >> 30
+        ));
+    }
+    Ok(())
+}
+
 /// Named starting points for a run; every field can be overridden from TOML or the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -477,19 +499,7 @@ impl RunConfig {
         if d.procedural_images == 0 {
             return Err("data.procedural_images must be positive".into());
         }
-        // Validation images are decoded once and kept (the embedded set makes at least 8).
-        let side = d.resize_side() as usize;
-        let bytes = d.holdout.max(8).saturating_mul(side * side * 3 * 4);
-        if bytes > MAX_VALIDATION_BYTES {
-            return Err(format!(
-                "data.holdout ({}) at a {side}² validation side would keep {:.1} GiB of \
-                 validation images in memory; at most {} GiB (hold out fewer, or give --val a \
-                 smaller folder)",
-                d.holdout,
-                bytes as f64 / f64::from(1u32 << 30),
-                MAX_VALIDATION_BYTES >> 30
-            ));
-        }
+
         let t = &self.train;
         if t.batch_size == 0 {
             return Err("train.batch_size must be positive".into());
@@ -586,6 +596,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn validation_images_beyond_4_gib_are_refused() {
+        assert!(check_validation_memory(64, 256, "--val v").is_ok());
+        // 10⁷ procedural validation images were made before the first step (a hang, then
+        // OOM); 30 images at a 4096² side aborted on 6 GB.
+        let error = check_validation_memory(10_000_000, 16, "data.holdout (10000000)");
+        assert_eq!(
+            error.unwrap_err(),
+            "10000000 validation images (data.holdout (10000000)) at a 16² validation side \
+             would take 28.6 GiB of memory; at most 4 GiB: use fewer validation images or a \
+             smaller --resize"
+        );
+        assert!(check_validation_memory(30, 4096, "--val v").is_err());
+    }
+
     /// Every field a user can set to a size, rate or count the run cannot use is refused up
     /// front with the field named (each of these panicked, aborted or hung the run before).
     #[test]
@@ -607,11 +632,6 @@ mod tests {
             (
                 "[model]\ncode_dim = 65536\nnum_codes = 1048576",
                 "make a 1048576×65536 codebook of",
-            ),
-            // 10⁷ procedural validation images made before the first step (a hang, then OOM).
-            (
-                "[data]\nholdout = 10000000",
-                "data.holdout (10000000) at a 16² validation side would keep 28.6 GiB",
             ),
             ("[model]\nhidden = [0, 16]", "model.hidden widths"),
             ("[model]\ncommitment = -1.0", "model.commitment (-1)"),

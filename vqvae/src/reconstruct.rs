@@ -121,7 +121,16 @@ pub fn check_output_apart(input: &Path, out: &Path) -> Result<()> {
         Some(resolved(input)?)
     };
     let out_dir = resolved(out)?;
-    if let Some(dir) = input_dir.filter(|dir| out_dir.starts_with(dir)) {
+    // A folder is scanned again next time, so nothing may be written inside it; a single file
+    // is only at risk from an --out that is its own folder (STEM.png written over it).
+    let at_risk = |dir: &PathBuf| {
+        if input.is_file() {
+            out_dir == *dir
+        } else {
+            out_dir.starts_with(dir)
+        }
+    };
+    if let Some(dir) = input_dir.filter(at_risk) {
         return Err(Error::Usage(format!(
             "--out is {} {}: its images would be written over originals of the same name \
                  and read as inputs next time; choose a folder outside it",
@@ -474,6 +483,14 @@ pub fn decode<B: DaamBackend>(
         loaded.config.model.num_codes,
         loaded.config.downsampling() as usize,
     )?;
+    if file.model_digest.is_none() {
+        tracing::warn!(
+            "{} records no digest of the weights it was written with (an older vqvae): decoding \
+             with {} on trust that they are the same",
+            codes.display(),
+            loaded.checkpoint.display()
+        );
+    }
     if let Some(recorded) = &file.model_digest {
         let here = model_digest(&loaded.checkpoint)?;
         if *recorded != here {

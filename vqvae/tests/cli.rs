@@ -157,6 +157,29 @@ fn validation_on_training_images_is_noted() {
     }
     let text = train("plain", &[]);
     assert!(!text.contains("note: "), "{text}");
+    // 22 validation images at a 4096² side would take 4.1 GiB (30 such aborted before): refused
+    // before any is decoded, naming --val.
+    let many = images(&dir.path().join("many"), 22);
+    let err = fails(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--val",
+        s(&many),
+        "--resize",
+        "4096",
+        "--out",
+        s(&dir.path().join("big")),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "22 validation images (--val {}) at a 4096² validation side would take 4.1 GiB",
+            many.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -347,6 +370,28 @@ fn decode_of_exported_codes_equals_reconstruct() {
     }
     assert!(rec.join("proc_00000.side_by_side.png").is_file());
     assert!(rec.join("metrics.csv").is_file() && rec.join("metrics.json").is_file());
+    // A codes.json from before the weights digest decodes, with a warning.
+    let mut codes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.join("codes.json")).unwrap()).unwrap();
+    assert!(codes["model_digest"].is_string(), "{codes}");
+    codes.as_object_mut().unwrap().remove("model_digest");
+    let old = dir.path().join("old-codes.json");
+    std::fs::write(&old, codes.to_string()).unwrap();
+    let dec_old = dir.path().join("dec-old");
+    let text = ok_logged(&[
+        "decode",
+        "--checkpoint",
+        s(&run),
+        "--codes",
+        s(&old),
+        "--out",
+        s(&dec_old),
+    ]);
+    assert!(text.contains("records no digest of the weights"), "{text}");
+    assert_eq!(
+        std::fs::read(dec_old.join("proc_00000.png")).unwrap(),
+        std::fs::read(rec.join("proc_00000.png")).unwrap()
+    );
 }
 
 /// Nothing a user passes makes `reconstruct`, `compare` or `decode` write over the input
@@ -380,6 +425,18 @@ fn outputs_stay_apart_from_inputs_and_inside_out() {
             assert!(err.contains(expected), "{command} {out:?}: {err}");
         }
     }
+    // A single file with --out a subfolder of its folder is safe (it used to be refused: the
+    // documented default `outputs/reconstruct` failed from the photo's own folder).
+    ok(&[
+        "reconstruct",
+        "--checkpoint",
+        s(&run),
+        "--input",
+        s(&one),
+        "--out",
+        s(&data.join("one-rec")),
+    ]);
+    std::fs::remove_dir_all(data.join("one-rec")).unwrap();
     for (i, bytes) in originals.iter().enumerate() {
         let now = std::fs::read(data.join(format!("proc_{i:05}.png"))).unwrap();
         assert_eq!(&now, bytes, "image {i} was overwritten");
@@ -760,6 +817,8 @@ fn compare_writes_table_grids_and_report() {
     for (labels, expected) in [
         (&["", "b"][..], "--label 1 is empty"),
         (&["same", "same"][..], "--label \"same\" is given twice"),
+        (&["same", "same "][..], "--label \"same \" is given twice"),
+        (&["two\nlines", "b"][..], "has a control character"),
     ] {
         let (args, _) = twice(labels);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

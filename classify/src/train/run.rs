@@ -462,8 +462,17 @@ pub fn load_head<B: Backend>(
         // burn's error for it read "does not fit this head's configuration (or is corrupt)".
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),
-            message: "the file is missing (the run did not save a model): rerun the \
-                      replication's command to train the run, or give --run with a finished run"
+            message: "the file is missing (the run did not save a model): delete the run's \
+                      folder and rerun the replication's command to train it again (a run with \
+                      a result.json is kept as done), or give --run with a finished run"
+                .into(),
+        });
+    }
+    if !path.is_file() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "is not a file (a folder or another kind of entry): the run's weights are \
+                      a model.bin file"
                 .into(),
         });
     }
@@ -491,11 +500,17 @@ mod tests {
         assert_eq!(
             error,
             format!(
-                "checkpoint {}: the file is missing (the run did not save a model): rerun the \
-                 replication's command to train the run, or give --run with a finished run",
+                "checkpoint {}: the file is missing (the run did not save a model): delete the \
+                 run's folder and rerun the replication's command to train it again (a run with \
+                 a result.json is kept as done), or give --run with a finished run",
                 path.display()
             )
         );
+        std::fs::create_dir(&path).unwrap();
+        let error = load_head::<crate::tests::TestBackend>(&config, &path, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.ends_with("is not a file (a folder or another kind of entry): the run's weights are a model.bin file"), "{error}");
     }
 
     #[test]

@@ -477,7 +477,13 @@ fn compare<B: DaamBackend>(args: &CompareArgs, device: &B::Device) -> Result<()>
                 i + 1
             );
         }
-        if args.labels[..i].contains(label) {
+        if label.chars().any(char::is_control) {
+            bail!(
+                "--label {label:?} has a control character (a line break would split its table \
+                 row)"
+            );
+        }
+        if args.labels[..i].iter().any(|l| l.trim() == label.trim()) {
             bail!("--label {label:?} is given twice: rows are told apart by their labels");
         }
     }

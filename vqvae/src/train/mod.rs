@@ -277,6 +277,12 @@ where
     };
     let size = config.data.image_size;
     let resize = config.data.resize_side();
+    let what = match &sources.val {
+        Some(val) => format!("--val {}", val.display()),
+        None => format!("data.holdout ({})", config.data.holdout),
+    };
+    crate::config::check_validation_memory(val_source.len(), resize, &what)
+        .map_err(Error::Usage)?;
     let train_source = train_source.cached(resize, config.data.cache_mb.saturating_mul(1 << 20));
     // Validation images are the centre square of the view training crops are taken from.
     let Some(crate::data::LoadedImages {
