@@ -155,7 +155,15 @@ fn validation_on_training_images_is_noted() {
         let text = train(&format!("h{holdout}"), &["--config", s(&config)]);
         assert!(text.contains(expected), "holdout {holdout}: {text}");
     }
+    // The tiny preset's batch is 4: 3 images less 1 held out leave 2.
     let text = train("plain", &[]);
+    assert!(
+        text.contains(
+            "note: holding out 1 of 3 images leaves 2 for training, fewer than a batch (4)"
+        ),
+        "{text}"
+    );
+    let text = train("batch2", &["--batch-size", "2"]);
     assert!(!text.contains("note: "), "{text}");
     // 22 validation images at a 4096² side would take 4.1 GiB (30 such aborted before): refused
     // before any is decoded, naming --val.

@@ -139,7 +139,12 @@ fn total_steps(config: &RunConfig, images: usize) -> u64 {
 
 /// What makes the reported validation figures something else than held-out figures: a
 /// validation set that is (or overlaps) the training set, or a holdout the folder cannot give.
-fn validation_notes(sources: &RunSources, source: &ImageSource, holdout: usize) -> Vec<String> {
+fn validation_notes(
+    sources: &RunSources,
+    source: &ImageSource,
+    holdout: usize,
+    batch_size: usize,
+) -> Vec<String> {
     let mut notes = Vec::new();
     let Some(data) = &sources.data else {
         return notes; // the embedded set holds out images of its own
@@ -164,7 +169,8 @@ fn validation_notes(sources: &RunSources, source: &ImageSource, holdout: usize) 
             if holdout == 0 || len < 2 {
                 notes.push(format!(
                     "validating on the training images ({}): the validation figures are \
-                     training figures; give --val or a data.holdout of at least 1",
+                     training figures; give --val, or more images and a data.holdout of at \
+                     least 1",
                     if holdout == 0 {
                         "data.holdout = 0".to_string()
                     } else {
@@ -177,6 +183,12 @@ fn validation_notes(sources: &RunSources, source: &ImageSource, holdout: usize) 
                      and training on 1",
                     len,
                     len - 1
+                ));
+            } else if len - holdout < batch_size {
+                notes.push(format!(
+                    "holding out {holdout} of {len} images leaves {} for training, fewer than a \
+                     batch ({batch_size}): every step trains on the same images",
+                    len - holdout
                 ));
             }
         }
@@ -268,7 +280,12 @@ where
         }
     }
     let source = ImageSource::open(sources.data.as_deref(), seed, config.data.procedural_images)?;
-    for note in validation_notes(&sources, &source, config.data.holdout) {
+    for note in validation_notes(
+        &sources,
+        &source,
+        config.data.holdout,
+        config.train.batch_size,
+    ) {
         observer.on_event(&format!("note: {note}"));
     }
     let (train_source, val_source) = match &sources.val {
