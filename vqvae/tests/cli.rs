@@ -16,6 +16,28 @@ fn vqvae_with(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("the vqvae binary runs")
 }
 
+/// Starts `vqvae ARGS` in the background, its output captured.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the vqvae binary starts")
+}
+
+/// Polls `ready` every `every` until it holds; fails naming `what` after 60 s.
+fn wait_until(what: &str, every: std::time::Duration, ready: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "{what} did not happen in 60 s"
+        );
+        std::thread::sleep(every);
+    }
+}
+
 fn ok(args: &[&str]) -> String {
     let out = vqvae(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1254,32 +1276,27 @@ fn an_interruption_while_loading_stops_at_once() {
     let val = dir.path().join("val");
     datasets::write_procedural_folder(&val, 3, 48, 1024).expect("writes PNGs");
     let run = dir.path().join("run");
-    let child = Command::new(env!("CARGO_BIN_EXE_vqvae"))
-        .args([
-            "train",
-            "--preset",
-            "tiny",
-            "--data",
-            s(&data),
-            "--val",
-            s(&val),
-            "--resize",
-            "256",
-            "--max-steps",
-            "1000000",
-            "--out",
-            s(&run),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--val",
+        s(&val),
+        "--resize",
+        "256",
+        "--max-steps",
+        "1000000",
+        "--out",
+        s(&run),
+    ]);
     // The run folder's lock is taken just before the validation images load.
-    let started = std::time::Instant::now();
-    while !run.join(".lock").exists() {
-        assert!(started.elapsed().as_secs() < 60, "the run did not start");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until(
+        "the run's start",
+        std::time::Duration::from_millis(5),
+        || run.join(".lock").exists(),
+    );
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -1303,27 +1320,20 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let data = images(dir.path(), 4);
     for signal in ["-INT", "-TERM"] {
         let run = dir.path().join(format!("run{signal}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_vqvae"))
-            .args([
-                "train",
-                "--preset",
-                "tiny",
-                "--data",
-                s(&data),
-                "--max-steps",
-                "1000000",
-                "--out",
-                s(&run),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        while trajectory_len(&run) < 5 {
-            assert!(started.elapsed().as_secs() < 60, "training did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let child = spawn(&[
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            s(&data),
+            "--max-steps",
+            "1000000",
+            "--out",
+            s(&run),
+        ]);
+        wait_until("training", std::time::Duration::from_millis(50), || {
+            trajectory_len(&run) >= 5
+        });
         // One training process per folder: a second one, fresh or resuming, is refused (a
         // second fresh run used to start over in the folder and delete the first's checkpoints).
         let holder = format!(
