@@ -33,20 +33,71 @@ pub fn resolved(path: &Path) -> std::io::Result<PathBuf> {
     Ok(resolved)
 }
 
-/// The refusal of an output folder `out` that exists and is not a folder (creating it, the
-/// system says only "File exists"); `None` when it is a folder or missing.
+/// The refusal of an output folder `out` that cannot be created or used as one: `out`, or a
+/// folder on the way to it, exists and is not a folder, or is a symbolic link to nothing
+/// (creating it, the system says only "File exists"); `None` when it is a folder or can be
+/// created.
 pub fn file_in_place_of_folder(out: &Path) -> Option<String> {
-    (out.exists() && !out.is_dir()).then(|| {
-        format!(
+    if out.exists() && !out.is_dir() {
+        return Some(format!(
             "{} is a file, not a folder: choose a folder (it is created if missing)",
             out.display()
-        )
-    })
+        ));
+    }
+    for place in out.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        let Ok(entry) = std::fs::symlink_metadata(place) else {
+            continue; // missing: created
+        };
+        if entry.file_type().is_symlink() && std::fs::metadata(place).is_err() {
+            let target = std::fs::read_link(place).unwrap_or_default();
+            return Some(format!(
+                "{} is a symbolic link to {}, which does not exist: create it or choose another \
+                 folder",
+                place.display(),
+                target.display()
+            ));
+        }
+        if place != out && std::fs::metadata(place).is_ok_and(|m| !m.is_dir()) {
+            return Some(format!(
+                "{} is a file, not a folder, so {} cannot be created in it",
+                place.display(),
+                out.display()
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
-    use super::resolved;
+    use super::{file_in_place_of_folder, resolved};
+
+    /// A dangling link or a file on the way to an output folder is named (creating the folder,
+    /// the system said only "File exists").
+    #[cfg(unix)]
+    #[test]
+    fn what_stands_in_place_of_an_output_folder_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert_eq!(file_in_place_of_folder(&root.join("new/run")), None);
+        std::os::unix::fs::symlink(root.join("nowhere"), root.join("dangl")).unwrap();
+        let message = file_in_place_of_folder(&root.join("dangl/run")).unwrap();
+        assert!(
+            message.contains("dangl is a symbolic link to")
+                && message
+                    .ends_with("nowhere, which does not exist: create it or choose another folder"),
+            "{message}"
+        );
+        std::fs::write(root.join("file"), "x").unwrap();
+        let message = file_in_place_of_folder(&root.join("file/run")).unwrap();
+        assert!(
+            message.contains("file is a file, not a folder, so"),
+            "{message}"
+        );
+        assert!(file_in_place_of_folder(&root.join("file"))
+            .unwrap()
+            .contains("is a file, not a folder: choose a folder"));
+    }
 
     /// A link is followed, and `..` after it leaves the link's target, as the system does.
     #[cfg(unix)]

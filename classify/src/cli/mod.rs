@@ -1001,6 +1001,9 @@ fn synth(args: &SynthArgs) -> Result<()> {
             spec.num_layers
         );
     }
+    if let Some(refusal) = daam::paths::file_in_place_of_folder(&args.out) {
+        bail!("--out: {refusal}");
+    }
     if args.split {
         let test = SyntheticSpec {
             count: (args.count / 4).max(spec.num_classes),
