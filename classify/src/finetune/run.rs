@@ -52,11 +52,14 @@ fn evaluate<B: Backend, M: FromItems<B>>(
     indices: &[usize],
     batch_size: usize,
     device: &B::Device,
-) -> Result<Accuracy> {
+) -> Result<(Accuracy, usize)> {
     let mut predictions = Vec::with_capacity(indices.len());
+    let mut non_finite = 0;
     for chunk in indices.chunks(batch_size.max(1)) {
         let items = store.items(chunk)?;
         let logits = model.logits(M::input(builder, &items, device)?)?;
+        let bad = logits.clone().is_nan().bool_or(logits.clone().is_inf());
+        non_finite += bad.any_dim(1).int().sum().into_scalar().elem::<i64>() as usize;
         let classes = logits.argmax(1).into_data().convert::<i64>();
         predictions.extend(
             classes
@@ -66,10 +69,13 @@ fn evaluate<B: Backend, M: FromItems<B>>(
                 .map(|c| c as usize),
         );
     }
-    Ok(accuracy(
-        &predictions,
-        &labels_of(store, indices),
-        store.store().class_names().len(),
+    Ok((
+        accuracy(
+            &predictions,
+            &labels_of(store, indices),
+            store.store().class_names().len(),
+        ),
+        non_finite,
     ))
 }
 
@@ -80,7 +86,8 @@ fn evaluate<B: Backend, M: FromItems<B>>(
 /// Weights are not saved: a LoRA model's record would hold the whole encoder.
 ///
 /// # Errors
-/// Reader and encoder errors, [`Error::NonFiniteLoss`], [`Error::Interrupted`], I/O failures.
+/// Reader and encoder errors, [`Error::NonFiniteLoss`], [`Error::Diverged`] (outputs not
+/// finite after an epoch), [`Error::Interrupted`], I/O failures.
 #[allow(clippy::too_many_arguments)]
 pub fn finetune_run<B, M>(
     mut model: M,
@@ -150,8 +157,8 @@ where
 
         let valid = model.valid();
         let batch = settings.batch_size;
-        let val = evaluate(&valid, builder, data.val, &data.val_indices, batch, device)?;
-        let dev = evaluate(
+        let (val, val_bad) = evaluate(&valid, builder, data.val, &data.val_indices, batch, device)?;
+        let (dev, dev_bad) = evaluate(
             &valid,
             builder,
             data.train,
@@ -159,6 +166,19 @@ where
             batch,
             device,
         )?;
+        // As for the DAT heads: finite losses can still leave outputs that are not, whose
+        // argmax would be recorded as the run's accuracy.
+        if val_bad + dev_bad > 0 {
+            return Err(Error::Diverged {
+                what: dir.display().to_string(),
+                epoch,
+                message: format!(
+                    "its outputs for {} of the {} validation and dev items are not finite",
+                    val_bad + dev_bad,
+                    data.val_indices.len() + data.dev_indices.len()
+                ),
+            });
+        }
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / steps.max(1) as f64,

@@ -630,6 +630,48 @@ fn a_lora_run_learns_a_brightness_task() {
     let (first, last) = (&rows[0], &rows[rows.len() - 1]);
     assert!(last[1] < first[1], "the training loss falls: {metrics}");
     assert!(last[3] >= 0.9, "dark vs bright is learnt: {metrics}");
+
+    // At a rate of 1e5 every loss of the first epoch is finite, but the adapted encoder's
+    // outputs are not: the run stops as diverged, recording nothing (its argmax-of-NaN
+    // accuracies were recorded as a result).
+    let rep = tmp.path().join("rep-diverged");
+    let output = classify(&[
+        "replicate",
+        "--task",
+        "cifar100",
+        "--embeddings",
+        store.to_str().unwrap(),
+        "--methods",
+        "lora-r2",
+        "--epochs",
+        "1",
+        "--runs",
+        "1",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e5",
+        "--dev-fraction",
+        "0",
+        "--encoder",
+        "beit",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        rep.to_str().unwrap(),
+    ]);
+    assert!(
+        !output.status.success()
+            && text(&output).contains(
+                "lora-r2/seed-1: the run diverged at epoch 1: its outputs for 12 of the 12 \
+                 validation and dev items are not finite"
+            ),
+        "{}",
+        text(&output)
+    );
+    assert!(!rep.join("runs/lora-r2/seed-1/result.json").exists());
 }
 
 #[test]
