@@ -17,7 +17,10 @@ use rand::{rngs::StdRng, SeedableRng};
 use super::data::RawStore;
 use super::inputs::{FromItems, InputBuilder};
 use crate::error::{io_error, Error, Result};
-use crate::train::{accuracy, Accuracy, EpochRecord, RunObserver, TrainSettings, METRICS_HEADER};
+use crate::train::{
+    accuracy, check_outputs_finite, non_finite_rows, Accuracy, EpochRecord, RunObserver,
+    TrainSettings, METRICS_HEADER,
+};
 
 /// The items a fine-tuning run trains and evaluates on (positions in the stores, as
 /// [`crate::protocol::RunPlan`] gives them).
@@ -58,8 +61,7 @@ fn evaluate<B: Backend, M: FromItems<B>>(
     for chunk in indices.chunks(batch_size.max(1)) {
         let items = store.items(chunk)?;
         let logits = model.logits(M::input(builder, &items, device)?)?;
-        let bad = logits.clone().is_nan().bool_or(logits.clone().is_inf());
-        non_finite += bad.any_dim(1).int().sum().into_scalar().elem::<i64>() as usize;
+        non_finite += non_finite_rows(&logits);
         let classes = logits.argmax(1).into_data().convert::<i64>();
         predictions.extend(
             classes
@@ -87,7 +89,7 @@ fn evaluate<B: Backend, M: FromItems<B>>(
 ///
 /// # Errors
 /// Reader and encoder errors, [`Error::NonFiniteLoss`], [`Error::Diverged`] (outputs not
-/// finite after an epoch), [`Error::Interrupted`], I/O failures.
+/// finite after an epoch: [`check_outputs_finite`]), [`Error::Interrupted`], I/O failures.
 #[allow(clippy::too_many_arguments)]
 pub fn finetune_run<B, M>(
     mut model: M,
@@ -166,19 +168,12 @@ where
             batch,
             device,
         )?;
-        // As for the DAT heads: finite losses can still leave outputs that are not, whose
-        // argmax would be recorded as the run's accuracy.
-        if val_bad + dev_bad > 0 {
-            return Err(Error::Diverged {
-                what: dir.display().to_string(),
-                epoch,
-                message: format!(
-                    "its outputs for {} of the {} validation and dev items are not finite",
-                    val_bad + dev_bad,
-                    data.val_indices.len() + data.dev_indices.len()
-                ),
-            });
-        }
+        check_outputs_finite(
+            dir,
+            epoch,
+            val_bad + dev_bad,
+            data.val_indices.len() + data.dev_indices.len(),
+        )?;
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / steps.max(1) as f64,

@@ -13,4 +13,5 @@ pub use run::{
     accuracy, batch_tensors, load_head, predict, read_metrics, save_head, train_run, Accuracy,
     EpochRecord, HeadRecorder, RunData, RunFiles, RunObserver, Silent, METRICS_HEADER,
 };
+pub(crate) use run::{check_outputs_finite, non_finite_rows};
 pub use settings::{Protocol, Task, TrainSettings};

@@ -1306,6 +1306,33 @@ fn a_diverged_run_is_neither_interpreted_nor_ablated() {
         text(&out)
     );
     assert!(!rep.join("runs/daam-v2/fold-2/result.json").exists());
+    // A second epoch leaves fold 1 with NaN weights whose outputs on those items are still
+    // finite: the weights are checked too, and the run stops there.
+    let rep2 = dir.path().join("rep2");
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--out",
+        path(&rep2),
+        "--methods",
+        "daam-v2",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e10",
+    ]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains(
+                "fold-1: the run diverged at epoch 2: 36876 of its 74394 parameters are not finite"
+            ),
+        "{}",
+        text(&out)
+    );
+    assert!(!rep2.join("runs/daam-v2/fold-1/result.json").exists());
     let run = rep.join("runs/daam-v2/fold-1");
     let mut refusals = Refusals::default();
     for extra in [&[][..], &["--ablate", "2"][..]] {
