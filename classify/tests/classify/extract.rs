@@ -591,35 +591,39 @@ fn a_lora_run_learns_a_brightness_task() {
     let store = tmp.path().join("store");
     let output = extract_beit(&data, &store, &[]);
     assert!(output.status.success(), "{}", text(&output));
-    let rep = tmp.path().join("rep");
     let weights = encoder_fixture("beit");
-    let output = classify(&[
-        "replicate",
-        "--task",
-        "cifar100",
-        "--embeddings",
-        store.to_str().unwrap(),
-        "--methods",
-        "loraplus-r2",
-        "--epochs",
-        "8",
-        "--runs",
-        "1",
-        "--batch-size",
-        "4",
-        "--lr",
-        "3e-3",
-        "--dev-fraction",
-        "0",
-        "--encoder",
-        "beit",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        rep.to_str().unwrap(),
-    ]);
+    // One seeded run of `method` for `epochs` epochs at rate `lr` into `out`.
+    let replicate = |method: &str, epochs: &str, lr: &str, out: &Path| {
+        classify(&[
+            "replicate",
+            "--task",
+            "cifar100",
+            "--embeddings",
+            store.to_str().unwrap(),
+            "--methods",
+            method,
+            "--epochs",
+            epochs,
+            "--runs",
+            "1",
+            "--batch-size",
+            "4",
+            "--lr",
+            lr,
+            "--dev-fraction",
+            "0",
+            "--encoder",
+            "beit",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let rep = tmp.path().join("rep");
+    let output = replicate("loraplus-r2", "8", "3e-3", &rep);
     assert!(output.status.success(), "{}", text(&output));
     let metrics = fs::read_to_string(rep.join("runs/loraplus-r2/seed-1/metrics.csv")).unwrap();
     let rows: Vec<Vec<f64>> = metrics
@@ -635,33 +639,7 @@ fn a_lora_run_learns_a_brightness_task() {
     // outputs are not: the run stops as diverged, recording nothing (its argmax-of-NaN
     // accuracies were recorded as a result).
     let rep = tmp.path().join("rep-diverged");
-    let output = classify(&[
-        "replicate",
-        "--task",
-        "cifar100",
-        "--embeddings",
-        store.to_str().unwrap(),
-        "--methods",
-        "lora-r2",
-        "--epochs",
-        "1",
-        "--runs",
-        "1",
-        "--batch-size",
-        "4",
-        "--lr",
-        "1e5",
-        "--dev-fraction",
-        "0",
-        "--encoder",
-        "beit",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        rep.to_str().unwrap(),
-    ]);
+    let output = replicate("lora-r2", "1", "1e5", &rep);
     assert!(
         !output.status.success()
             && text(&output).contains(
