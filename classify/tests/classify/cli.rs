@@ -1277,22 +1277,26 @@ fn a_diverged_run_is_neither_interpreted_nor_ablated() {
         "1,2",
     ]);
     assert!(made.status.success(), "{}", text(&made));
+    // daam-v2 at a rate of 1e10 for `epochs` epochs into `out`.
+    let diverging = |epochs: &str, out: &Path| {
+        classify(&[
+            "replicate",
+            "--task",
+            "iemocap",
+            "--embeddings",
+            path(&store),
+            "--out",
+            path(out),
+            "--methods",
+            "daam-v2",
+            "--epochs",
+            epochs,
+            "--lr",
+            "1e10",
+        ])
+    };
     let rep = dir.path().join("rep");
-    let out = classify(&[
-        "replicate",
-        "--task",
-        "iemocap",
-        "--embeddings",
-        path(&store),
-        "--out",
-        path(&rep),
-        "--methods",
-        "daam-v2",
-        "--epochs",
-        "1",
-        "--lr",
-        "1e10",
-    ]);
+    let out = diverging("1", &rep);
     // Fold 2's outputs overflow in its first epoch: the run stops, recording nothing (its
     // accuracies were the argmax of NaN, and were reported). Fold 1's outputs on its
     // validation and dev items stayed finite, so it finished, but its densities are not.
@@ -1309,21 +1313,7 @@ fn a_diverged_run_is_neither_interpreted_nor_ablated() {
     // A second epoch leaves fold 1 with NaN weights whose outputs on those items are still
     // finite: the weights are checked too, and the run stops there.
     let rep2 = dir.path().join("rep2");
-    let out = classify(&[
-        "replicate",
-        "--task",
-        "iemocap",
-        "--embeddings",
-        path(&store),
-        "--out",
-        path(&rep2),
-        "--methods",
-        "daam-v2",
-        "--epochs",
-        "2",
-        "--lr",
-        "1e10",
-    ]);
+    let out = diverging("2", &rep2);
     assert!(
         !out.status.success()
             && text(&out).contains(
