@@ -99,7 +99,16 @@ fn main() {
             eprintln!("{}", daam::device::cuda_notice());
             run::<Autodiff<daam::device::Cuda>>(&args, &device);
         }
-        other => panic!("--device must be cpu or cuda (with --features cuda), got `{other}`"),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => {
+            let device = daam::device::wgpu_device().unwrap_or_else(|e| panic!("{e}"));
+            eprintln!("{}", daam::device::wgpu_notice());
+            run::<Autodiff<daam::device::Wgpu>>(&args, &device);
+        }
+        other => panic!(
+            "--device must be cpu, cuda (with --features cuda) or wgpu (with --features wgpu), \
+             got `{other}`"
+        ),
     }
 }
 

@@ -278,6 +278,15 @@ fn main() {
             println!("{}", daam::device::cuda_notice());
             run::<Autodiff<daam::device::Cuda>>(device, rounds)
         }
-        other => panic!("--device must be cpu or cuda (with --features cuda), got {other}"),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => {
+            let device = daam::device::wgpu_device().unwrap_or_else(|e| panic!("{e}"));
+            println!("{}", daam::device::wgpu_notice());
+            run::<Autodiff<daam::device::Wgpu>>(device, rounds)
+        }
+        other => panic!(
+            "--device must be cpu, cuda (with --features cuda) or wgpu (with --features wgpu), \
+             got {other}"
+        ),
     }
 }

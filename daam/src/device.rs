@@ -1,8 +1,8 @@
-//! `--device cpu|cuda[:N]` for the workspace's binaries, and the macros that dispatch a generic
+//! `--device cpu|cuda[:N]|wgpu` for the workspace's binaries, and the macros that dispatch a generic
 //! function to a concrete backend. Library code stays generic over `B: Backend`; only a
 //! binary's `main` expands [`dispatch!`](crate::dispatch) or
-//! [`dispatch_autodiff!`](crate::dispatch_autodiff), with its own `cuda` feature deciding
-//! whether CUDA is compiled in.
+//! [`dispatch_autodiff!`](crate::dispatch_autodiff), with its own `cuda` and `wgpu` features
+//! deciding whether CUDA and wgpu are compiled in.
 
 use std::str::FromStr;
 
@@ -13,6 +13,9 @@ pub enum Device {
     Cpu,
     /// burn's CUDA backend on GPU `N`.
     Cuda(usize),
+    /// burn's wgpu backend on wgpu's default adapter (Vulkan, Metal or DirectX 12; the variable
+    /// `CUBECL_WGPU_DEFAULT_DEVICE`, e.g. `DiscreteGpu(1)` or `Cpu`, picks another).
+    Wgpu,
 }
 
 impl FromStr for Device {
@@ -22,11 +25,12 @@ impl FromStr for Device {
         match s {
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda(0)),
+            "wgpu" => Ok(Self::Wgpu),
             _ => s
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(Self::Cuda)
-                .ok_or_else(|| format!("unknown device `{s}`: use cpu, cuda or cuda:N")),
+                .ok_or_else(|| format!("unknown device `{s}`: use cpu, cuda, cuda:N or wgpu")),
         }
     }
 }
@@ -77,6 +81,48 @@ pub fn cuda_notice() -> String {
     )
 }
 
+/// burn's wgpu backend (fusion on; cubecl's autotune with the `autotune` feature).
+#[cfg(feature = "wgpu")]
+pub type Wgpu<F = f32> = burn_wgpu::Wgpu<F, i32>;
+
+/// A device of [`Wgpu`].
+#[cfg(feature = "wgpu")]
+pub use burn_wgpu::WgpuDevice;
+
+/// wgpu's default adapter, checked to work: without one cubecl panics, which becomes an error
+/// here. Turns cubecl's kernel caches on first ([`crate::kernel_cache::configure`]).
+#[cfg(feature = "wgpu")]
+pub fn wgpu_device() -> Result<WgpuDevice, String> {
+    use burn::tensor::Tensor;
+    crate::kernel_cache::configure();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let probe = std::panic::catch_unwind(|| {
+        let device = WgpuDevice::DefaultDevice;
+        let _ = Tensor::<Wgpu, 1>::zeros([1], &device).into_data();
+        device
+    });
+    std::panic::set_hook(hook);
+    probe.map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown error".into());
+        format!("no wgpu adapter is available (Vulkan, Metal or DirectX 12): {reason}")
+    })
+}
+
+/// What the binaries print when they open a wgpu device: as [`cuda_notice`], every new kernel
+/// is compiled on first use.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_notice() -> String {
+    format!(
+        "wgpu: the first steps compile every kernel they use; compiled kernels are {}",
+        crate::kernel_cache::configure()
+    )
+}
+
 /// Runs `$body` with `$B` an autodiff backend for `$device` and `$dev` its device.
 #[macro_export]
 macro_rules! dispatch_autodiff {
@@ -123,6 +169,24 @@ macro_rules! __dispatch {
                     ))
                 }
             }
+            $crate::device::Device::Wgpu => {
+                #[cfg(feature = "wgpu")]
+                {
+                    type $B = $($open)* $crate::device::Wgpu $($close)*;
+                    let $dev = $crate::device::wgpu_device().map_err(anyhow::Error::msg)?;
+                    eprintln!("{}", $crate::device::wgpu_notice());
+                    $body
+                }
+                #[cfg(not(feature = "wgpu"))]
+                {
+                    anyhow::bail!(concat!(
+                        "this ",
+                        env!("CARGO_PKG_NAME"),
+                        " was built without wgpu support: rebuild with \
+                         `cargo build --release --features wgpu`"
+                    ))
+                }
+            }
         }
     };
 }
@@ -136,6 +200,7 @@ mod tests {
         assert_eq!("cpu".parse(), Ok(Device::Cpu));
         assert_eq!("cuda".parse(), Ok(Device::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(Device::Cuda(3)));
+        assert_eq!("wgpu".parse(), Ok(Device::Wgpu));
         assert!("gpu"
             .parse::<Device>()
             .unwrap_err()

@@ -91,7 +91,7 @@ pub fn decide() -> KernelCache {
 /// Sets cubecl's configuration (once per process, before any CUDA kernel) from [`decide`]:
 /// both caches in the directory, cubecl's environment overrides (`CUBECL_DEBUG_LOG`,
 /// `CUBECL_AUTOTUNE_LEVEL`, ...) kept. Later calls return the first answer.
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 pub fn configure() -> KernelCache {
     use cubecl_runtime::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
     static DECIDED: std::sync::OnceLock<KernelCache> = std::sync::OnceLock::new();

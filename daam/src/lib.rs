@@ -52,6 +52,7 @@ pub mod folder_lock;
 mod gaussian_form;
 mod gq_daam;
 mod grouped_query_attention;
+pub mod host_init;
 mod importance_factor;
 pub mod kernel;
 pub mod kernel_cache;

@@ -32,7 +32,7 @@ use safetensors::SafeTensors;
 const CLIP_SAMPLES: usize = 80_000;
 
 /// The command line: `--model beit|wavlm|llama --dir DIR [--batch N] [--tokens N] [--warmup N]
-/// [--iters N] [--reference FILE] [--device cpu|cuda] [--precision f32|f16|bf16]`.
+/// [--iters N] [--reference FILE] [--device cpu|cuda|wgpu] [--precision f32|f16|bf16]`.
 struct Args {
     model: String,
     /// `cpu` or `cuda` (CUDA needs `--features cuda`).
@@ -86,8 +86,8 @@ fn parse_args() -> Args {
         args.model
     );
     assert!(
-        args.device == "cpu" || args.device == "cuda",
-        "--device must be cpu or cuda"
+        ["cpu", "cuda", "wgpu"].contains(&args.device.as_str()),
+        "--device must be cpu, cuda or wgpu"
     );
     assert!(
         args.device == "cuda" || args.precision == "f32",
@@ -167,6 +167,13 @@ fn main() {
     let args = parse_args();
     match (args.device.as_str(), args.precision.as_str()) {
         ("cpu", _) => run::<Flex>(&args, &Default::default()),
+        #[cfg(feature = "wgpu")]
+        ("wgpu", _) => {
+            let device = daam::device::wgpu_device().unwrap_or_else(|e| panic!("{e}"));
+            run::<daam::device::Wgpu>(&args, &device)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        ("wgpu", _) => panic!("--device wgpu needs a build with `--features wgpu`"),
         #[cfg(feature = "cuda")]
         (_, precision) => {
             use burn_cuda::{Cuda, CudaDevice};

@@ -23,7 +23,10 @@ use daam::conv_gemm::{pad_zeros, ComposedConv};
 pub fn gemm_route() -> bool {
     static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
-        let default = if cfg!(all(feature = "cuda", not(feature = "autotune"))) {
+        let default = if cfg!(all(
+            any(feature = "cuda", feature = "wgpu"),
+            not(feature = "autotune")
+        )) {
             ComposedConv::Gemm
         } else {
             ComposedConv::Backend

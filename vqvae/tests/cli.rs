@@ -1446,3 +1446,107 @@ fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
         }
     }
 }
+
+/// burn's wgpu backend runs the cubecl kernels and fusion a CUDA build runs (compiled to WGSL
+/// instead of CUDA C++), so a build with `--features wgpu` on any Vulkan adapter — Mesa's
+/// lavapipe on a machine without a GPU — rehearses the CUDA path: the same losses as the CPU
+/// kernels step after step from the same seed (the model is drawn on the CPU), with either
+/// convolution, and the same codes and images from `reconstruct`. Needs a wgpu adapter:
+/// `cargo test --release -p vqvae --features wgpu --test cli wgpu`.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_trains_and_reconstructs_like_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 6);
+    let run = |name: &str, device: &str, env: &[(&str, &str)]| {
+        let out = dir.path().join(name);
+        let args = [
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            s(&data),
+            "--max-steps",
+            "6",
+            "--device",
+            device,
+            "--out",
+            s(&out),
+        ];
+        let output = vqvae_with(&args, env);
+        assert!(
+            output.status.success(),
+            "vqvae {args:?} with {env:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    };
+    let cpu = run("cpu", "cpu", &[]);
+    let kernels = losses(&cpu);
+    assert_eq!(kernels.len(), 6);
+    for conv in ["gemm", "backend"] {
+        let gpu = losses(&run(conv, "wgpu", &[("DAAM_CONV", conv)]));
+        assert_eq!(gpu.len(), kernels.len(), "{conv}: steps");
+        for (step, (a, b)) in gpu.iter().zip(&kernels).enumerate() {
+            for (u, v) in a.iter().zip(b) {
+                assert!(
+                    (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
+                    "wgpu with {conv}, step {}: losses {a:?} against the CPU's {b:?}",
+                    step + 1
+                );
+            }
+        }
+    }
+    // The CPU's checkpoint reconstructed on wgpu: the same codes, images within one level.
+    let reconstruct = |device: &str| {
+        let out = dir.path().join(format!("rec-{device}"));
+        ok(&[
+            "reconstruct",
+            "--checkpoint",
+            s(&cpu),
+            "--input",
+            s(&data),
+            "--out",
+            s(&out),
+            "--export-codes",
+            "--device",
+            device,
+        ]);
+        out
+    };
+    let (on_cpu, on_gpu) = (reconstruct("cpu"), reconstruct("wgpu"));
+    let codes = |dir: &Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join("codes.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["images"].clone()
+    };
+    assert_eq!(codes(&on_gpu), codes(&on_cpu), "codes differ");
+    for i in 0..6 {
+        let name = format!("proc_{i:05}.png");
+        let a = image::open(on_cpu.join(&name)).unwrap().to_rgb8();
+        let b = image::open(on_gpu.join(&name)).unwrap().to_rgb8();
+        let worst = a.iter().zip(b.iter()).map(|(x, y)| x.abs_diff(*y)).max();
+        assert!(worst <= Some(1), "{name}: pixels differ by {worst:?}");
+    }
+}
+
+/// A build without the `wgpu` feature says how to get it.
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn wgpu_without_the_feature_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "1",
+        "--device",
+        "wgpu",
+        "--out",
+        s(&dir.path().join("run")),
+    ]);
+    assert!(
+        err.contains("built without wgpu support") && err.contains("--features wgpu"),
+        "{err}"
+    );
+}

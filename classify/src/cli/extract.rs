@@ -117,7 +117,8 @@ pub(crate) struct ExtractArgs {
     /// max_position_embeddings when that is smaller; no more than it).
     #[arg(long)]
     max_tokens: Option<usize>,
-    /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
+    /// `cpu`, `cuda` / `cuda:N` (a build with `--features cuda`), or `wgpu` (Vulkan, Metal or
+    /// DirectX 12; a build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub(crate) device: Device,
     /// Compute precision of the encoder. f16/bf16 keep half-precision checkpoints in their dtype

@@ -223,7 +223,8 @@ struct ReplicateArgs {
     /// max_position_embeddings when that is smaller).
     #[arg(long, help_heading = "LoRA baselines (lora-rN, loraplus-rN)")]
     max_tokens: Option<usize>,
-    /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
+    /// `cpu`, `cuda` / `cuda:N` (a build with `--features cuda`), or `wgpu` (Vulkan, Metal or
+    /// DirectX 12; a build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: Device,
 }
@@ -246,7 +247,7 @@ struct ReportArgs {
     /// Head used for the ablation runs (daam-v2 fits any layer count).
     #[arg(long, default_value = "daam-v2")]
     ablate_method: String,
-    /// `cpu`, or `cuda` / `cuda:N`.
+    /// `cpu`, `cuda` / `cuda:N` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: Device,
 }
@@ -672,6 +673,13 @@ where
     // Before the LoRA options are checked, so this is the error a user sees first.
     if let Some(message) = precision_conflict(settings.precision, &lora_methods) {
         bail!(message);
+    }
+    if settings.precision != Precision::F32 && matches!(args.device, Device::Wgpu) {
+        bail!(
+            "--precision {} needs --device cuda or cpu: the wgpu backend computes in f32 only \
+             (WGSL has no bf16)",
+            settings.precision.name()
+        );
     }
     if settings.precision != Precision::F32 && matches!(args.device, Device::Cpu) {
         eprintln!(

@@ -345,8 +345,14 @@ where
     let mut csv = std::fs::File::create(&files.metrics).map_err(io_error(&files.metrics))?;
     writeln!(csv, "{METRICS_HEADER}").map_err(io_error(&files.metrics))?;
 
+    // Drawn on the CPU, so a seed gives the same head on every device.
+    let mut model: DatHead<B> = daam::host_init::init_on_host(
+        settings.seed,
+        device,
+        |cpu| head.init::<burn::backend::Flex>(cpu),
+        |dev| head.init(dev),
+    );
     B::seed(device, settings.seed);
-    let mut model: DatHead<B> = head.init(device);
     let mut optimizer = AdamWConfig::new()
         .with_epsilon(1e-8)
         .with_weight_decay(settings.weight_decay as f32)

@@ -409,6 +409,98 @@ fn the_cuda_path_on_the_cpu_trains_every_head_like_the_kernels() {
     }
 }
 
+/// Every head trained on burn's wgpu backend (the cubecl kernels and fusion a CUDA build runs,
+/// compiled to WGSL; Mesa's lavapipe runs them on a machine without a GPU) has the CPU kernels'
+/// training losses epoch after epoch from the same seed (heads are drawn on the CPU), with
+/// either convolution. Needs a wgpu adapter: `cargo test --release -p classify --features wgpu
+/// --test classify wgpu`.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_trains_every_head_like_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    synth(&store, 40, 2);
+    let methods = [
+        "daam-v1", "daam-v2", "mixture", "gq-daam", "mha", "mha-bn", "gqa",
+    ];
+    let replicate = |name: &str, device: &str, env: &[(&str, &str)]| {
+        let rep = dir.path().join(name);
+        let out = classify_with(
+            &[
+                "replicate",
+                "--task",
+                "iemocap",
+                "--embeddings",
+                path(&store),
+                "--methods",
+                &methods.join(","),
+                "--epochs",
+                "3",
+                "--device",
+                device,
+                "--out",
+                path(&rep),
+            ],
+            env,
+        );
+        assert!(out.status.success(), "{device} {env:?}: {}", text(&out));
+        rep
+    };
+    let cpu = replicate("cpu", "cpu", &[]);
+    let train_losses = |rep: &Path, method: &str, fold: usize| -> Vec<f64> {
+        let csv = rep.join(format!("runs/{method}/fold-{fold}/metrics.csv"));
+        std::fs::read_to_string(&csv)
+            .unwrap_or_else(|e| panic!("{}: {e}", csv.display()))
+            .lines()
+            .skip(1)
+            .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    };
+    for conv in ["gemm", "backend"] {
+        let gpu = replicate(conv, "wgpu", &[("DAAM_CONV", conv)]);
+        for method in methods {
+            for fold in 1..=2 {
+                let (a, b) = (
+                    train_losses(&gpu, method, fold),
+                    train_losses(&cpu, method, fold),
+                );
+                assert_eq!(a.len(), 3, "{method} fold {fold}: epochs");
+                for (u, v) in a.iter().zip(&b) {
+                    assert!(
+                        (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
+                        "wgpu with {conv}, {method} fold {fold}: train losses {a:?} against \
+                         the CPU's {b:?}"
+                    );
+                }
+            }
+        }
+    }
+    // Mixed precision is refused on wgpu (WGSL has no bf16) before anything is written.
+    let refused = dir.path().join("bf16");
+    let out = classify(&[
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(&store),
+        "--methods",
+        "mha",
+        "--precision",
+        "bf16",
+        "--device",
+        "wgpu",
+        "--out",
+        path(&refused),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("computes in f32 only"),
+        "{}",
+        text(&out)
+    );
+    assert!(!refused.exists());
+}
+
 /// Overwrites the first bytes of item `item` of tensor `tensor` in the safetensors file `shard`
 /// with `bytes` (the header says where the tensor's data lie).
 fn patch_item(shard: &Path, tensor: &str, item: usize, bytes: &[u8]) {

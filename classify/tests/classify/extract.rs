@@ -1054,24 +1054,36 @@ fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
         ("wavlm", "iemocap", &iemocap, ""),
         ("llama", "agnews", &ag_news, "train"),
     ];
-    let paths = [
-        ("kernels", vec![]),
+    // `(name, environment, --device)`.
+    type Route<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let mut paths: Vec<Route> = vec![
+        ("kernels", &[], "cpu"),
         (
             "composed, gemm",
-            vec![("DAAM_KERNELS", "composed"), ("DAAM_CONV", "gemm")],
+            &[("DAAM_KERNELS", "composed"), ("DAAM_CONV", "gemm")],
+            "cpu",
         ),
         (
             "composed, backend",
-            vec![("DAAM_KERNELS", "composed"), ("DAAM_CONV", "backend")],
+            &[("DAAM_KERNELS", "composed"), ("DAAM_CONV", "backend")],
+            "cpu",
         ),
     ];
+    // With `--features wgpu` (and a wgpu adapter: lavapipe on a machine without a GPU), burn's
+    // wgpu backend too: the cubecl kernels and fusion a CUDA build runs.
+    if cfg!(feature = "wgpu") {
+        paths.extend([
+            ("wgpu, gemm", &[("DAAM_CONV", "gemm")][..], "wgpu"),
+            ("wgpu, backend", &[("DAAM_CONV", "backend")][..], "wgpu"),
+        ]);
+    }
     for (encoder, task, data, split) in cases {
         let stores: Vec<PathBuf> = paths
             .iter()
             .enumerate()
-            .map(|(i, (_, env))| {
+            .map(|(i, (_, env, device))| {
                 let out = tmp.path().join(format!("{encoder}-{i}"));
-                let mut args = vec!["--batch-size", "2", "--dtype", "f32"];
+                let mut args = vec!["--batch-size", "2", "--dtype", "f32", "--device", device];
                 if encoder == "wavlm" {
                     args.extend(["--chunk-seconds", "0.25"]);
                 }
@@ -1083,7 +1095,7 @@ fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
                 out.join(split)
             })
             .collect();
-        for ((name, _), store) in paths.iter().zip(&stores).skip(1) {
+        for ((name, _, _), store) in paths.iter().zip(&stores).skip(1) {
             assert_same_store(&stores[0], store, 1e-5, &format!("{encoder}, {name}"));
         }
     }

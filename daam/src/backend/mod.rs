@@ -755,22 +755,20 @@ pub(crate) mod composed {
     }
 }
 
-#[cfg(feature = "cuda")]
-mod cuda {
-    //! CUDA runs the composed default until a cubecl kernel lands (see BENCHMARKS.md); under
-    //! `Autodiff` each op is one node with written-out gradients ([`DaamBackend::fused_kernels`]).
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod cube {
+    //! burn's cubecl backends (CUDA, wgpu) run the composed defaults until a cubecl kernel lands
+    //! (see BENCHMARKS.md); under `Autodiff` each op is one node with written-out gradients
+    //! ([`DaamBackend::fused_kernels`]).
     //!
     //! Convolutions: built without cubecl's `autotune`, burn-cubecl 0.21 runs them as direct
     //! convolutions, 50× behind PyTorch on the VQ-VAE's `paper` preset on an H200 (GPU session
     //! 11), so that build composes them from matrix products ([`crate::conv_gemm`]); with
     //! autotune, burn's own (tuned) convolution. `DAAM_CONV=gemm|backend` overrides either.
-    use super::DaamBackend;
     use crate::conv_gemm::ComposedConv;
-    use crate::device::Cuda;
-    use burn::tensor::{bf16, f16};
 
     /// The composed convolution for this build, unless `DAAM_CONV` says otherwise.
-    fn cuda_conv() -> ComposedConv {
+    pub(super) fn cube_conv() -> ComposedConv {
         static CHOICE: std::sync::OnceLock<ComposedConv> = std::sync::OnceLock::new();
         let default = if cfg!(feature = "autotune") {
             ComposedConv::Backend
@@ -780,19 +778,24 @@ mod cuda {
         *CHOICE.get_or_init(|| ComposedConv::from_env_or(default))
     }
 
-    impl DaamBackend for Cuda<f32> {
-        fn composed_conv() -> ComposedConv {
-            cuda_conv()
-        }
+    /// `impl DaamBackend` with [`cube_conv`] for each listed backend.
+    macro_rules! cube_backends {
+        ($($backend:ty),* $(,)?) => {
+            $(impl super::DaamBackend for $backend {
+                fn composed_conv() -> ComposedConv {
+                    cube_conv()
+                }
+            })*
+        };
     }
-    impl DaamBackend for Cuda<f16> {
-        fn composed_conv() -> ComposedConv {
-            cuda_conv()
-        }
-    }
-    impl DaamBackend for Cuda<bf16> {
-        fn composed_conv() -> ComposedConv {
-            cuda_conv()
-        }
-    }
+
+    #[cfg(feature = "cuda")]
+    cube_backends!(
+        crate::device::Cuda<f32>,
+        crate::device::Cuda<burn::tensor::f16>,
+        crate::device::Cuda<burn::tensor::bf16>,
+    );
+    // wgpu: f32 only (WGSL has no bf16, and f16 needs an optional adapter feature).
+    #[cfg(feature = "wgpu")]
+    cube_backends!(crate::device::Wgpu<f32>);
 }

@@ -166,7 +166,8 @@ struct TrainArgs {
     /// --data/--val folders unless given again.
     #[arg(long)]
     resume: bool,
-    /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
+    /// `cpu`, `cuda` / `cuda:N` (a build with `--features cuda`), or `wgpu` (Vulkan, Metal or
+    /// DirectX 12; a build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: Device,
 }
@@ -195,7 +196,7 @@ struct ReconstructArgs {
     /// Also write the code indices to codes.json (for `vqvae decode`).
     #[arg(long)]
     export_codes: bool,
-    /// `cpu`, or `cuda` / `cuda:N`.
+    /// `cpu`, `cuda` / `cuda:N` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: Device,
 }
@@ -211,7 +212,7 @@ struct DecodeArgs {
     /// Output folder.
     #[arg(long, default_value = "outputs/decode")]
     out: PathBuf,
-    /// `cpu`, or `cuda` / `cuda:N`.
+    /// `cpu`, `cuda` / `cuda:N` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: Device,
 }
@@ -246,7 +247,7 @@ struct CompareArgs {
     /// of the error the codebook causes.
     #[arg(long)]
     unquantized: bool,
-    /// `cpu`, or `cuda` / `cuda:N`.
+    /// `cpu`, `cuda` / `cuda:N` (`--features cuda`) or `wgpu` (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: Device,
 }

@@ -281,8 +281,15 @@ where
                 })
             }
             (None, _) => {
+                // Drawn on the CPU, so a seed gives the same model on every device.
+                let model_config = config.model_config();
+                let model = daam::host_init::init_on_host(
+                    seed,
+                    device,
+                    |cpu| model_config.init::<burn::backend::Flex>(cpu),
+                    |dev| model_config.init::<B>(dev),
+                );
                 B::seed(device, seed);
-                let model = config.model_config().init::<B>(device);
                 let state = TrainState {
                     step: 0,
                     codebook: CodebookStats::new(config.model.num_codes, config.train.usage_window),
