@@ -57,14 +57,16 @@ pub fn cuda_device(index: usize) -> Result<CudaDevice, String> {
         device
     });
     std::panic::set_hook(hook);
-    probe.map_err(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown error".into());
-        format!("CUDA device cuda:{index} is not available: {reason}")
-    })
+    probe
+        .map_err(|panic| {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown error".into());
+            format!("CUDA device cuda:{index} is not available: {reason}")
+        })
+        .inspect(|_| exit_on_device_thread_panic("CUDA"))
 }
 
 /// What the binaries print when they open a CUDA device: burn's CUDA backend compiles (NVRTC)
@@ -103,14 +105,56 @@ pub fn wgpu_device() -> Result<WgpuDevice, String> {
         device
     });
     std::panic::set_hook(hook);
-    probe.map_err(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown error".into());
-        format!("no wgpu adapter is available (Vulkan, Metal or DirectX 12): {reason}")
-    })
+    probe
+        .map_err(|panic| {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown error".into());
+            format!("no wgpu adapter is available (Vulkan, Metal or DirectX 12): {reason}")
+        })
+        .inspect(|_| exit_on_device_thread_panic("wgpu"))
+}
+
+/// Makes a panic on one of cubecl's device threads end the process with a one-line error.
+///
+/// cubecl runs every GPU operation as a task on a device thread (`DSU-…`, `DSD-…`) and catches
+/// a task's panic there, logging it; the program waiting for that task's output then waits for
+/// ever. A failed buffer allocation is such a panic: a `paper` step at a batch size the device
+/// could not allocate (on wgpu, larger than the adapter's largest buffer) hung `vqvae train`
+/// without a message. Checkpoints are written to a temporary folder and renamed, so ending the
+/// process here loses only the steps since the last one. Installed once, by the device
+/// constructors.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn exit_on_device_thread_panic(backend: &'static str) {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let on_device = thread
+                .name()
+                .is_some_and(|name| name.starts_with("DSU-") || name.starts_with("DSD-"));
+            if !on_device {
+                return previous(info);
+            }
+            let reason = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("unknown error");
+            eprintln!("error: the {backend} device failed: {reason}");
+            if reason.contains("allocate") {
+                eprintln!(
+                    "  it ran out of memory, or a tensor is larger than the device's largest \
+                     buffer: try a smaller --batch-size"
+                );
+            }
+            std::process::exit(1);
+        }));
+    });
 }
 
 /// What the binaries print when they open a wgpu device: as [`cuda_notice`], every new kernel

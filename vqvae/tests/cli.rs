@@ -1529,6 +1529,54 @@ fn wgpu_trains_and_reconstructs_like_the_cpu() {
     }
 }
 
+/// A device that cannot allocate a tensor ends the run with a one-line error, not a hang:
+/// cubecl catches the panic of a failed allocation on its device thread, and the program
+/// waited for the result for ever. `paper` at batch 256 unfolds a 77 GB input for its first
+/// matrix-product convolution.
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_failed_device_allocation_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args([
+            "train",
+            "--preset",
+            "paper",
+            "--batch-size",
+            "256",
+            "--max-steps",
+            "1",
+            "--device",
+            "wgpu",
+            "--out",
+            s(&run),
+        ])
+        .env("DAAM_CONV", "gemm")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the vqvae binary starts");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() >= 60 {
+            child.kill().unwrap();
+            panic!("vqvae train still ran 60 s after starting a step it cannot allocate");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: the wgpu device failed")
+            && stderr.contains("try a smaller --batch-size"),
+        "{stderr}"
+    );
+    // No checkpoint was started.
+    assert!(!run.join("step-00000001").exists());
+}
+
 /// A build without the `wgpu` feature says how to get it.
 #[cfg(not(feature = "wgpu"))]
 #[test]
