@@ -1535,7 +1535,7 @@ fn wgpu_trains_and_reconstructs_like_the_cpu() {
 /// matrix-product convolution.
 #[cfg(feature = "wgpu")]
 #[test]
-fn a_failed_device_allocation_is_an_error_not_a_hang() {
+fn a_failed_wgpu_allocation_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vqvae"))
