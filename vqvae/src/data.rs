@@ -135,6 +135,14 @@ impl ImageSource {
         }
     }
 
+    /// The image files; `None` for the procedural set.
+    pub fn folder(&self) -> Option<&ImageFolder> {
+        match self {
+            Self::Procedural { .. } => None,
+            Self::Folder(folder) | Self::Cached { folder, .. } => Some(folder),
+        }
+    }
+
     /// Whether there is no image.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -248,6 +248,7 @@ fn resuming_continues_the_same_trajectory() {
     };
     let text = resume_without_data();
     assert!(text.contains("--data of the run"), "{text}");
+    assert!(!text.contains("now holds"), "{text}");
     assert_eq!(trajectory(&straight), trajectory(&no_data));
     // A resume whose limits are already reached says so instead of finishing silently.
     let text = resume_without_data();
@@ -302,6 +303,45 @@ fn resuming_continues_the_same_trajectory() {
         s(&resumed),
     ]);
     assert!(err.contains("model.num_codes: 32 → 16"), "{err}");
+}
+
+/// A resume on a folder whose images changed says so: the batches follow the image list, so
+/// the run no longer continues the trajectory it started.
+#[test]
+fn a_resume_on_changed_images_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 5);
+    let run = dir.path().join("run");
+    train_tiny(&data, 2, &run);
+    let resume = |steps: &str| {
+        ok_logged(&[
+            "train",
+            "--preset",
+            "tiny",
+            "--max-steps",
+            steps,
+            "--resume",
+            "--out",
+            s(&run),
+        ])
+    };
+    let text = resume("3");
+    assert!(!text.contains("now holds"), "{text}");
+    std::fs::copy(data.join("proc_00000.png"), data.join("extra.png")).unwrap();
+    let text = resume("4");
+    assert!(
+        text.contains("note: --data now holds 6 images where the run had 5"),
+        "{text}"
+    );
+    // The record follows the folder: the next resume compares with 6 images.
+    std::fs::rename(data.join("extra.png"), data.join("renamed.png")).unwrap();
+    let text = resume("5");
+    assert!(
+        text.contains("note: --data now holds other images under the same count (6)"),
+        "{text}"
+    );
+    let text = resume("6");
+    assert!(!text.contains("now holds"), "{text}");
 }
 
 /// The values of the metrics.csv column named `name`, one per step.

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codebook_stats::CodebookStats;
 use crate::config::RunConfig;
+use crate::data::ImageSource;
 use crate::error::{Error, Result};
 use crate::model::VqVae;
 
@@ -116,6 +117,58 @@ pub struct RunSources {
     pub data: Option<PathBuf>,
     /// Validation images (`--val`), absolute; `None`: held out of the training images.
     pub val: Option<PathBuf>,
+    /// What `data` held when this file was written ([`Listing::of`]); absent for the
+    /// procedural set and in runs from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_listing: Option<Listing>,
+    /// What `val` held when this file was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_listing: Option<Listing>,
+}
+
+/// The images of a folder as a run saw them: how many, and a digest of their names. A resume
+/// compares it with the folder's images now ([`Listing::change`]), because the order of
+/// batches follows the image list: other images give other batches than an uninterrupted run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// Number of image files.
+    pub images: usize,
+    /// xxh3-64 (hex) of their paths relative to the folder, in the scan's (sorted) order.
+    pub digest: String,
+}
+
+impl Listing {
+    /// The listing of a folder source; `None` for the procedural set.
+    pub fn of(source: &ImageSource) -> Option<Self> {
+        let folder = source.folder()?;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for file in folder.files() {
+            let name = file.strip_prefix(folder.root()).unwrap_or(file);
+            hasher.update(name.as_os_str().as_encoded_bytes());
+            hasher.update(&[0]);
+        }
+        Some(Self {
+            images: folder.len(),
+            digest: format!("{:016x}", hasher.digest()),
+        })
+    }
+
+    /// How `now` differs from this listing, in words; `None` when it does not.
+    pub fn change(&self, now: &Self) -> Option<String> {
+        if self == now {
+            None
+        } else if self.images == now.images {
+            Some(format!(
+                "other images under the same count ({})",
+                now.images
+            ))
+        } else {
+            Some(format!(
+                "{} images where the run had {}",
+                now.images, self.images
+            ))
+        }
+    }
 }
 
 /// Writes the run's `sources.json`, with the folders made absolute.
@@ -128,6 +181,7 @@ pub fn write_sources(run: &Path, sources: &RunSources) -> Result<()> {
     let sources = RunSources {
         data: absolute(&sources.data)?,
         val: absolute(&sources.val)?,
+        ..sources.clone()
     };
     let json = serde_json::to_string_pretty(&sources).expect("sources serialise");
     write_atomic(&run.join("sources.json"), json.as_bytes())

@@ -30,7 +30,7 @@ use crate::data::{load_all_until, to_tensor, ImageSource, Prefetcher};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, reconstruct_all, Evaluation};
 use crate::grid::save_grid;
-use checkpoint::{RunSources, TrainState};
+use checkpoint::{Listing, RunSources, TrainState};
 use inputs::{check_run_outside_inputs, validation_notes};
 use phases::Phases;
 
@@ -183,9 +183,10 @@ where
     } else {
         RunSources::default()
     };
-    let sources = RunSources {
-        data: options.data.clone().or(stored.data),
-        val: options.val.clone().or(stored.val),
+    let mut sources = RunSources {
+        data: options.data.clone().or(stored.data.clone()),
+        val: options.val.clone().or(stored.val.clone()),
+        ..RunSources::default()
     };
     check_run_outside_inputs(run, sources.data.as_deref(), sources.val.as_deref())?;
     for (flag, given, used) in [
@@ -205,10 +206,31 @@ where
     ) {
         observer.on_event(&format!("note: {note}"));
     }
+    sources.data_listing = Listing::of(&source);
     let (train_source, val_source) = match &sources.val {
-        Some(val) => (source, ImageSource::open(Some(val), seed, 0)?),
+        Some(val) => {
+            let val = ImageSource::open(Some(val), seed, 0)?;
+            sources.val_listing = Listing::of(&val);
+            (source, val)
+        }
         None => source.split(config.data.holdout, seed),
     };
+    // A resume on other images draws other batches (the order follows the image list).
+    for (flag, then, now) in [
+        ("--data", &stored.data_listing, &sources.data_listing),
+        ("--val", &stored.val_listing, &sources.val_listing),
+    ] {
+        if let Some(change) = then
+            .as_ref()
+            .zip(now.as_ref())
+            .and_then(|(a, b)| a.change(b))
+        {
+            observer.on_event(&format!(
+                "note: {flag} now holds {change}: the resumed run's batches (and, without \
+                 --val, its held-out images) are not those an uninterrupted run would have had"
+            ));
+        }
+    }
     let size = config.data.image_size;
     let resize = config.data.resize_side();
     let what = match &sources.val {
