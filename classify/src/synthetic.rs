@@ -3,7 +3,7 @@
 //! test can check it learned.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use datasets::embedding_store::MANIFEST_FILE;
 use datasets::{EmbeddingStoreWriter, StoreDtype, StoreInfo};
@@ -24,6 +24,16 @@ const SHARD_BYTES: usize = 256 << 20;
 /// moving its files out, manifest last: an interrupted run leaves no manifest, so no store that
 /// looks valid; the next run removes the folder and starts over.
 pub const STAGING_FOLDER: &str = ".synth-partial";
+
+/// The staging folder an interrupted `classify synth` left in `dir`, or in its `train/` or
+/// `test/` (`--split`), where no manifest says that store was finished.
+pub fn interrupted_staging(dir: &Path) -> Option<PathBuf> {
+    [dir.to_path_buf(), dir.join("train"), dir.join("test")]
+        .into_iter()
+        .filter(|store| !store.join(MANIFEST_FILE).exists())
+        .map(|store| store.join(STAGING_FOLDER))
+        .find(|staging| staging.is_dir())
+}
 
 /// Bytes in words (`40.0 GB`).
 fn gigabytes(bytes: u128) -> String {

@@ -4,7 +4,7 @@ pub mod device;
 mod extract;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -669,6 +669,7 @@ where
     if let Err(message) = settings.validate() {
         bail!("invalid settings: {message}");
     }
+    refuse_unfinished_synth(&args.embeddings)?;
     let (methods, lora_methods) = parse_methods(&args.methods)?;
     // Before the LoRA options are checked, so this is the error a user sees first.
     if let Some(message) = precision_conflict(settings.precision, &lora_methods) {
@@ -946,7 +947,23 @@ fn ablate(
     Ok(())
 }
 
+/// Refuses a store folder an interrupted `classify synth` left, saying so (the store reader
+/// would only say that manifest.json is missing).
+fn refuse_unfinished_synth(dir: &Path) -> Result<()> {
+    if let Some(staging) = classify::synthetic::interrupted_staging(dir) {
+        bail!(
+            "{} holds an unfinished generated store: `classify synth` was interrupted while \
+             writing {} (no manifest.json was written); run the same `classify synth` command \
+             again, it starts over",
+            dir.display(),
+            staging.display()
+        );
+    }
+    Ok(())
+}
+
 fn validate(args: &ValidateArgs) -> Result<()> {
+    refuse_unfinished_synth(&args.store)?;
     let reports = datasets::validate_stores(&args.store)
         .with_context(|| format!("validating {}", args.store.display()))?;
     if reports.iter().any(|report| report.dir != args.store) {

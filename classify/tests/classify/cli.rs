@@ -501,6 +501,42 @@ fn wgpu_trains_every_head_like_the_cpu() {
     assert!(!refused.exists());
 }
 
+/// What an interrupted `classify synth` leaves (its staging folder, no manifest) is named as
+/// that by `validate` and `replicate`, not only as a missing manifest.json.
+#[test]
+fn an_interrupted_synth_is_named_by_validate_and_replicate() {
+    let dir = tempfile::tempdir().unwrap();
+    for (store, staging) in [
+        ("single", ".synth-partial"),
+        ("split", "test/.synth-partial"),
+    ] {
+        let store = dir.path().join(store);
+        std::fs::create_dir_all(store.join(staging)).unwrap();
+        for args in [
+            vec!["validate", path(&store)],
+            vec![
+                "replicate",
+                "--task",
+                "iemocap",
+                "--embeddings",
+                path(&store),
+                "--out",
+                path(&dir.path().join("rep")),
+            ],
+        ] {
+            let out = classify(&args);
+            assert!(!out.status.success(), "{args:?}");
+            assert!(
+                text(&out).contains("`classify synth` was interrupted while writing")
+                    && text(&out).contains(staging),
+                "{args:?}: {}",
+                text(&out)
+            );
+        }
+    }
+    assert!(!dir.path().join("rep").exists());
+}
+
 /// Overwrites the first bytes of item `item` of tensor `tensor` in the safetensors file `shard`
 /// with `bytes` (the header says where the tensor's data lie).
 fn patch_item(shard: &Path, tensor: &str, item: usize, bytes: &[u8]) {
