@@ -43,10 +43,12 @@ pub enum Error {
         path: PathBuf,
     },
     /// A folder holds no image file (png, jpg, jpeg), even in its subfolders.
-    #[error("no image file (png, jpg, jpeg) under {}", path.display())]
+    #[error("no image file (png, jpg, jpeg) under {}{}", path.display(), others.as_deref().map(|o| format!(": {o}")).unwrap_or_default())]
     Empty {
         /// The folder.
         path: PathBuf,
+        /// The other files found, in words ([`crate::ImageFolder::ignored_summary`]).
+        others: Option<String>,
     },
     /// A record of a binary or tabular file breaks the format (a CIFAR-100 label out of range, a
     /// shard tensor of the wrong dtype, a CSV row with the wrong number of fields).

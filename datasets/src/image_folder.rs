@@ -1,6 +1,6 @@
 //! A folder of image files, scanned recursively.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,9 @@ pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 pub struct ImageFolder {
     root: PathBuf,
     files: Vec<PathBuf>,
+    /// Files the scan passed over (other extensions), by lower-case extension; hidden files
+    /// (`.DS_Store`) not counted.
+    ignored: BTreeMap<String, usize>,
 }
 
 impl ImageFolder {
@@ -42,23 +45,49 @@ impl ImageFolder {
         }
         let mut files = Vec::new();
         let mut visited = HashSet::new();
-        scan(root, &mut visited, &mut files)?;
-        if files.is_empty() {
-            return Err(Error::Empty {
-                path: root.to_path_buf(),
-            });
-        }
+        let mut ignored = BTreeMap::new();
+        scan(root, &mut visited, &mut files, &mut ignored)?;
         files.sort();
-        Ok(Self {
+        let folder = Self {
             root: root.to_path_buf(),
             files,
-        })
+            ignored,
+        };
+        if folder.files.is_empty() {
+            return Err(Error::Empty {
+                path: root.to_path_buf(),
+                others: folder.ignored_summary(),
+            });
+        }
+        Ok(folder)
     }
 
     /// A folder made of an explicit list of files (used for single-file inputs), kept in the
     /// given order. Nothing is checked on disk.
     pub fn from_files(root: PathBuf, files: Vec<PathBuf>) -> Self {
-        Self { root, files }
+        Self {
+            root,
+            files,
+            ignored: BTreeMap::new(),
+        }
+    }
+
+    /// The files [`ImageFolder::open`] passed over for their extension, in words (`3 other
+    /// files were not read (.txt: 2, .webp: 1)`); `None` when there were none.
+    pub fn ignored_summary(&self) -> Option<String> {
+        let total: usize = self.ignored.values().sum();
+        (total > 0).then(|| {
+            let kinds: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(ext, n)| format!("{ext}: {n}"))
+                .collect();
+            format!(
+                "{total} other {} not read ({}): only png, jpg and jpeg files are images here",
+                if total == 1 { "file was" } else { "files were" },
+                kinds.join(", ")
+            )
+        })
     }
 
     /// The folder the files were found under.
@@ -113,7 +142,12 @@ pub fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|ext| IMAGE_EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e)))
 }
 
-fn scan(dir: &Path, visited: &mut HashSet<PathBuf>, files: &mut Vec<PathBuf>) -> Result<()> {
+fn scan(
+    dir: &Path,
+    visited: &mut HashSet<PathBuf>,
+    files: &mut Vec<PathBuf>,
+    ignored: &mut BTreeMap<String, usize>,
+) -> Result<()> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
@@ -135,9 +169,15 @@ fn scan(dir: &Path, visited: &mut HashSet<PathBuf>, files: &mut Vec<PathBuf>) ->
             }
         }
         if file_type.is_dir() {
-            scan(&path, visited, files)?;
+            scan(&path, visited, files, ignored)?;
         } else if file_type.is_file() && has_image_extension(&path) {
             files.push(path);
+        } else if file_type.is_file() && !entry.file_name().as_encoded_bytes().starts_with(b".") {
+            let kind = path
+                .extension()
+                .map(|ext| format!(".{}", ext.to_string_lossy().to_lowercase()))
+                .unwrap_or_else(|| "no extension".into());
+            *ignored.entry(kind).or_default() += 1;
         }
     }
     Ok(())
@@ -174,6 +214,9 @@ mod tests {
             "notes.txt",
             "b/c/e.txt",
             "c.png",
+            "b/LICENSE",
+            "b/f.WebP",
+            ".DS_Store",
         ] {
             touch(&dir.path().join(name));
         }
@@ -195,6 +238,18 @@ mod tests {
         assert_eq!(folder.root(), dir.path());
         assert_eq!(folder.len(), 4);
         assert!(!folder.is_empty());
+        // The other files are counted by extension, hidden ones left out.
+        assert_eq!(
+            folder.ignored_summary().as_deref(),
+            Some(
+                "4 other files were not read (.txt: 2, .webp: 1, no extension: 1): only png, \
+                 jpg and jpeg files are images here"
+            )
+        );
+        assert_eq!(
+            ImageFolder::from_files(PathBuf::from("r"), vec![]).ignored_summary(),
+            None
+        );
     }
 
     #[cfg(unix)]

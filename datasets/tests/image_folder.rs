@@ -55,7 +55,12 @@ fn empty_folder_is_an_error() {
     touch(&dir.path().join("sub/notes.txt"));
     match ImageFolder::open(dir.path()) {
         Err(err @ Error::Empty { .. }) => {
-            assert!(err.to_string().contains(&dir.path().display().to_string()));
+            let message = err.to_string();
+            assert!(message.contains(&dir.path().display().to_string()));
+            assert!(
+                message.ends_with(": 1 other file was not read (.txt: 1): only png, jpg and jpeg files are images here"),
+                "{message}"
+            );
         }
         other => panic!("expected Error::Empty, got {other:?}"),
     }

@@ -174,7 +174,11 @@ pub fn input_source(input: &Path) -> Result<ImageSource> {
 /// Loads inputs centre-cropped to `size`, naming skipped files in the log; errors when nothing
 /// is readable.
 pub fn load_inputs(input: &Path, size: u32) -> Result<Vec<(String, RgbImage)>> {
-    let crate::data::LoadedImages { images, skipped } = load_all(&input_source(input)?, size);
+    let source = input_source(input)?;
+    if let Some(summary) = source.folder().and_then(|f| f.ignored_summary()) {
+        tracing::warn!("{}: {summary}", input.display());
+    }
+    let crate::data::LoadedImages { images, skipped } = load_all(&source, size);
     for (name, error) in &skipped {
         tracing::warn!("skipping unreadable image {name}: {error}");
     }

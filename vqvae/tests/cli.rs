@@ -187,6 +187,14 @@ fn validation_on_training_images_is_noted() {
     );
     let text = train("batch2", &["--batch-size", "2"]);
     assert!(!text.contains("note: "), "{text}");
+    // Files the folder scan passes over are counted, so a folder of other formats is noticed.
+    std::fs::write(data.join("photo.webp"), b"").unwrap();
+    let text = train("webp", &["--batch-size", "2"]);
+    assert!(
+        text.contains("note: --data: 1 other file was not read (.webp: 1)"),
+        "{text}"
+    );
+    std::fs::remove_file(data.join("photo.webp")).unwrap();
     // 22 validation images at a 4096² side would take 4.1 GiB (30 such aborted before): refused
     // before any is decoded, naming --val.
     let many = images(&dir.path().join("many"), 22);

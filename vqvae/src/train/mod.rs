@@ -207,9 +207,16 @@ where
         observer.on_event(&format!("note: {note}"));
     }
     sources.data_listing = Listing::of(&source);
+    let mut ignored_files = |flag: &str, images: &ImageSource| {
+        if let Some(summary) = images.folder().and_then(|f| f.ignored_summary()) {
+            observer.on_event(&format!("note: {flag}: {summary}"));
+        }
+    };
+    ignored_files("--data", &source);
     let (train_source, val_source) = match &sources.val {
         Some(val) => {
             let val = ImageSource::open(Some(val), seed, 0)?;
+            ignored_files("--val", &val);
             sources.val_listing = Listing::of(&val);
             (source, val)
         }
