@@ -47,26 +47,8 @@ pub use burn_cuda::CudaDevice;
 /// Turns cubecl's kernel caches on first ([`crate::kernel_cache::configure`]).
 #[cfg(feature = "cuda")]
 pub fn cuda_device(index: usize) -> Result<CudaDevice, String> {
-    use burn::tensor::Tensor;
-    crate::kernel_cache::configure();
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let probe = std::panic::catch_unwind(|| {
-        let device = CudaDevice::new(index);
-        let _ = Tensor::<Cuda, 1>::zeros([1], &device).into_data();
-        device
-    });
-    std::panic::set_hook(hook);
-    probe
-        .map_err(|panic| {
-            let reason = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown error".into());
-            format!("CUDA device cuda:{index} is not available: {reason}")
-        })
-        .inspect(|_| exit_on_device_thread_panic("CUDA"))
+    probe::<Cuda>("CUDA", || CudaDevice::new(index))
+        .map_err(|reason| format!("CUDA device cuda:{index} is not available: {reason}"))
 }
 
 /// What the binaries print when they open a CUDA device: burn's CUDA backend compiles (NVRTC)
@@ -95,26 +77,42 @@ pub use burn_wgpu::WgpuDevice;
 /// here. Turns cubecl's kernel caches on first ([`crate::kernel_cache::configure`]).
 #[cfg(feature = "wgpu")]
 pub fn wgpu_device() -> Result<WgpuDevice, String> {
+    probe::<Wgpu>("wgpu", || WgpuDevice::DefaultDevice).map_err(|reason| {
+        format!("no wgpu adapter is available (Vulkan, Metal or DirectX 12): {reason}")
+    })
+}
+
+/// The device `open` makes, after one tensor has made the round trip to it; a panic on the way
+/// becomes its message. Configures the kernel caches first and, once the device works, makes
+/// its device threads' panics end the process ([`exit_on_device_thread_panic`]).
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn probe<B: burn::tensor::backend::Backend>(
+    backend: &'static str,
+    open: impl FnOnce() -> B::Device + std::panic::UnwindSafe,
+) -> Result<B::Device, String> {
     use burn::tensor::Tensor;
     crate::kernel_cache::configure();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let probe = std::panic::catch_unwind(|| {
-        let device = WgpuDevice::DefaultDevice;
-        let _ = Tensor::<Wgpu, 1>::zeros([1], &device).into_data();
+        let device = open();
+        let _ = Tensor::<B, 1>::zeros([1], &device).into_data();
         device
     });
     std::panic::set_hook(hook);
-    probe
-        .map_err(|panic| {
-            let reason = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown error".into());
-            format!("no wgpu adapter is available (Vulkan, Metal or DirectX 12): {reason}")
-        })
-        .inspect(|_| exit_on_device_thread_panic("wgpu"))
+    let device = probe.map_err(|panic| panic_message(panic.as_ref()).to_string())?;
+    exit_on_device_thread_panic(backend);
+    Ok(device)
+}
+
+/// The text of a panic's payload.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown error")
 }
 
 /// Makes a panic on one of cubecl's device threads end the process with a one-line error.
@@ -139,12 +137,7 @@ fn exit_on_device_thread_panic(backend: &'static str) {
             if !on_device {
                 return previous(info);
             }
-            let reason = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("unknown error");
+            let reason = panic_message(info.payload());
             eprintln!("error: the {backend} device failed: {reason}");
             if reason.contains("allocate") {
                 eprintln!(

@@ -21,6 +21,8 @@ pub struct ImageFolder {
     /// Files the scan passed over (other extensions), by lower-case extension; hidden files
     /// (`.DS_Store`) not counted.
     ignored: BTreeMap<String, usize>,
+    /// Where the symbolic links the scan followed lead (canonical paths).
+    links: Vec<PathBuf>,
 }
 
 impl ImageFolder {
@@ -46,12 +48,14 @@ impl ImageFolder {
         let mut files = Vec::new();
         let mut visited = HashSet::new();
         let mut ignored = BTreeMap::new();
-        scan(root, &mut visited, &mut files, &mut ignored)?;
+        let mut links = Vec::new();
+        scan(root, &mut visited, &mut files, &mut ignored, &mut links)?;
         files.sort();
         let folder = Self {
             root: root.to_path_buf(),
             files,
             ignored,
+            links,
         };
         if folder.files.is_empty() {
             return Err(Error::Empty {
@@ -69,7 +73,14 @@ impl ImageFolder {
             root,
             files,
             ignored: BTreeMap::new(),
+            links: Vec::new(),
         }
+    }
+
+    /// Where the symbolic links [`ImageFolder::open`] followed lead (canonical paths, files
+    /// and folders): how a folder reaches outside itself.
+    pub fn links(&self) -> &[PathBuf] {
+        &self.links
     }
 
     /// The files [`ImageFolder::open`] passed over for their extension, in words (`3 other
@@ -147,6 +158,7 @@ fn scan(
     visited: &mut HashSet<PathBuf>,
     files: &mut Vec<PathBuf>,
     ignored: &mut BTreeMap<String, usize>,
+    links: &mut Vec<PathBuf>,
 ) -> Result<()> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
@@ -162,14 +174,17 @@ fn scan(
         let path = entry.path();
         let mut file_type = entry.file_type().map_err(io_error(&path))?;
         if file_type.is_symlink() {
-            match fs::metadata(&path) {
-                Ok(target) => file_type = target.file_type(),
+            match (fs::metadata(&path), fs::canonicalize(&path)) {
+                (Ok(target), Ok(canonical)) => {
+                    file_type = target.file_type();
+                    links.push(canonical);
+                }
                 // A dangling link is not an image file.
-                Err(_) => continue,
+                _ => continue,
             }
         }
         if file_type.is_dir() {
-            scan(&path, visited, files, ignored)?;
+            scan(&path, visited, files, ignored, links)?;
         } else if file_type.is_file() && has_image_extension(&path) {
             files.push(path);
         } else if file_type.is_file() && !entry.file_name().as_encoded_bytes().starts_with(b".") {

@@ -352,6 +352,40 @@ fn a_resume_on_changed_images_says_so() {
     assert!(!text.contains("now holds"), "{text}");
 }
 
+/// A `--data` folder whose symbolic link reaches the run folder (the folder holding it, here)
+/// is refused before a step: the scan would read the run's sample grids as training images.
+/// A link elsewhere is followed as before.
+#[cfg(unix)]
+#[test]
+fn a_data_folder_linking_to_the_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = images(dir.path(), 5);
+    let runs = dir.path().join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    std::os::unix::fs::symlink(&runs, data.join("more")).unwrap();
+    let run = runs.join("r1");
+    let err = fails(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(&data),
+        "--max-steps",
+        "1",
+        "--out",
+        s(&run),
+    ]);
+    assert!(
+        err.contains("reaches --out") && err.contains("through its link to"),
+        "{err}"
+    );
+    assert!(!run.join("step-00000001").exists());
+    let elsewhere = images(&dir.path().join("elsewhere"), 2);
+    std::fs::remove_file(data.join("more")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, data.join("more")).unwrap();
+    train_tiny(&data, 1, &dir.path().join("r2"));
+}
+
 /// The values of the metrics.csv column named `name`, one per step.
 fn column(run: &Path, name: &str) -> Vec<String> {
     let text = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
@@ -1457,40 +1491,58 @@ fn losses(run: &Path) -> Vec<Vec<f64>> {
 fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
     let dir = tempfile::tempdir().unwrap();
     let data = images(dir.path(), 6);
-    let run = |name: &str, env: &[(&str, &str)]| {
-        let out = dir.path().join(name);
-        let args = [
-            "train",
-            "--preset",
-            "tiny",
-            "--data",
-            s(&data),
-            "--max-steps",
-            "6",
-            "--out",
-            s(&out),
-        ];
-        let output = vqvae_with(&args, env);
-        assert!(
-            output.status.success(),
-            "vqvae {args:?} with {env:?} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        losses(&out)
-    };
-    let kernels = run("kernels", &[]);
+    let (_, kernels) = train_six_steps(dir.path(), &data, "kernels", "cpu", &[]);
     assert_eq!(kernels.len(), 6);
     for conv in ["gemm", "backend"] {
-        let composed = run(conv, &[("DAAM_KERNELS", "composed"), ("DAAM_CONV", conv)]);
-        assert_eq!(composed.len(), kernels.len(), "{conv}: steps");
-        for (step, (a, b)) in composed.iter().zip(&kernels).enumerate() {
-            for (u, v) in a.iter().zip(b) {
-                assert!(
-                    (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
-                    "{conv}, step {}: losses {a:?} against the kernels' {b:?}",
-                    step + 1
-                );
-            }
+        let env = [("DAAM_KERNELS", "composed"), ("DAAM_CONV", conv)];
+        let (_, composed) = train_six_steps(dir.path(), &data, conv, "cpu", &env);
+        assert_same_losses(&composed, &kernels, &format!("composed, {conv}"));
+    }
+}
+
+/// `vqvae train --preset tiny --data DATA --max-steps 6 --device DEVICE --out DIR/NAME` with
+/// `env`: the run folder and each step's loss terms.
+fn train_six_steps(
+    dir: &Path,
+    data: &Path,
+    name: &str,
+    device: &str,
+    env: &[(&str, &str)],
+) -> (PathBuf, Vec<Vec<f64>>) {
+    let out = dir.join(name);
+    let args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        s(data),
+        "--max-steps",
+        "6",
+        "--device",
+        device,
+        "--out",
+        s(&out),
+    ];
+    let output = vqvae_with(&args, env);
+    assert!(
+        output.status.success(),
+        "vqvae {args:?} with {env:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let losses = losses(&out);
+    (out, losses)
+}
+
+/// Each step's loss terms of `got` within 1e-3 (relative, or absolute below 1) of `want`'s.
+fn assert_same_losses(got: &[Vec<f64>], want: &[Vec<f64>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: steps");
+    for (step, (a, b)) in got.iter().zip(want).enumerate() {
+        for (u, v) in a.iter().zip(b) {
+            assert!(
+                (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
+                "{what}, step {}: losses {a:?} against {b:?}",
+                step + 1
+            );
         }
     }
 }
@@ -1506,44 +1558,11 @@ fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
 fn wgpu_trains_and_reconstructs_like_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let data = images(dir.path(), 6);
-    let run = |name: &str, device: &str, env: &[(&str, &str)]| {
-        let out = dir.path().join(name);
-        let args = [
-            "train",
-            "--preset",
-            "tiny",
-            "--data",
-            s(&data),
-            "--max-steps",
-            "6",
-            "--device",
-            device,
-            "--out",
-            s(&out),
-        ];
-        let output = vqvae_with(&args, env);
-        assert!(
-            output.status.success(),
-            "vqvae {args:?} with {env:?} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        out
-    };
-    let cpu = run("cpu", "cpu", &[]);
-    let kernels = losses(&cpu);
+    let (cpu, kernels) = train_six_steps(dir.path(), &data, "cpu", "cpu", &[]);
     assert_eq!(kernels.len(), 6);
     for conv in ["gemm", "backend"] {
-        let gpu = losses(&run(conv, "wgpu", &[("DAAM_CONV", conv)]));
-        assert_eq!(gpu.len(), kernels.len(), "{conv}: steps");
-        for (step, (a, b)) in gpu.iter().zip(&kernels).enumerate() {
-            for (u, v) in a.iter().zip(b) {
-                assert!(
-                    (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
-                    "wgpu with {conv}, step {}: losses {a:?} against the CPU's {b:?}",
-                    step + 1
-                );
-            }
-        }
+        let (_, gpu) = train_six_steps(dir.path(), &data, conv, "wgpu", &[("DAAM_CONV", conv)]);
+        assert_same_losses(&gpu, &kernels, &format!("wgpu, {conv}"));
     }
     // The CPU's checkpoint reconstructed on wgpu: the same codes, images within one level.
     let reconstruct = |device: &str| {

@@ -1,6 +1,6 @@
 //! The `classify` binary end to end on stores it generates.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::Refusals;
@@ -339,47 +339,64 @@ fn the_cuda_path_on_the_cpu_trains_every_head_like_the_kernels() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     synth(&store, 40, 2);
-    let methods = [
-        "daam-v1", "daam-v2", "mixture", "gq-daam", "mha", "mha-bn", "gqa",
-    ];
-    let replicate = |name: &str, precision: &str, env: &[(&str, &str)]| {
-        let rep = dir.path().join(name);
-        let out = classify_with(
-            &[
-                "replicate",
-                "--task",
-                "iemocap",
-                "--embeddings",
-                path(&store),
-                "--methods",
-                &methods.join(","),
-                "--epochs",
-                "3",
-                "--precision",
-                precision,
-                "--out",
-                path(&rep),
-            ],
+    let run = |name: &str, precision: &str, env: &[(&str, &str)]| {
+        replicate_every_head(
+            &store,
+            &dir.path().join(name),
+            &["--precision", precision],
             env,
-        );
-        assert!(out.status.success(), "{env:?}: {}", text(&out));
-        rep
+        )
     };
     let gemm = [("DAAM_KERNELS", "composed"), ("DAAM_CONV", "gemm")];
-    let runs = [
-        (
-            replicate("kernels", "f32", &[]),
-            replicate("composed", "f32", &gemm),
-            1e-3,
-        ),
-        // bf16 rounds differently on the two convolutions (by hand, one epoch on a 60-item
-        // store: within 1.1e-3).
-        (
-            replicate("bf16-backend", "bf16", &[("DAAM_CONV", "backend")]),
-            replicate("bf16-composed", "bf16", &gemm),
-            5e-3,
-        ),
+    assert_same_training(
+        &run("composed", "f32", &gemm),
+        &run("kernels", "f32", &[]),
+        1e-3,
+    );
+    // bf16 rounds differently on the two convolutions (by hand, one epoch on a 60-item store:
+    // within 1.1e-3).
+    assert_same_training(
+        &run("bf16-composed", "bf16", &gemm),
+        &run("bf16-backend", "bf16", &[("DAAM_CONV", "backend")]),
+        5e-3,
+    );
+}
+
+/// The heads [`replicate_every_head`] trains.
+const EVERY_HEAD: [&str; 7] = [
+    "daam-v1", "daam-v2", "mixture", "gq-daam", "mha", "mha-bn", "gqa",
+];
+
+/// `classify replicate --task iemocap --embeddings STORE --methods <every head> --epochs 3
+/// EXTRA --out OUT` with `env`, which must succeed; returns `out`.
+fn replicate_every_head(store: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> PathBuf {
+    let methods = EVERY_HEAD.join(",");
+    let mut args = vec![
+        "replicate",
+        "--task",
+        "iemocap",
+        "--embeddings",
+        path(store),
+        "--methods",
+        &methods,
+        "--epochs",
+        "3",
+        "--out",
+        path(out),
     ];
+    args.extend_from_slice(extra);
+    let output = classify_with(&args, env);
+    assert!(
+        output.status.success(),
+        "{args:?} {env:?}: {}",
+        text(&output)
+    );
+    out.to_path_buf()
+}
+
+/// Every head's training loss in `got`, epoch by epoch and fold by fold (two folds), within
+/// `tolerance` (relative, or absolute below 1) of `want`'s.
+fn assert_same_training(got: &Path, want: &Path, tolerance: f64) {
     let train_losses = |rep: &Path, method: &str, fold: usize| -> Vec<f64> {
         let csv = rep.join(format!("runs/{method}/fold-{fold}/metrics.csv"));
         std::fs::read_to_string(&csv)
@@ -389,21 +406,20 @@ fn the_cuda_path_on_the_cpu_trains_every_head_like_the_kernels() {
             .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
             .collect()
     };
-    for (kernels, composed, tolerance) in &runs {
-        for method in methods {
-            for fold in 1..=2 {
-                let (a, b) = (
-                    train_losses(composed, method, fold),
-                    train_losses(kernels, method, fold),
+    for method in EVERY_HEAD {
+        for fold in 1..=2 {
+            let (a, b) = (
+                train_losses(got, method, fold),
+                train_losses(want, method, fold),
+            );
+            assert_eq!(a.len(), 3, "{method} fold {fold}: epochs");
+            for (u, v) in a.iter().zip(&b) {
+                assert!(
+                    (u - v).abs() <= tolerance * (1.0 + v.abs()),
+                    "{} {method} fold {fold}: train losses {a:?} against {b:?} of {}",
+                    got.display(),
+                    want.display()
                 );
-                assert_eq!(a.len(), 3, "{method} fold {fold}: epochs");
-                for (u, v) in a.iter().zip(&b) {
-                    assert!(
-                        (u - v).abs() <= tolerance * (1.0 + v.abs()),
-                        "{} {method} fold {fold}: train losses {a:?} against {b:?}",
-                        composed.display()
-                    );
-                }
             }
         }
     }
@@ -420,60 +436,15 @@ fn wgpu_trains_every_head_like_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     synth(&store, 40, 2);
-    let methods = [
-        "daam-v1", "daam-v2", "mixture", "gq-daam", "mha", "mha-bn", "gqa",
-    ];
-    let replicate = |name: &str, device: &str, env: &[(&str, &str)]| {
-        let rep = dir.path().join(name);
-        let out = classify_with(
-            &[
-                "replicate",
-                "--task",
-                "iemocap",
-                "--embeddings",
-                path(&store),
-                "--methods",
-                &methods.join(","),
-                "--epochs",
-                "3",
-                "--device",
-                device,
-                "--out",
-                path(&rep),
-            ],
-            env,
-        );
-        assert!(out.status.success(), "{device} {env:?}: {}", text(&out));
-        rep
-    };
-    let cpu = replicate("cpu", "cpu", &[]);
-    let train_losses = |rep: &Path, method: &str, fold: usize| -> Vec<f64> {
-        let csv = rep.join(format!("runs/{method}/fold-{fold}/metrics.csv"));
-        std::fs::read_to_string(&csv)
-            .unwrap_or_else(|e| panic!("{}: {e}", csv.display()))
-            .lines()
-            .skip(1)
-            .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
-            .collect()
-    };
+    let cpu = replicate_every_head(&store, &dir.path().join("cpu"), &[], &[]);
     for conv in ["gemm", "backend"] {
-        let gpu = replicate(conv, "wgpu", &[("DAAM_CONV", conv)]);
-        for method in methods {
-            for fold in 1..=2 {
-                let (a, b) = (
-                    train_losses(&gpu, method, fold),
-                    train_losses(&cpu, method, fold),
-                );
-                assert_eq!(a.len(), 3, "{method} fold {fold}: epochs");
-                for (u, v) in a.iter().zip(&b) {
-                    assert!(
-                        (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
-                        "wgpu with {conv}, {method} fold {fold}: train losses {a:?} against \
-                         the CPU's {b:?}"
-                    );
-                }
-            }
-        }
+        let gpu = replicate_every_head(
+            &store,
+            &dir.path().join(conv),
+            &["--device", "wgpu"],
+            &[("DAAM_CONV", conv)],
+        );
+        assert_same_training(&gpu, &cpu, 1e-3);
     }
     // Mixed precision is refused on wgpu (WGSL has no bf16) before anything is written.
     let refused = dir.path().join("bf16");

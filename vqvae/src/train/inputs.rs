@@ -1,7 +1,7 @@
 //! Checks of a run's image folders before it trains: a run folder the next scan of `--data`
 //! or `--val` would read, and validation figures that would not be held-out figures.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::checkpoint::RunSources;
 use crate::data::ImageSource;
@@ -94,4 +94,29 @@ pub(super) fn check_run_outside_inputs(
         }
     }
     Ok(())
+}
+
+/// Refuses a `--data` or `--val` folder whose symbolic links reach the run folder: the scan
+/// would read the run's own sample grids as images ([`check_run_outside_inputs`] covers a run
+/// folder inside the folder itself).
+pub(super) fn check_links_outside_run(run: &Path, flag: &str, images: &ImageSource) -> Result<()> {
+    let Some(folder) = images.folder() else {
+        return Ok(());
+    };
+    let Ok(out) = daam::paths::resolved(run) else {
+        return Ok(());
+    };
+    // A link to the run folder, into it, or to a folder holding it.
+    let reaches = |target: &&PathBuf| target.starts_with(&out) || out.starts_with(target);
+    match folder.links().iter().find(reaches) {
+        Some(target) => Err(Error::Usage(format!(
+            "the {flag} folder {} reaches --out {} through its link to {}: the run's sample \
+             grids would be read as its images; remove the link or choose a run folder it does \
+             not reach",
+            folder.root().display(),
+            run.display(),
+            target.display()
+        ))),
+        None => Ok(()),
+    }
 }

@@ -213,10 +213,12 @@ where
         }
     };
     ignored_files("--data", &source);
+    inputs::check_links_outside_run(run, "--data", &source)?;
     let (train_source, val_source) = match &sources.val {
         Some(val) => {
             let val = ImageSource::open(Some(val), seed, 0)?;
             ignored_files("--val", &val);
+            inputs::check_links_outside_run(run, "--val", &val)?;
             sources.val_listing = Listing::of(&val);
             (source, val)
         }
