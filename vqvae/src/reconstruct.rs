@@ -379,6 +379,45 @@ pub fn reconstruct<B: DaamBackend>(
     Ok(evaluation)
 }
 
+/// The keys of a `codes.json` [`CodeFile`] and of its image entries ([`ImageCodes`]).
+const CODE_FILE_KEYS: [&str; 7] = [
+    "checkpoint",
+    "height",
+    "width",
+    "num_codes",
+    "tile",
+    "model_digest",
+    "images",
+];
+const IMAGE_CODES_KEYS: [&str; 2] = ["name", "codes"];
+
+/// The keys of a parsed `codes.json` that [`CodeFile`] does not read, quoted: top-level ones
+/// by name, an image entry's as `images[i].key`.
+fn unknown_code_keys(value: &serde_json::Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let Some(top) = value.as_object() else {
+        return unknown;
+    };
+    unknown.extend(
+        top.keys()
+            .filter(|k| !CODE_FILE_KEYS.contains(&k.as_str()))
+            .map(|k| format!("key `{k}`")),
+    );
+    let images = top.get("images").and_then(|i| i.as_array());
+    for (i, image) in images.into_iter().flatten().enumerate() {
+        let Some(entry) = image.as_object() else {
+            continue;
+        };
+        unknown.extend(
+            entry
+                .keys()
+                .filter(|k| !IMAGE_CODES_KEYS.contains(&k.as_str()))
+                .map(|k| format!("key `images[{i}].{k}`")),
+        );
+    }
+    unknown
+}
+
 /// Reads and checks a code file against a model of `num_codes` codes and down-sampling factor
 /// `factor`: sizes and ranges, naming the image.
 pub fn read_codes(path: &Path, num_codes: usize, factor: usize) -> Result<CodeFile> {
@@ -391,6 +430,17 @@ pub fn read_codes(path: &Path, num_codes: usize, factor: usize) -> Result<CodeFi
         source,
     })?;
     let file: CodeFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
+        let unknown = unknown_code_keys(&value);
+        if !unknown.is_empty() {
+            tracing::warn!(
+                "{} has {} that no reader knows: ignored (misspelt, or written by a newer \
+                 vqvae?)",
+                path.display(),
+                unknown.join(", ")
+            );
+        }
+    }
     if file.height == 0 || file.width == 0 {
         return Err(bad(format!(
             "the code grid is {}×{}: empty",
@@ -557,6 +607,45 @@ pub fn decode<B: DaamBackend>(
 #[cfg(test)]
 mod tests {
     use super::stems;
+    use super::{unknown_code_keys, CodeFile, ImageCodes, CODE_FILE_KEYS, IMAGE_CODES_KEYS};
+
+    /// The known-key lists are the keys a fully populated file writes, so they cannot drift
+    /// apart; other keys are named, with the image entry they sit in.
+    #[test]
+    fn unknown_codes_json_keys_are_named() {
+        let file = CodeFile {
+            checkpoint: "run".into(),
+            height: 1,
+            width: 1,
+            num_codes: 4,
+            tile: Some(8),
+            model_digest: Some("0".into()),
+            images: vec![ImageCodes {
+                name: "a".into(),
+                codes: vec![0],
+            }],
+        };
+        let mut value = serde_json::to_value(&file).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |list: &[&str]| -> Vec<String> {
+            let mut k: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&value), sorted(&CODE_FILE_KEYS));
+        assert_eq!(keys(&value["images"][0]), sorted(&IMAGE_CODES_KEYS));
+        assert!(unknown_code_keys(&value).is_empty());
+        value["tiles"] = 8.into();
+        value["images"][0]["code"] = 1.into();
+        assert_eq!(
+            unknown_code_keys(&value),
+            ["key `tiles`", "key `images[0].code`"]
+        );
+    }
 
     #[test]
     fn output_names_never_collide() {

@@ -487,6 +487,7 @@ fn decode_of_exported_codes_equals_reconstruct() {
         serde_json::from_str(&std::fs::read_to_string(rec.join("codes.json")).unwrap()).unwrap();
     assert!(codes["model_digest"].is_string(), "{codes}");
     codes.as_object_mut().unwrap().remove("model_digest");
+    codes["comment"] = "from a newer vqvae".into();
     let old = dir.path().join("old-codes.json");
     std::fs::write(&old, codes.to_string()).unwrap();
     let dec_old = dir.path().join("dec-old");
@@ -500,6 +501,10 @@ fn decode_of_exported_codes_equals_reconstruct() {
         s(&dec_old),
     ]);
     assert!(text.contains("records no digest of the weights"), "{text}");
+    assert!(
+        text.contains("has key `comment` that no reader knows: ignored"),
+        "{text}"
+    );
     assert_eq!(
         std::fs::read(dec_old.join("proc_00000.png")).unwrap(),
         std::fs::read(rec.join("proc_00000.png")).unwrap()
