@@ -45,6 +45,7 @@ pub mod iemocap;
 pub mod image;
 pub mod image_folder;
 pub mod image_quality;
+pub mod json_keys;
 mod mmap;
 pub mod procedural;
 pub mod resample;

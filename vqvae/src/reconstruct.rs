@@ -391,33 +391,6 @@ const CODE_FILE_KEYS: [&str; 7] = [
 ];
 const IMAGE_CODES_KEYS: [&str; 2] = ["name", "codes"];
 
-/// The keys of a parsed `codes.json` that [`CodeFile`] does not read, quoted: top-level ones
-/// by name, an image entry's as `images[i].key`.
-fn unknown_code_keys(value: &serde_json::Value) -> Vec<String> {
-    let mut unknown = Vec::new();
-    let Some(top) = value.as_object() else {
-        return unknown;
-    };
-    unknown.extend(
-        top.keys()
-            .filter(|k| !CODE_FILE_KEYS.contains(&k.as_str()))
-            .map(|k| format!("key `{k}`")),
-    );
-    let images = top.get("images").and_then(|i| i.as_array());
-    for (i, image) in images.into_iter().flatten().enumerate() {
-        let Some(entry) = image.as_object() else {
-            continue;
-        };
-        unknown.extend(
-            entry
-                .keys()
-                .filter(|k| !IMAGE_CODES_KEYS.contains(&k.as_str()))
-                .map(|k| format!("key `images[{i}].{k}`")),
-        );
-    }
-    unknown
-}
-
 /// Reads and checks a code file against a model of `num_codes` codes and down-sampling factor
 /// `factor`: sizes and ranges, naming the image.
 pub fn read_codes(path: &Path, num_codes: usize, factor: usize) -> Result<CodeFile> {
@@ -430,16 +403,15 @@ pub fn read_codes(path: &Path, num_codes: usize, factor: usize) -> Result<CodeFi
         source,
     })?;
     let file: CodeFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
-        let unknown = unknown_code_keys(&value);
-        if !unknown.is_empty() {
-            tracing::warn!(
-                "{} has {} that no reader knows: ignored (misspelt, or written by a newer \
-                 vqvae?)",
-                path.display(),
-                unknown.join(", ")
-            );
-        }
+    let unknown =
+        datasets::json_keys::unknown_keys(&text, &CODE_FILE_KEYS, "images", &IMAGE_CODES_KEYS);
+    if !unknown.is_empty() {
+        let keys: Vec<String> = unknown.iter().map(|k| format!("key `{k}`")).collect();
+        tracing::warn!(
+            "{} has {} that no reader knows: ignored (misspelt, or written by a newer vqvae?)",
+            path.display(),
+            keys.join(", ")
+        );
     }
     if file.height == 0 || file.width == 0 {
         return Err(bad(format!(
@@ -607,10 +579,11 @@ pub fn decode<B: DaamBackend>(
 #[cfg(test)]
 mod tests {
     use super::stems;
-    use super::{unknown_code_keys, CodeFile, ImageCodes, CODE_FILE_KEYS, IMAGE_CODES_KEYS};
+    use super::{CodeFile, ImageCodes, CODE_FILE_KEYS, IMAGE_CODES_KEYS};
+    use datasets::json_keys::unknown_keys;
 
     /// The known-key lists are the keys a fully populated file writes, so they cannot drift
-    /// apart; other keys are named, with the image entry they sit in.
+    /// apart; other keys are found, with the image entry they sit in.
     #[test]
     fn unknown_codes_json_keys_are_named() {
         let file = CodeFile {
@@ -638,13 +611,18 @@ mod tests {
         };
         assert_eq!(keys(&value), sorted(&CODE_FILE_KEYS));
         assert_eq!(keys(&value["images"][0]), sorted(&IMAGE_CODES_KEYS));
-        assert!(unknown_code_keys(&value).is_empty());
+        let unknown = |value: &serde_json::Value| {
+            unknown_keys(
+                &value.to_string(),
+                &CODE_FILE_KEYS,
+                "images",
+                &IMAGE_CODES_KEYS,
+            )
+        };
+        assert!(unknown(&value).is_empty());
         value["tiles"] = 8.into();
         value["images"][0]["code"] = 1.into();
-        assert_eq!(
-            unknown_code_keys(&value),
-            ["key `tiles`", "key `images[0].code`"]
-        );
+        assert_eq!(unknown(&value), ["tiles", "images[0].code"]);
     }
 
     #[test]

@@ -134,27 +134,7 @@ pub(crate) const SHARD_KEYS: &[&str] = &["file", "count"];
 /// name, top-level keys sorted, then each shard entry's as `shards[i].key`; empty when it does
 /// not parse as an object.
 pub(crate) fn unknown_manifest_keys(text: &str) -> Vec<String> {
-    let Ok(serde_json::Value::Object(top)) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Vec::new();
-    };
-    let mut unknown: Vec<String> = top
-        .keys()
-        .filter(|k| !MANIFEST_KEYS.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    if let Some(serde_json::Value::Array(shards)) = top.get("shards") {
-        for (i, shard) in shards.iter().enumerate() {
-            if let serde_json::Value::Object(entry) = shard {
-                unknown.extend(
-                    entry
-                        .keys()
-                        .filter(|k| !SHARD_KEYS.contains(&k.as_str()))
-                        .map(|k| format!("shards[{i}].{k}")),
-                );
-            }
-        }
-    }
-    unknown
+    crate::json_keys::unknown_keys(text, MANIFEST_KEYS, "shards", SHARD_KEYS)
 }
 
 /// The content of `manifest.json`.
