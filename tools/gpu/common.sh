@@ -103,14 +103,15 @@ print(line)
 PY
 }
 
-# `train NAME BINARY PRESET SECONDS`: a training run Ctrl-C'd at SECONDS (killed 10 s later).
+# `train NAME BINARY PRESET SECONDS [STEPS]`: a training run Ctrl-C'd at SECONDS (killed 10 s
+# later), or ending by itself after STEPS steps (default: no step limit in practice).
 train() {
-    local name=$1 bin=$2 preset=$3 seconds=$4
+    local name=$1 bin=$2 preset=$3 seconds=$4 steps=${5:-100000}
     [ -x "$BIN/$bin" ] || { stamp "$name: skipped, no .gpudata/$bin.xz"; return; }
     stamp "$name: $bin --preset $preset, deadline $seconds s"
     rm -rf "/tmp/$name"
     DEADLINE_GRACE=10 peak_gpu "$OUT/$name.log" deadline "$seconds" "$BIN/$bin" train --preset "$preset" \
-        --device cuda --max-steps 100000 --out "/tmp/$name"
+        --device cuda --max-steps "$steps" --out "/tmp/$name"
     summary "$name" "/tmp/$name"
     tail -1 "$OUT/$name.log"
     pack

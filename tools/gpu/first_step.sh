@@ -9,6 +9,9 @@
 #   vqvae-fixed small (Ctrl-C at 60 s), on the kernel cache paper left
 #   train_step-fixed, the DAT heads (deadline 75 s), then three heads in bf16 (deadline 40 s)
 #   if under 500 s have passed: two heads with DAAM_CONV=backend (burn's direct convolutions)
+# A shorter call (a 15-minute session with encoders.sh after it): PAPER_SECONDS, PAPER_STEPS,
+# SMALL_STEPS cap the two `vqvae` runs; BF16_BEFORE and BACKEND_BEFORE skip those sections when
+# the call has run that many seconds.
 # Phase timings are on for both `vqvae` runs (RUST_LOG=vqvae::train=debug: a step that never
 # ends shows where it stopped; their syncs cost little beside a 250-ms `paper` step).
 # The cache (DAAM_KERNEL_CACHE=/tmp/kc) comes back as $OUT/kc.tgz; put it at .gpudata/kc.tgz to
@@ -34,13 +37,13 @@ python3 tools/bench_classify_torch.py --device cuda --warmup 5 --iters 30 >"$OUT
 cut -c1-90 "$OUT/heads-torch.jsonl"
 pack
 
-train paper vqvae-fixed paper 280
+train paper vqvae-fixed paper "${PAPER_SECONDS:-280}" "${PAPER_STEPS:-100000}"
 grep -m 8 -E 'done in|phases' "$OUT/paper.log"
 grep 'phases' "$OUT/paper.log" | tail -2
 save_cache
 tail -2 "$OUT/cache-growth.txt"
 
-train small vqvae-fixed small 60
+train small vqvae-fixed small 60 "${SMALL_STEPS:-100000}"
 grep -m 8 -E 'done in|phases' "$OUT/small.log"
 grep 'phases' "$OUT/small.log" | tail -2
 save_cache
@@ -52,18 +55,22 @@ pack
 save_cache
 
 # Mixed precision (classify --precision bf16): the kernels of the f32 heads are warm by now.
-stamp "DAT heads, bf16 mixed precision (PyTorch autocast beside; deadline 40 s)"
-python3 tools/bench_classify_torch.py --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
-    --warmup 5 --iters 30 >"$OUT/heads-torch-bf16.jsonl"
-cut -c1-110 "$OUT/heads-torch-bf16.jsonl"
-deadline 40 "$BIN/train_step-fixed" --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
-    --warmup 5 --iters 30 2>"$OUT/heads-bf16.err" | tee "$OUT/heads-rust-bf16.jsonl"
-tail -2 "$OUT/heads-bf16.err"
-pack
+if [ $(( $(date +%s) - t0 )) -lt "${BF16_BEFORE:-100000}" ]; then
+    stamp "DAT heads, bf16 mixed precision (PyTorch autocast beside; deadline 40 s)"
+    python3 tools/bench_classify_torch.py --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
+        --warmup 5 --iters 30 >"$OUT/heads-torch-bf16.jsonl"
+    cut -c1-110 "$OUT/heads-torch-bf16.jsonl"
+    deadline 40 "$BIN/train_step-fixed" --device cuda --precision bf16 --heads daam-v1,daam-v2,mha \
+        --warmup 5 --iters 30 2>"$OUT/heads-bf16.err" | tee "$OUT/heads-rust-bf16.jsonl"
+    tail -2 "$OUT/heads-bf16.err"
+    pack
+else
+    stamp "no time left for the bf16 heads"
+fi
 
 # Same card, other route: burn's direct convolutions (DAAM_CONV=backend, session 11's path) for
 # two heads, only when the call has time left (timeout_s 590: this needs ~45 s).
-if [ $(( $(date +%s) - t0 )) -lt 500 ]; then
+if [ $(( $(date +%s) - t0 )) -lt "${BACKEND_BEFORE:-500}" ]; then
     stamp "DAT heads with burn's convolution (DAAM_CONV=backend; deadline 40 s)"
     DAAM_CONV=backend deadline 40 "$BIN/train_step-fixed" --device cuda --heads daam-v1,mha \
         --warmup 3 --iters 20 2>"$OUT/heads-backend.err" | tee "$OUT/heads-rust-backend.jsonl"
