@@ -26,6 +26,8 @@ use std::ops::Range;
 use burn::tensor::backend::Backend;
 use burn::tensor::{s, Tensor};
 
+use crate::reduce::sum_last;
+
 /// How a backend without a fused convolution computes the composed one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComposedConv {
@@ -449,7 +451,7 @@ pub fn conv2d_gemm_backward<B: Backend>(
     GemmGrads {
         x: grad_x,
         weight: grad_weight,
-        bias: grad_out.sum_dim(2).sum_dim(0).reshape([out_channels]),
+        bias: sum_last(grad_out).sum_dim(0).reshape([out_channels]),
     }
 }
 
@@ -515,11 +517,10 @@ pub fn conv_transpose2d_gemm_backward<B: Backend>(
         .matmul(cols.swap_dims(1, 2))
         .sum_dim(0)
         .reshape([in_channels, out_channels, kernel_h, kernel_w]);
-    let grad_bias = grad_out
-        .reshape([batch_size, out_channels, expected[2] * expected[3]])
-        .sum_dim(2)
-        .sum_dim(0)
-        .reshape([out_channels]);
+    let grad_bias =
+        sum_last(grad_out.reshape([batch_size, out_channels, expected[2] * expected[3]]))
+            .sum_dim(0)
+            .reshape([out_channels]);
     GemmGrads {
         x: grad_x,
         weight: grad_weight,

@@ -61,6 +61,7 @@ mod mixture_density_attention;
 pub mod paths;
 pub mod plot;
 pub mod record;
+pub mod reduce;
 pub mod reference;
 pub mod settings_diff;
 pub mod sigpipe;

@@ -11,6 +11,7 @@ use burn::tensor::Tensor;
 
 use crate::kernel::per_feature::{NORM_EPS, VARIANCE_FLOOR};
 use crate::kernel::HeadChunks;
+use crate::reduce::mean_last;
 use crate::GaussianForm;
 
 /// Per-feature multi-head DAAM (paper Alg. 1 and 3; `reference/daam-reference.md` §1.1).
@@ -185,8 +186,8 @@ pub fn group_norm<B: Backend>(
 ) -> Tensor<B, 3> {
     let [batch_size, channels, spatial] = x.dims();
     let grouped = x.reshape([batch_size, groups, channels / groups * spatial]);
-    let centered = grouped.clone() - grouped.mean_dim(2);
-    let variance = centered.clone().powi_scalar(2).mean_dim(2);
+    let centered = grouped.clone() - mean_last(grouped);
+    let variance = mean_last(centered.clone().powi_scalar(2));
     let normalized =
         (centered / variance.add_scalar(eps).sqrt()).reshape([batch_size, channels, spatial]);
     let y = normalized * gamma.reshape([1, channels, 1]) + beta.reshape([1, channels, 1]);

@@ -301,6 +301,7 @@ pub(crate) fn float<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Te
 /// for dtypes their kernels do not cover.
 pub(crate) mod composed {
     use super::*;
+    use crate::reduce::{mean_last, sum_last};
     use burn::tensor::activation::{relu, softmax};
 
     pub(crate) fn per_feature_forward<B: Backend>(
@@ -711,15 +712,12 @@ pub(crate) mod composed {
         let [batch_size, channels, spatial] = x.dims();
         let per_channel = |t: Tensor<B, 1>| t.reshape([1, channels, 1]);
         // Over batch and positions: `[channels]`.
-        let channel_sum = |t: Tensor<B, 3>| t.sum_dim(2).sum_dim(0).reshape([channels]);
+        let channel_sum = |t: Tensor<B, 3>| sum_last(t).sum_dim(0).reshape([channels]);
         // `x̂` and σ per group (`[batch, groups, 1]`), or `x` itself without normalisation.
         let (normalized, std) = if s.normalize {
             let grouped = x.reshape([batch_size, s.groups, channels / s.groups * spatial]);
-            let centered = grouped.clone() - grouped.mean_dim(2);
-            let std = centered
-                .clone()
-                .powi_scalar(2)
-                .mean_dim(2)
+            let centered = grouped.clone() - mean_last(grouped);
+            let std = mean_last(centered.clone().powi_scalar(2))
                 .add_scalar(s.eps)
                 .sqrt();
             let normalized = (centered / std.clone()).reshape([batch_size, channels, spatial]);
@@ -742,8 +740,8 @@ pub(crate) mod composed {
                 let grouped = [batch_size, s.groups, channels / s.groups * spatial];
                 let h = h.reshape(grouped);
                 let normalized = normalized.reshape(grouped);
-                let projection = (h.clone() * normalized.clone()).mean_dim(2);
-                ((h.clone() - h.mean_dim(2) - normalized * projection) / std)
+                let projection = mean_last(h.clone() * normalized.clone());
+                ((h.clone() - mean_last(h) - normalized * projection) / std)
                     .reshape([batch_size, channels, spatial])
             }
         };
