@@ -40,6 +40,16 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+import transformers  # noqa: E402
+
+if int(transformers.__version__.split(".")[0]) >= 5:
+    # transformers 5 renamed BEiT's modules (`layers.N.attention.q_proj`, no `encoder`): its
+    # checkpoints no longer use the published names our loaders read.
+    raise SystemExit(
+        f"transformers {transformers.__version__}: this script needs 4.x "
+        "(tools/requirements-encoders.txt pins 4.46.3; on the GPU machine tools/gpu/wheels.sh)"
+    )
+
 from transformers import (  # noqa: E402
     BeitConfig,
     BeitModel,

@@ -24,7 +24,7 @@
 use std::ops::Range;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{s, Tensor};
+use burn::tensor::{s, Int, Tensor, TensorData};
 
 use crate::reduce::sum_last;
 
@@ -169,6 +169,86 @@ fn unfold<B: Backend>(
     if taps == 1 && stride == [1, 1] && out == [padded_h, padded_w] {
         return x.reshape([batch_size, channels, out[0] * out[1]]);
     }
+    match Unfold::from_env() {
+        Unfold::Gather => unfold_gather(x, kernel, stride, out),
+        Unfold::Slices => unfold_slices(x, kernel, stride, out),
+    }
+}
+
+/// How [`unfold`] builds its columns. `DAAM_UNFOLD=gather|slices` chooses; `gather` is the
+/// default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unfold {
+    /// One `select` along the flattened positions with an index built on the device: one
+    /// kernel reads the padded input and writes the columns.
+    Gather,
+    /// One strided slice per kernel tap, stacked: on burn's cubecl backends each tap is a copy
+    /// (a window's offset is rarely aligned enough to be a view) and then a slice-assign into
+    /// the stack, so the columns are written twice (sessions 11–17's route).
+    Slices,
+}
+
+impl Unfold {
+    const ENV: &'static str = "DAAM_UNFOLD";
+
+    fn from_env() -> Self {
+        static CHOICE: std::sync::OnceLock<Unfold> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| {
+            match std::env::var(Self::ENV)
+                .map(|v| v.trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                Ok("slices") => Self::Slices,
+                Ok("gather") | Err(_) => Self::Gather,
+                Ok(other) => {
+                    eprintln!(
+                        "{}={other:?} is neither `gather` nor `slices`: using gather",
+                        Self::ENV
+                    );
+                    Self::Gather
+                }
+            }
+        })
+    }
+}
+
+/// [`unfold`] of an already padded input by one `select`: position `(tap, y, x)` of a channel's
+/// columns reads flat position `(y·stride_h + i)·width + x·stride_w + j` of its padded plane.
+fn unfold_gather<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    out: [usize; 2],
+) -> Tensor<B, 3> {
+    let [batch_size, channels, height, width] = x.dims();
+    let taps = kernel[0] * kernel[1];
+    let device = x.device();
+    let offsets: Vec<i64> = (0..kernel[0])
+        .flat_map(|i| (0..kernel[1]).map(move |j| (i * width + j) as i64))
+        .collect();
+    let offsets = Tensor::<B, 1, Int>::from_data(TensorData::new(offsets, [taps]), &device)
+        .reshape([taps, 1, 1]);
+    let range = |count: usize, step: usize| 0..(count * step) as i64;
+    let rows = Tensor::<B, 1, Int>::arange_step(range(out[0], stride[0]), stride[0], &device)
+        .mul_scalar(width as i64)
+        .reshape([1, out[0], 1]);
+    let columns = Tensor::<B, 1, Int>::arange_step(range(out[1], stride[1]), stride[1], &device)
+        .reshape([1, 1, out[1]]);
+    let index = (offsets + rows + columns).reshape([taps * out[0] * out[1]]);
+    x.reshape([batch_size, channels, height * width])
+        .select(2, index)
+        .reshape([batch_size, channels * taps, out[0] * out[1]])
+}
+
+/// [`unfold`] of an already padded input by strided slices, one per kernel tap, stacked.
+fn unfold_slices<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    out: [usize; 2],
+) -> Tensor<B, 3> {
+    let [batch_size, channels, _, _] = x.dims();
+    let taps = kernel[0] * kernel[1];
     // One strided window of the padded input per kernel tap, in the weight's (i, j) order.
     let windows = (0..kernel[0])
         .flat_map(|i| (0..kernel[1]).map(move |j| (i, j)))

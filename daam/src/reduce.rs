@@ -25,7 +25,7 @@ fn split(len: usize) -> Option<(usize, usize)> {
     }
     (COLUMNS.1..=COLUMNS.0)
         .rev()
-        .find(|m| len % m == 0)
+        .find(|m| len.is_multiple_of(*m))
         .map(|m| (len / m, m))
 }
 

@@ -131,3 +131,25 @@ carried_kernel_cache() {
     fi
 }
 save_cache() { tar czf "$FINAL/kc.tgz" -C /tmp/kc .; }
+
+# `legacy_transformers`: the encoder scripts need transformers 4.x (tools/requirements-encoders.txt
+# pins 4.46.3). transformers 5 (the lent machine had 5.17.0 on 2026-11-27) renamed BEiT's modules
+# (`layers.N`, `attention.q_proj`, no `encoder`), so its random checkpoints carry names that the
+# published checkpoints, and our loaders, do not use. When the machine's transformers is 5 or
+# later, the wheels carried in .gpudata/wheels (`bash tools/gpu/wheels.sh` here) are unpacked to
+# /tmp/tf4 and put first on PYTHONPATH; the machine's torch stays.
+legacy_transformers() {
+    local major
+    major=$(python3 -c "import transformers; print(transformers.__version__.split('.')[0])" 2>/dev/null)
+    [ "${major:-0}" -ge 5 ] || return 0
+    if ! ls .gpudata/wheels/transformers-4*.whl >/dev/null 2>&1; then
+        echo "transformers $major.x here and no .gpudata/wheels: run tools/gpu/wheels.sh and carry .gpudata" >&2
+        return 1
+    fi
+    if [ ! -d /tmp/tf4/transformers ]; then
+        mkdir -p /tmp/tf4
+        local wheel
+        for wheel in .gpudata/wheels/*.whl; do python3 -m zipfile -e "$wheel" /tmp/tf4; done
+    fi
+    export PYTHONPATH=/tmp/tf4${PYTHONPATH:+:$PYTHONPATH}
+}

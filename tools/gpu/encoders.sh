@@ -12,6 +12,7 @@ PACK=encoders-results
 export NO_COLOR=1
 carried_kernel_cache
 require_bin extract-fixed
+legacy_transformers || exit 1
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 
 stamp "random real-size checkpoints"

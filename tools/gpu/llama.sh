@@ -15,6 +15,7 @@ PACK=llama-results
 export NO_COLOR=1
 carried_kernel_cache
 require_bin extract-fixed
+legacy_transformers || exit 1
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 df -h /tmp | tail -1
 

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Before/after on one card in one call, alternated (A B A B): `paper` VQ-VAE training runs
+# ending after PAPER_STEPS steps (default 10; the rate is the median of the last two thirds),
+# then the DAT heads HEADS (default daam-v1,mha) with the bench `train_step`.
+#   A: binaries BIN_A (default `fixed`: .gpudata/vqvae-fixed.xz, train_step-fixed.xz) with the
+#      environment ENV_A (default DAAM_UNFOLD=slices)
+#   B: BIN_B (default `fixed`) with ENV_B (default DAAM_UNFOLD=gather)
+# Session 18 ran it as BIN_A=base ENV_A= ENV_B= (vqvae-base.xz: the build before c8ecd06's
+# two-pass sums). Carry .gpudata (the carry limit is 64 MiB: leave out what is not run) and the
+# kernel cache kc.tgz; ~3 minutes (timeout_s ~230).
+set -u
+source tools/gpu/common.sh
+PACK=ab-results
+export NO_COLOR=1 RUST_LOG=vqvae::train=debug
+carried_kernel_cache
+BIN_A=${BIN_A:-fixed} BIN_B=${BIN_B:-fixed}
+ENV_A=${ENV_A-DAAM_UNFOLD=slices} ENV_B=${ENV_B-DAAM_UNFOLD=gather}
+require_bin "vqvae-$BIN_A" "vqvae-$BIN_B"
+steps=${PAPER_STEPS:-10}
+# `with_env "A=1 B=2" CMD...`: CMD (a function too) in a subshell with those variables exported.
+with_env() {
+    local assignments=$1
+    shift
+    # shellcheck disable=SC2086
+    ( [ -z "$assignments" ] || export $assignments; "$@" )
+}
+for round in 1 2; do
+    for side in A B; do
+        bin=BIN_$side env=ENV_$side
+        stamp "$side: vqvae-${!bin} ${!env}"
+        with_env "${!env}" train "paper-$side-$round" "vqvae-${!bin}" paper 80 "$steps"
+        grep 'phases' "$OUT/paper-$side-$round.log" | tail -1 | sed 's/.*step/step/'
+    done
+done
+for side in A B; do
+    bin=BIN_$side env=ENV_$side
+    [ -x "$BIN/train_step-${!bin}" ] || continue
+    stamp "$side heads: train_step-${!bin} ${!env}"
+    with_env "${!env}" deadline 40 "$BIN/train_step-${!bin}" --device cuda --heads "${HEADS:-daam-v1,mha}" \
+        --warmup 5 --iters 30 2>"$OUT/heads-$side.err" | tee "$OUT/heads-$side.jsonl"
+done
+save_cache
+stamp done
+pack
