@@ -175,16 +175,18 @@ fn unfold<B: Backend>(
     }
 }
 
-/// How [`unfold`] builds its columns. `DAAM_UNFOLD=gather|slices` chooses; `gather` is the
-/// default.
+/// How [`unfold`] builds its columns and the transposed convolution's fold its output.
+/// `DAAM_UNFOLD=gather|slices` chooses; `gather` is the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unfold {
-    /// One `select` along the flattened positions with an index built on the device: one
-    /// kernel reads the padded input and writes the columns.
+    /// One `select` each: the unfold along the padded input's flattened positions (its index
+    /// built on the device), the fold along the contributions' (index built on the host, then
+    /// one sum over the taps): the columns and the contributions are read once.
     Gather,
-    /// One strided slice per kernel tap, stacked: on burn's cubecl backends each tap is a copy
-    /// (a window's offset is rarely aligned enough to be a view) and then a slice-assign into
-    /// the stack, so the columns are written twice (sessions 11–17's route).
+    /// One strided slice per kernel tap, stacked, for the unfold: on burn's cubecl backends
+    /// each tap is a copy (a window's offset is rarely aligned enough to be a view) and then a
+    /// slice-assign into the stack, so the columns are written twice. For the fold, a slice, a
+    /// padding and a sum per tap, then the phases interleaved (sessions 11–17's route).
     Slices,
 }
 
@@ -378,7 +380,114 @@ fn conv_transpose2d_folded<B: Backend>(
         .unsqueeze::<3>()
         .matmul(x.reshape([batch_size, in_channels, height * width]))
         .reshape([batch_size, out_channels, kernel_h, kernel_w, height, width]);
+    let output = match Unfold::from_env() {
+        Unfold::Gather => fold_gather(contributions, stride, padding, [out_h, out_w], &device),
+        Unfold::Slices => fold_slices(
+            contributions,
+            stride,
+            padding,
+            full,
+            [out_h, out_w],
+            (&device, dtype),
+        ),
+    };
+    match bias {
+        Some(bias) => output + bias.reshape([1, out_channels, 1, 1]),
+        None => output,
+    }
+}
 
+/// The fold of [`conv_transpose2d_folded`] by one `select` and one sum: output position
+/// `(oy, ox)` (in the cropped output) sums, over the taps that reach it, the contribution
+/// `[i, j, y, x]` with `oy + padding_h = y·stride_h + i` (and likewise for columns). Each
+/// position has at most `⌈kh / stride_h⌉ · ⌈kw / stride_w⌉` such taps; the index (built on
+/// the host) points the missing ones at a zero appended to the contributions.
+///
+/// # Shapes
+/// - `contributions`: `[batch_size, out_channels, kernel_h, kernel_w, height, width]`
+/// - output: `[batch_size, out_channels, out_h, out_w]`
+fn fold_gather<B: Backend>(
+    contributions: Tensor<B, 6>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    out: [usize; 2],
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let [batch_size, out_channels, kernel_h, kernel_w, height, width] = contributions.dims();
+    let len = kernel_h * kernel_w * height * width;
+    let (index, taps) = fold_index([kernel_h, kernel_w], stride, padding, [height, width], out);
+    let index =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(index, [taps * out[0] * out[1]]), device);
+    // One zero after each plane's contributions, for the taps that miss.
+    let flat = pad_zeros(
+        contributions.reshape([batch_size, out_channels, 1, len]),
+        [(0, 0), (0, 1)],
+    )
+    .reshape([batch_size, out_channels, len + 1]);
+    flat.select(2, index)
+        .reshape([batch_size, out_channels, taps, out[0] * out[1]])
+        .sum_dim(2)
+        .reshape([batch_size, out_channels, out[0], out[1]])
+}
+
+/// [`fold_gather`]'s index, tap-major: entry `t · out_h·out_w + oy · out_w + ox` is the flat
+/// position `((i · kw + j) · height + y) · width + x` of the contribution that the `t`-th tap
+/// slot `(q_h, q_w)` brings to output position `(oy, ox)`, or `kh · kw · height · width` (the
+/// appended zero) when that slot's tap lies outside the kernel or its input position outside
+/// the input. Returns the index and the number of slots per position.
+fn fold_index(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    size: [usize; 2],
+    out: [usize; 2],
+) -> (Vec<i64>, usize) {
+    let steps = [kernel[0].div_ceil(stride[0]), kernel[1].div_ceil(stride[1])];
+    let taps = steps[0] * steps[1];
+    let positions = out[0] * out[1];
+    let zero = (kernel[0] * kernel[1] * size[0] * size[1]) as i64;
+    let mut index = vec![zero; taps * positions];
+    // Along one axis: the (tap, input position) that slot `q` brings to full-output row `full`.
+    let source = |axis: usize, full: usize, q: usize| {
+        let (phase_row, phase) = (full / stride[axis], full % stride[axis]);
+        let tap = q * stride[axis] + phase;
+        (tap < kernel[axis] && q <= phase_row && phase_row - q < size[axis])
+            .then(|| (tap, phase_row - q))
+    };
+    for oy in 0..out[0] {
+        for ox in 0..out[1] {
+            for q_h in 0..steps[0] {
+                let Some((i, y)) = source(0, oy + padding[0], q_h) else {
+                    continue;
+                };
+                for q_w in 0..steps[1] {
+                    let Some((j, x)) = source(1, ox + padding[1], q_w) else {
+                        continue;
+                    };
+                    let slot = (q_h * steps[1] + q_w) * positions + oy * out[1] + ox;
+                    index[slot] = (((i * kernel[1] + j) * size[0] + y) * size[1] + x) as i64;
+                }
+            }
+        }
+    }
+    (index, taps)
+}
+
+/// The fold of [`conv_transpose2d_folded`] by shifted sums: each output phase (`row mod
+/// stride`) sums its taps, each padded into place, and the phases are interleaved and cropped.
+///
+/// # Shapes
+/// - `contributions`: `[batch_size, out_channels, kernel_h, kernel_w, height, width]`
+/// - output: `[batch_size, out_channels, out_h, out_w]`
+fn fold_slices<B: Backend>(
+    contributions: Tensor<B, 6>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    full: [usize; 2],
+    [out_h, out_w]: [usize; 2],
+    (device, dtype): (&B::Device, burn::tensor::DType),
+) -> Tensor<B, 4> {
+    let [batch_size, out_channels, kernel_h, kernel_w, height, width] = contributions.dims();
     // Tap (i, j) lands on full-output row y·stride + i = (y + q)·stride + r for i = q·stride + r:
     // row y + q of phase r. Each phase is a sum of its taps shifted by q.
     let [steps_h, steps_w] = [kernel_h.div_ceil(stride[0]), kernel_w.div_ceil(stride[1])];
@@ -409,7 +518,7 @@ fn conv_transpose2d_folded<B: Backend>(
                     });
                 }
             }
-            phases.push(phase.unwrap_or_else(|| Tensor::zeros(phase_dims, (&device, dtype))));
+            phases.push(phase.unwrap_or_else(|| Tensor::zeros(phase_dims, (device, dtype))));
         }
     }
     // Interleave: full[b, o, a·stride_h + r_h, c·stride_w + r_w] = phase (r_h, r_w)[b, o, a, c].
@@ -434,16 +543,12 @@ fn conv_transpose2d_folded<B: Backend>(
     let short_h = full[0].saturating_sub(phase_h * stride[0]);
     let short_w = full[1].saturating_sub(phase_w * stride[1]);
     let interleaved = pad_zeros(interleaved, [(0, short_h), (0, short_w)]);
-    let output = interleaved.slice(s![
+    interleaved.slice(s![
         ..,
         ..,
         padding[0]..padding[0] + out_h,
         padding[1]..padding[1] + out_w
-    ]);
-    match bias {
-        Some(bias) => output + bias.reshape([1, out_channels, 1, 1]),
-        None => output,
-    }
+    ])
 }
 
 /// Gradients of [`conv2d_gemm`] or [`conv_transpose2d_gemm`] for `∂L/∂output`, with the input
