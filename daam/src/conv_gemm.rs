@@ -960,6 +960,57 @@ mod tests {
         }
     }
 
+    /// `DAAM_UNFOLD` picks one route per process, so the two are compared here directly: the
+    /// same columns from the unfold and the same output from the fold, strides, output padding
+    /// and kernels smaller than the stride included.
+    #[test]
+    fn gather_and_slices_routes_agree() {
+        let device = Default::default();
+        for (dims, kernel, stride, padding) in [
+            ([2, 3, 7, 6], [3, 3], [1, 1], [1, 1]),
+            ([1, 2, 9, 8], [4, 4], [2, 2], [1, 1]),
+            ([1, 2, 5, 7], [3, 2], [2, 3], [2, 0]),
+        ] {
+            let x = pad_zeros(
+                Tensor::<Flex, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device),
+                [(padding[0], padding[0]), (padding[1], padding[1])],
+            );
+            let out = conv_out([dims[2], dims[3]], kernel, stride, padding);
+            let what = format!("unfold {dims:?}, k {kernel:?}, s {stride:?}, p {padding:?}");
+            let gather = unfold_gather(x.clone(), kernel, stride, out);
+            let slices = unfold_slices(x, kernel, stride, out);
+            assert_eq!(gather.to_data(), slices.to_data(), "{what}");
+        }
+        for (size, kernel, stride, padding, padding_out) in [
+            ([4, 4], [4, 4], [2, 2], [1, 1], [0, 0]),
+            ([3, 4], [3, 3], [2, 2], [1, 1], [1, 1]),
+            ([3, 3], [3, 2], [3, 2], [0, 1], [2, 1]),
+            ([4, 3], [1, 1], [2, 2], [0, 0], [1, 0]),
+            ([5, 4], [3, 3], [1, 1], [1, 1], [0, 0]),
+        ] {
+            let contributions = Tensor::<Flex, 6>::random(
+                [2, 3, kernel[0], kernel[1], size[0], size[1]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let full = transposed_full(size, kernel, stride, padding_out);
+            let out = [full[0] - 2 * padding[0], full[1] - 2 * padding[1]];
+            let gather = fold_gather(contributions.clone(), stride, padding, out, &device);
+            let slices = fold_slices(
+                contributions,
+                stride,
+                padding,
+                full,
+                out,
+                (&device, burn::tensor::DType::F32),
+            );
+            gather.into_data().assert_approx_eq::<f32>(
+                &slices.into_data(),
+                burn::tensor::Tolerance::absolute(1e-5),
+            );
+        }
+    }
+
     #[test]
     fn env_values_parse() {
         assert_eq!(ComposedConv::parse(Some("gemm")), Some(ComposedConv::Gemm));
