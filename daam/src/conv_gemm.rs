@@ -899,7 +899,8 @@ mod tests {
         check_transpose([1, 2, 3, 3], 2, [3, 2], [3, 2], [0, 1], [2, 1]); // kernel < stride (h), phases
         check_transpose([2, 2, 4, 3], 2, [1, 1], [2, 2], [0, 0], [1, 0]); // taps < phases
         check_transpose([2, 12, 3, 3], 2, [2, 2], [2, 2], [0, 0], [0, 0]); // in > out · taps
-                                                                           // Fewer inputs than outputs at stride 1: the mirrored unfold.
+
+        // Fewer inputs than outputs at stride 1: the mirrored unfold.
         check_transpose([2, 2, 5, 4], 7, [3, 3], [1, 1], [1, 1], [0, 0]);
         check_transpose([1, 3, 4, 4], 5, [2, 3], [1, 1], [0, 2], [0, 0]);
     }

@@ -4,11 +4,12 @@
 //! `--no-default-features`) reduce with one GPU thread per output value. A reduction with few
 //! outputs and long rows, such as GroupNorm's statistics (`batch · groups` outputs of
 //! `channels / groups · H · W` values each) or a bias gradient (`batch · channels` outputs of
-//! `H · W`), then runs on a few thousand threads that each walk a row alone: on an H100, up to 11 ms
-//! each, 101 such reductions taking 375 of the 1,525 ms of kernel time of a `paper` VQ-VAE
-//! step at batch 32 (tools/gpu/NOTES.md, session 18). Splitting the axis into `[k, m]` and summing
-//! `k` first gives `outputs · m` threads whose neighbours read neighbouring values; the second
-//! pass sums `m` partial sums per output. The result is the same sum in another order.
+//! `H · W`), then runs on a few thousand threads that each walk a row alone. On an H100 such
+//! reductions took up to 11 ms each: 101 of them, 375 of the 1,525 ms of kernel time of a
+//! `paper` VQ-VAE step at batch 32 (BENCHMARKS.md, GPU session 18). Splitting the axis into
+//! `[k, m]` and summing `k` first gives `outputs · m` threads whose neighbours read
+//! neighbouring values; the second pass sums `m` partial sums per output. The result is the
+//! same sum in another order; the step took 1.32× less time.
 
 use burn::tensor::{backend::Backend, Tensor};
 
