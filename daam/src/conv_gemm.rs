@@ -21,7 +21,9 @@
 //! [`ComposedConv`] chooses between them and the backend's own `conv2d` in the composed
 //! [`DaamBackend::fused_conv2d`](crate::DaamBackend::fused_conv2d) default.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{s, Int, Tensor, TensorData};
@@ -40,30 +42,18 @@ pub enum ComposedConv {
 impl ComposedConv {
     /// The environment variable that overrides a backend's choice: `gemm` or `backend`.
     pub const ENV: &'static str = "DAAM_CONV";
+    const CHOICES: [(&'static str, Self); 2] = [("gemm", Self::Gemm), ("backend", Self::Backend)];
 
     /// `DAAM_CONV` if it names a choice, else `default` (with a warning on stderr when it is
     /// set to anything else).
     pub fn from_env_or(default: Self) -> Self {
-        let value = std::env::var(Self::ENV).ok();
-        Self::parse(value.as_deref()).unwrap_or_else(|| {
-            if let Some(value) = value {
-                eprintln!(
-                    "{}={value:?} is neither `gemm` nor `backend`: using {default:?}",
-                    Self::ENV
-                );
-            }
-            default
-        })
+        crate::env_choice::from_env(Self::ENV, &Self::CHOICES, default)
     }
 
     /// The choice a `DAAM_CONV` value names (`gemm` or `backend`, any case); `None` for
     /// anything else or nothing.
     pub fn parse(value: Option<&str>) -> Option<Self> {
-        match value?.trim().to_ascii_lowercase().as_str() {
-            "gemm" => Some(Self::Gemm),
-            "backend" => Some(Self::Backend),
-            _ => None,
-        }
+        crate::env_choice::parse(value, &Self::CHOICES)
     }
 }
 
@@ -196,20 +186,8 @@ impl Unfold {
     fn from_env() -> Self {
         static CHOICE: std::sync::OnceLock<Unfold> = std::sync::OnceLock::new();
         *CHOICE.get_or_init(|| {
-            match std::env::var(Self::ENV)
-                .map(|v| v.trim().to_ascii_lowercase())
-                .as_deref()
-            {
-                Ok("slices") => Self::Slices,
-                Ok("gather") | Err(_) => Self::Gather,
-                Ok(other) => {
-                    eprintln!(
-                        "{}={other:?} is neither `gather` nor `slices`: using gather",
-                        Self::ENV
-                    );
-                    Self::Gather
-                }
-            }
+            let choices = [("gather", Self::Gather), ("slices", Self::Slices)];
+            crate::env_choice::from_env(Self::ENV, &choices, Self::Gather)
         })
     }
 }
@@ -415,9 +393,12 @@ fn fold_gather<B: Backend>(
 ) -> Tensor<B, 4> {
     let [batch_size, out_channels, kernel_h, kernel_w, height, width] = contributions.dims();
     let len = kernel_h * kernel_w * height * width;
-    let (index, taps) = fold_index([kernel_h, kernel_w], stride, padding, [height, width], out);
-    let index =
-        Tensor::<B, 1, Int>::from_data(TensorData::new(index, [taps * out[0] * out[1]]), device);
+    let (index, taps) =
+        cached_fold_index([kernel_h, kernel_w], stride, padding, [height, width], out);
+    let index = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(index.to_vec(), [taps * out[0] * out[1]]),
+        device,
+    );
     // One zero after each plane's contributions, for the taps that miss.
     let flat = pad_zeros(
         contributions.reshape([batch_size, out_channels, 1, len]),
@@ -428,6 +409,31 @@ fn fold_gather<B: Backend>(
         .reshape([batch_size, out_channels, taps, out[0] * out[1]])
         .sum_dim(2)
         .reshape([batch_size, out_channels, out[0], out[1]])
+}
+
+/// [`fold_index`], built once per geometry: a model's few transposed convolutions fold in every
+/// training step, and the index has `⌈kh / stride_h⌉ · ⌈kw / stride_w⌉` entries per output
+/// position (262,144 for the VQ-VAE's last up-sampling at 256²).
+fn cached_fold_index(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    size: [usize; 2],
+    out: [usize; 2],
+) -> (Arc<[i64]>, usize) {
+    type Geometry = [[usize; 2]; 5];
+    type Indices = HashMap<Geometry, (Arc<[i64]>, usize)>;
+    static INDICES: LazyLock<Mutex<Indices>> = LazyLock::new(Default::default);
+    let mut indices = INDICES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    indices
+        .entry([kernel, stride, padding, size, out])
+        .or_insert_with(|| {
+            let (index, taps) = fold_index(kernel, stride, padding, size, out);
+            (index.into(), taps)
+        })
+        .clone()
 }
 
 /// [`fold_gather`]'s index, tap-major: entry `t · out_h·out_w + oy · out_w + ox` is the flat

@@ -47,6 +47,7 @@ pub mod conv_gemm;
 mod density_adaptive_attention;
 mod density_block;
 pub mod device;
+mod env_choice;
 mod error;
 pub mod folder_lock;
 mod gaussian_form;

@@ -77,17 +77,22 @@ fn images(dir: &Path, count: usize) -> PathBuf {
 
 /// `vqvae train --preset tiny` on `data` for `steps` steps into `run`.
 fn train_tiny(data: &Path, steps: u32, run: &Path) {
-    ok(&[
+    ok(&tiny_args(data, &steps.to_string(), run));
+}
+
+/// The arguments of `vqvae train --preset tiny --data DATA --max-steps STEPS --out RUN`.
+fn tiny_args<'a>(data: &'a Path, steps: &'a str, run: &'a Path) -> Vec<&'a str> {
+    vec![
         "train",
         "--preset",
         "tiny",
         "--data",
         s(data),
         "--max-steps",
-        &steps.to_string(),
+        steps,
         "--out",
         s(run),
-    ]);
+    ]
 }
 
 /// `(step, loss columns)` of a run's metrics.csv, throughput dropped.
@@ -364,17 +369,7 @@ fn a_data_folder_linking_to_the_run_is_refused() {
     std::fs::create_dir(&runs).unwrap();
     std::os::unix::fs::symlink(&runs, data.join("more")).unwrap();
     let run = runs.join("r1");
-    let err = fails(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--data",
-        s(&data),
-        "--max-steps",
-        "1",
-        "--out",
-        s(&run),
-    ]);
+    let err = fails(&tiny_args(&data, "1", &run));
     assert!(
         err.contains("reaches --out") && err.contains("through its link to"),
         "{err}"
@@ -843,17 +838,7 @@ fn compare_writes_table_grids_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let data = images(dir.path(), 4);
     let (a, b) = (dir.path().join("with"), dir.path().join("without"));
-    ok(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--data",
-        s(&data),
-        "--max-steps",
-        "4",
-        "--out",
-        s(&a),
-    ]);
+    ok(&tiny_args(&data, "4", &a));
     ok(&[
         "train",
         "--preset",
@@ -1407,17 +1392,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let data = images(dir.path(), 4);
     for signal in ["-INT", "-TERM"] {
         let run = dir.path().join(format!("run{signal}"));
-        let child = spawn(&[
-            "train",
-            "--preset",
-            "tiny",
-            "--data",
-            s(&data),
-            "--max-steps",
-            "1000000",
-            "--out",
-            s(&run),
-        ]);
+        let child = spawn(&tiny_args(&data, "1000000", &run));
         wait_until("training", std::time::Duration::from_millis(50), || {
             trajectory_len(&run) >= 5
         });

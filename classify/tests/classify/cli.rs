@@ -370,7 +370,25 @@ const EVERY_HEAD: [&str; 7] = [
 /// `classify replicate --task iemocap --embeddings STORE --methods <every head> --epochs 3
 /// EXTRA --out OUT` with `env`, which must succeed; returns `out`.
 fn replicate_every_head(store: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> PathBuf {
-    let methods = EVERY_HEAD.join(",");
+    let output = replicate_iemocap(store, &EVERY_HEAD.join(","), "3", out, extra, env);
+    assert!(
+        output.status.success(),
+        "every head on {store:?} with {extra:?} {env:?}: {}",
+        text(&output)
+    );
+    out.to_path_buf()
+}
+
+/// `classify replicate --task iemocap --embeddings STORE --methods METHODS --epochs EPOCHS
+/// --out OUT EXTRA` with `env`.
+fn replicate_iemocap(
+    store: &Path,
+    methods: &str,
+    epochs: &str,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut args = vec![
         "replicate",
         "--task",
@@ -378,20 +396,14 @@ fn replicate_every_head(store: &Path, out: &Path, extra: &[&str], env: &[(&str, 
         "--embeddings",
         path(store),
         "--methods",
-        &methods,
+        methods,
         "--epochs",
-        "3",
+        epochs,
         "--out",
         path(out),
     ];
     args.extend_from_slice(extra);
-    let output = classify_with(&args, env);
-    assert!(
-        output.status.success(),
-        "{args:?} {env:?}: {}",
-        text(&output)
-    );
-    out.to_path_buf()
+    classify_with(&args, env)
 }
 
 /// Every head's training loss in `got`, epoch by epoch and fold by fold (two folds), within
@@ -525,21 +537,7 @@ fn patch_item(shard: &Path, tensor: &str, item: usize, bytes: &[u8]) {
 /// `classify replicate --task iemocap` of `methods` for one epoch on `store` into `out`, with
 /// `extra` arguments.
 fn replicate_one_epoch(store: &Path, methods: &str, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "replicate",
-        "--task",
-        "iemocap",
-        "--embeddings",
-        path(store),
-        "--methods",
-        methods,
-        "--epochs",
-        "1",
-        "--out",
-        path(out),
-    ];
-    args.extend_from_slice(extra);
-    classify(&args)
+    replicate_iemocap(store, methods, "1", out, extra, &[])
 }
 
 /// One process per replication folder: while another holds `--out` (here this test, through

@@ -37,25 +37,15 @@ fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
 /// on the CPU. Anything else (or nothing) keeps the kernels.
 const KERNELS_ENV: &str = "DAAM_KERNELS";
 
-/// Whether a `DAAM_KERNELS` value turns the kernels off (`composed`, any case).
-fn kernels_off(value: Option<&str>) -> bool {
-    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("composed"))
-}
+/// `DAAM_KERNELS`'s choices: whether the kernels are off.
+const KERNELS_CHOICES: [(&str, bool); 2] = [("composed", true), ("fused", false)];
 
 /// Whether the CPU kernels are on: not turned off by `DAAM_KERNELS=composed` (read once, with a
 /// warning for a value that is neither `composed` nor `fused`). The `encoders` crate's kernels
 /// follow the same switch.
 pub fn cpu_kernels_enabled() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    !*OFF.get_or_init(|| {
-        let value = std::env::var(KERNELS_ENV).ok();
-        if let Some(v) = value.as_deref().filter(|v| !kernels_off(Some(v))) {
-            if !v.trim().eq_ignore_ascii_case("fused") {
-                eprintln!("{KERNELS_ENV}={v:?} is neither `composed` nor `fused`: using fused");
-            }
-        }
-        kernels_off(value.as_deref())
-    })
+    !*OFF.get_or_init(|| crate::env_choice::from_env(KERNELS_ENV, &KERNELS_CHOICES, false))
 }
 
 /// Whether Flex's kernels run for these tensors: f32 only, and [`cpu_kernels_enabled`].
@@ -500,14 +490,13 @@ fn group_norm_dims(x: &FlexTensor, s: GroupNormSettings) -> (GroupNormDims, Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::kernels_off;
+    use super::KERNELS_CHOICES;
+    use crate::env_choice::parse;
 
     #[test]
     fn kernels_env_values() {
-        assert!(kernels_off(Some("composed")));
-        assert!(kernels_off(Some(" Composed ")));
-        assert!(!kernels_off(Some("fused")));
-        assert!(!kernels_off(Some("off")));
-        assert!(!kernels_off(None));
+        assert_eq!(parse(Some(" Composed "), &KERNELS_CHOICES), Some(true));
+        assert_eq!(parse(Some("fused"), &KERNELS_CHOICES), Some(false));
+        assert_eq!(parse(Some("off"), &KERNELS_CHOICES), None);
     }
 }
