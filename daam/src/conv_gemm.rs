@@ -170,8 +170,9 @@ fn unfold<B: Backend>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unfold {
     /// One `select` each: the unfold along the padded input's flattened positions (its index
-    /// built on the device), the fold along the contributions' (index built on the host, then
-    /// one sum over the taps): the columns and the contributions are read once.
+    /// built on the device), the fold along the contributions' (index built on the host, the
+    /// slots no tap fills multiplied by zero, then one sum over the taps): the columns and the
+    /// contributions are read once.
     Gather,
     /// One strided slice per kernel tap, stacked, for the unfold: on burn's cubecl backends
     /// each tap is a copy (a window's offset is rarely aligned enough to be a view) and then a
@@ -218,6 +219,16 @@ fn unfold_gather<B: Backend>(
     x.reshape([batch_size, channels, height * width])
         .select(2, index)
         .reshape([batch_size, channels * taps, out[0] * out[1]])
+}
+
+/// 1 where `drop` is false and 0 where it is true, in `dtype`. A value multiplied by 0 stays
+/// NaN if it was infinite or NaN; the slots dropped here read a real contribution, so only
+/// contributions already holding one are affected, and their fold is not finite anyway.
+fn keep<B: Backend, const D: usize>(
+    drop: Tensor<B, D, burn::tensor::Bool>,
+    dtype: burn::tensor::DType,
+) -> Tensor<B, D> {
+    drop.bool_not().float().cast(dtype)
 }
 
 /// [`unfold`] of an already padded input by strided slices, one per kernel tap, stacked.
@@ -379,7 +390,7 @@ fn conv_transpose2d_folded<B: Backend>(
 /// `(oy, ox)` (in the cropped output) sums, over the taps that reach it, the contribution
 /// `[i, j, y, x]` with `oy + padding_h = y·stride_h + i` (and likewise for columns). Each
 /// position has at most `⌈kh / stride_h⌉ · ⌈kw / stride_w⌉` such taps; the index (built on
-/// the host) points the missing ones at a zero appended to the contributions.
+/// the host) marks the missing ones, which are masked to zero.
 ///
 /// # Shapes
 /// - `contributions`: `[batch_size, out_channels, kernel_h, kernel_w, height, width]`
@@ -399,13 +410,14 @@ fn fold_gather<B: Backend>(
         TensorData::new(index.to_vec(), [taps * out[0] * out[1]]),
         device,
     );
-    // One zero after each plane's contributions, for the taps that miss.
-    let flat = pad_zeros(
-        contributions.reshape([batch_size, out_channels, 1, len]),
-        [(0, 0), (0, 1)],
-    )
-    .reshape([batch_size, out_channels, len + 1]);
-    flat.select(2, index)
+    // The slots that miss read position 0 and are multiplied by zero.
+    let missing = index.clone().equal_elem(len as i64);
+    let entries = taps * out[0] * out[1];
+    let dtype = contributions.dtype();
+    let picked = contributions
+        .reshape([batch_size, out_channels, len])
+        .select(2, index.mask_fill(missing.clone(), 0));
+    (picked * keep(missing, dtype).reshape([1, 1, entries]))
         .reshape([batch_size, out_channels, taps, out[0] * out[1]])
         .sum_dim(2)
         .reshape([batch_size, out_channels, out[0], out[1]])
@@ -977,6 +989,8 @@ mod tests {
             ([2, 3, 7, 6], [3, 3], [1, 1], [1, 1]),
             ([1, 2, 9, 8], [4, 4], [2, 2], [1, 1]),
             ([1, 2, 5, 7], [3, 2], [2, 3], [2, 0]),
+            ([2, 2, 6, 5], [2, 2], [2, 2], [0, 0]),
+            ([1, 1, 3, 4], [1, 1], [1, 1], [2, 1]),
         ] {
             let x = pad_zeros(
                 Tensor::<Flex, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device),

@@ -8,6 +8,7 @@
 
 mod autodiff;
 mod flex;
+mod stacked_mixture;
 pub use flex::cpu_kernels_enabled;
 
 use burn::backend::Autodiff;
@@ -188,8 +189,8 @@ pub trait DaamBackend: Backend {
 
     /// Mixture-of-densities backward for `grad_out = ∂L/∂output` (the mixture is recomputed
     /// from `x`, not read back from the forward). The composed default writes the gradients of
-    /// [`crate::kernel::mixture`]'s header out in tensor ops, one head at a time (no autodiff
-    /// pass).
+    /// [`crate::kernel::mixture`]'s header out in tensor ops (no autodiff pass): every head at
+    /// once where the heads split the axis evenly, else one head at a time (`DAAM_MIXTURE`).
     fn mixture_density_attention_backward(
         x: FloatTensor<Self>,
         mean_offsets: FloatTensor<Self>,
@@ -300,6 +301,7 @@ pub(crate) fn float<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Te
 /// The default implementations, from ordinary tensor ops; also the fallback of fused backends
 /// for dtypes their kernels do not cover.
 pub(crate) mod composed {
+    use super::stacked_mixture::{self, MixtureRoute};
     use super::*;
     use crate::reduce::{mean_last, sum_last};
     use burn::tensor::activation::{relu, softmax};
@@ -396,17 +398,27 @@ pub(crate) mod composed {
         num_heads: usize,
         eps: f64,
     ) -> DensityOutput<B> {
-        let (output, weights) = reference::mixture_density_attention(
-            float::<B, 3>(x),
-            float(mean_offsets),
-            float(c),
-            num_heads,
-            eps,
-        );
+        let x = float::<B, 3>(x);
+        let (mean_offsets, c) = (float::<B, 2>(mean_offsets), float::<B, 2>(c));
+        let (output, weights) = match MixtureRoute::for_heads(x.dims()[1], num_heads) {
+            MixtureRoute::Stacked => stacked_mixture::forward(x, mean_offsets, c, eps),
+            MixtureRoute::PerHead => per_head_mixture_forward(x, mean_offsets, c, num_heads, eps),
+        };
         DensityOutput {
             output: output.into_primitive().tensor(),
             weights: weights.into_primitive().tensor(),
         }
+    }
+
+    /// The mixture one head at a time: [`reference::mixture_density_attention`].
+    pub(crate) fn per_head_mixture_forward<B: Backend>(
+        x: Tensor<B, 3>,
+        mean_offsets: Tensor<B, 2>,
+        c: Tensor<B, 2>,
+        num_heads: usize,
+        eps: f64,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        reference::mixture_density_attention(x, mean_offsets, c, num_heads, eps)
     }
 
     pub(crate) fn mixture_backward<B: Backend>(
@@ -420,6 +432,29 @@ pub(crate) mod composed {
         let x = float::<B, 3>(x);
         let (mean_offsets, c) = (float::<B, 2>(mean_offsets), float::<B, 2>(c));
         let grad_out = float::<B, 3>(grad_out);
+        let (grad_x, grad_m, grad_c) = match MixtureRoute::for_heads(x.dims()[1], num_heads) {
+            MixtureRoute::Stacked => stacked_mixture::backward(x, mean_offsets, c, eps, grad_out),
+            MixtureRoute::PerHead => {
+                per_head_mixture_backward(x, mean_offsets, c, num_heads, eps, grad_out)
+            }
+        };
+        DensityGrads {
+            x: grad_x.into_primitive().tensor(),
+            mean_offset: grad_m.into_primitive().tensor(),
+            scale: grad_c.into_primitive().tensor(),
+        }
+    }
+
+    /// The gradients of [`per_head_mixture_forward`] written out one head at a time:
+    /// `(∂L/∂x, ∂L/∂m, ∂L/∂c)`.
+    pub(crate) fn per_head_mixture_backward<B: Backend>(
+        x: Tensor<B, 3>,
+        mean_offsets: Tensor<B, 2>,
+        c: Tensor<B, 2>,
+        num_heads: usize,
+        eps: f64,
+        grad_out: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 2>, Tensor<B, 2>) {
         let [_, axis, _] = x.dims();
         let [_, num_gaussians] = mean_offsets.dims();
         let chunks = crate::kernel::HeadChunks { axis, num_heads };
@@ -465,17 +500,13 @@ pub(crate) mod composed {
                 grad_c.push((weighted * t).sum().reshape([1, 1, 1]) / c.powi_scalar(3));
             }
         }
-        let per_gaussian = |grads: Vec<Tensor<B, 3>>| {
-            Tensor::cat(grads, 0)
-                .reshape([num_heads, num_gaussians])
-                .into_primitive()
-                .tensor()
-        };
-        DensityGrads {
-            x: Tensor::cat(grad_x, 1).into_primitive().tensor(),
-            mean_offset: per_gaussian(grad_m),
-            scale: per_gaussian(grad_c),
-        }
+        let per_gaussian =
+            |grads: Vec<Tensor<B, 3>>| Tensor::cat(grads, 0).reshape([num_heads, num_gaussians]);
+        (
+            Tensor::cat(grad_x, 1),
+            per_gaussian(grad_m),
+            per_gaussian(grad_c),
+        )
     }
 
     /// The convolution without its ReLU.
