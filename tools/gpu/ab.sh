@@ -1,10 +1,11 @@
 #!/bin/bash
 # Before/after on one card in one call, alternated (A B A B): `paper` VQ-VAE training runs
 # ending after PAPER_STEPS steps (default 10; the rate is the median of the last two thirds),
-# then the DAT heads HEADS (default daam-v1,mha) with the bench `train_step`.
+# then the DAT heads HEADS (default daam-v1,mixture,mha) with the bench `train_step`.
 #   A: binaries BIN_A (default `fixed`: .gpudata/vqvae-fixed.xz, train_step-fixed.xz) with the
-#      environment ENV_A (default DAAM_UNFOLD=slices)
-#   B: BIN_B (default `fixed`) with ENV_B (default DAAM_UNFOLD=gather)
+#      environment ENV_A (default "DAAM_UNFOLD=slices DAAM_MIXTURE=per-head": the routes of
+#      c8ecd06, session 18's last measured build, 1,088 ms per `paper` step on an H100)
+#   B: BIN_B (default `fixed`) with ENV_B (default empty: the build's own routes)
 # Session 18 ran it as BIN_A=base ENV_A= ENV_B= (vqvae-base.xz: the build before c8ecd06's
 # two-pass sums). Carry .gpudata (the carry limit is 64 MiB: leave out what is not run) and the
 # kernel cache kc.tgz; ~3 minutes (timeout_s ~230).
@@ -14,7 +15,7 @@ PACK=ab-results
 export NO_COLOR=1 RUST_LOG=vqvae::train=debug
 carried_kernel_cache
 BIN_A=${BIN_A:-fixed} BIN_B=${BIN_B:-fixed}
-ENV_A=${ENV_A-DAAM_UNFOLD=slices} ENV_B=${ENV_B-DAAM_UNFOLD=gather}
+ENV_A=${ENV_A-DAAM_UNFOLD=slices DAAM_MIXTURE=per-head} ENV_B=${ENV_B-}
 require_bin "vqvae-$BIN_A" "vqvae-$BIN_B"
 steps=${PAPER_STEPS:-10}
 # `with_env "A=1 B=2" CMD...`: CMD (a function too) in a subshell with those variables exported.
@@ -36,7 +37,7 @@ for side in A B; do
     bin=BIN_$side env=ENV_$side
     [ -x "$BIN/train_step-${!bin}" ] || continue
     stamp "$side heads: train_step-${!bin} ${!env}"
-    with_env "${!env}" deadline 40 "$BIN/train_step-${!bin}" --device cuda --heads "${HEADS:-daam-v1,mha}" \
+    with_env "${!env}" deadline 40 "$BIN/train_step-${!bin}" --device cuda --heads "${HEADS:-daam-v1,mixture,mha}" \
         --warmup 5 --iters 30 2>"$OUT/heads-$side.err" | tee "$OUT/heads-$side.jsonl"
 done
 save_cache
