@@ -1,0 +1,41 @@
+#!/bin/bash
+# The autotune build's steady state (NOTES.md "Next time", step 4): burn-cubecl without autotune
+# runs every matrix product through cubek's `Strategy::Auto` (one tensor-core kernel with its
+# default blueprint); with autotune, cubecl times candidates per shape and caches its choice.
+# Session 11 never saw an autotune step end (it also tuned burn's convolutions: 122 s for the
+# first forward). Here the convolutions stay matrix products (DAAM_CONV=gemm), so only matrix
+# products and reductions are tuned.
+#   1. vqvae-autotune `paper` for up to AUTOTUNE_SECONDS (default 330) and AUTOTUNE_STEPS steps
+#      (default 30), phases logged per step; the kernel cache (PTX and autotune results) is
+#      packed into $FINAL/kc.tgz every 20 s, so a call cut off still brings it back: carry it
+#      (.gpudata/kc.tgz) into the next call, which then starts from the tuned choices.
+#   2. then, if time is left (HEADS_BEFORE, default 420 s into the call), train_step-autotune on
+#      the DAT heads HEADS (default daam-v1,mixture,mha), deadline 60 s.
+# Needs .gpudata/{vqvae,train_step}-autotune.xz (`bash tools/gpu/build.sh autotune`). Compare
+# with the `fixed` build's figures of the same session (ab.sh or first_step.sh), not across
+# cards. timeout_s ~480.
+set -u
+source tools/gpu/common.sh
+PACK=autotune-steady-results
+export NO_COLOR=1 RUST_LOG=vqvae::train=debug DAAM_CONV=gemm
+carried_kernel_cache
+require_bin vqvae-autotune
+while sleep 20; do save_cache; pack; done &
+packer=$!
+
+train paper-autotune vqvae-autotune paper "${AUTOTUNE_SECONDS:-330}" "${AUTOTUNE_STEPS:-30}"
+grep -m 3 -E 'done in|phases' "$OUT/paper-autotune.log"
+grep 'phases' "$OUT/paper-autotune.log" | tail -3
+save_cache
+stamp "kernel cache: $(find /tmp/kc -type f | wc -l) files, $(du -sh /tmp/kc | cut -f1)"
+
+if [ "$(( $(date +%s) - t0 ))" -lt "${HEADS_BEFORE:-420}" ] && [ -x "$BIN/train_step-autotune" ]; then
+    stamp "autotune DAT heads ${HEADS:-daam-v1,mixture,mha} (deadline 60 s)"
+    deadline 60 "$BIN/train_step-autotune" --device cuda --heads "${HEADS:-daam-v1,mixture,mha}" \
+        --warmup 5 --iters 30 2>"$OUT/heads-autotune.err" | tee "$OUT/heads-autotune.jsonl"
+    tail -2 "$OUT/heads-autotune.err"
+fi
+kill "$packer" 2>/dev/null
+save_cache
+stamp done
+pack
