@@ -89,6 +89,9 @@ struct Stats<B: Backend> {
     logit: Tensor<B, 4>,
 }
 
+/// [`Stats`] of `x` `[outer, heads, chunk, inner]` for each head's `P` and `S` `[1, heads, 1,
+/// 1]`: the variance unbiased plus `eps` (`eps` alone for a chunk of one position), as
+/// `reference::centred_and_variance` computes it per head.
 fn stats<B: Backend>(
     x: Tensor<B, 4>,
     big_p: Tensor<B, 4>,
