@@ -7,8 +7,9 @@
 #      c8ecd06, session 18's last measured build, 1,088 ms per `paper` step on an H100)
 #   B: BIN_B (default `fixed`) with ENV_B (default empty: the build's own routes)
 # Session 18 ran it as BIN_A=base ENV_A= ENV_B= (vqvae-base.xz: the build before c8ecd06's
-# two-pass sums). Carry .gpudata (the carry limit is 64 MiB: leave out what is not run) and the
-# kernel cache kc.tgz; ~3 minutes (timeout_s ~230).
+# two-pass sums). Carry the files it runs, not all of .gpudata (61 MiB since session 19; the
+# carry limit is 64 MiB): .gpudata/vqvae-fixed.xz, .gpudata/train_step-fixed.xz and the kernel
+# cache .gpudata/kc.tgz; ~3 minutes (timeout_s ~230).
 set -u
 source tools/gpu/common.sh
 PACK=ab-results
