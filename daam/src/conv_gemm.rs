@@ -221,16 +221,6 @@ fn unfold_gather<B: Backend>(
         .reshape([batch_size, channels * taps, out[0] * out[1]])
 }
 
-/// 1 where `drop` is false and 0 where it is true, in `dtype`. A value multiplied by 0 stays
-/// NaN if it was infinite or NaN; the slots dropped here read a real contribution, so only
-/// contributions already holding one are affected, and their fold is not finite anyway.
-fn keep<B: Backend, const D: usize>(
-    drop: Tensor<B, D, burn::tensor::Bool>,
-    dtype: burn::tensor::DType,
-) -> Tensor<B, D> {
-    drop.bool_not().float().cast(dtype)
-}
-
 /// [`unfold`] of an already padded input by strided slices, one per kernel tap, stacked.
 fn unfold_slices<B: Backend>(
     x: Tensor<B, 4>,
@@ -390,7 +380,8 @@ fn conv_transpose2d_folded<B: Backend>(
 /// `(oy, ox)` (in the cropped output) sums, over the taps that reach it, the contribution
 /// `[i, j, y, x]` with `oy + padding_h = y·stride_h + i` (and likewise for columns). Each
 /// position has at most `⌈kh / stride_h⌉ · ⌈kw / stride_w⌉` such taps; the index (built on
-/// the host) marks the missing ones, which are masked to zero.
+/// the host, with its mask, once per geometry) points the missing ones at position 0 and the
+/// mask zeroes them.
 ///
 /// # Shapes
 /// - `contributions`: `[batch_size, out_channels, kernel_h, kernel_w, height, width]`
@@ -404,38 +395,46 @@ fn fold_gather<B: Backend>(
 ) -> Tensor<B, 4> {
     let [batch_size, out_channels, kernel_h, kernel_w, height, width] = contributions.dims();
     let len = kernel_h * kernel_w * height * width;
-    let (index, taps) =
+    let FoldIndex { index, keep, taps } =
         cached_fold_index([kernel_h, kernel_w], stride, padding, [height, width], out);
-    let index = Tensor::<B, 1, Int>::from_data(
-        TensorData::new(index.to_vec(), [taps * out[0] * out[1]]),
-        device,
-    );
-    // The slots that miss read position 0 and are multiplied by zero.
-    let missing = index.clone().equal_elem(len as i64);
     let entries = taps * out[0] * out[1];
-    let dtype = contributions.dtype();
-    let picked = contributions
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index.to_vec(), [entries]), device);
+    // The slots that miss read position 0 and are multiplied by zero. (A contribution that is
+    // infinite or NaN stays NaN times zero; its fold is not finite either way.)
+    let keep = Tensor::<B, 1>::from_data(TensorData::new(keep.to_vec(), [entries]), device)
+        .cast(contributions.dtype());
+    (contributions
         .reshape([batch_size, out_channels, len])
-        .select(2, index.mask_fill(missing.clone(), 0));
-    (picked * keep(missing, dtype).reshape([1, 1, entries]))
-        .reshape([batch_size, out_channels, taps, out[0] * out[1]])
-        .sum_dim(2)
-        .reshape([batch_size, out_channels, out[0], out[1]])
+        .select(2, index)
+        * keep.reshape([1, 1, entries]))
+    .reshape([batch_size, out_channels, taps, out[0] * out[1]])
+    .sum_dim(2)
+    .reshape([batch_size, out_channels, out[0], out[1]])
 }
 
-/// [`fold_index`], built once per geometry: a model's few transposed convolutions fold in every
-/// training step, and the index has `⌈kh / stride_h⌉ · ⌈kw / stride_w⌉` entries per output
-/// position (262,144 for the VQ-VAE's last up-sampling at 256²).
+/// [`fold_gather`]'s index and mask for one geometry.
+#[derive(Clone)]
+struct FoldIndex {
+    /// [`fold_index`] with the slots no tap fills pointed at position 0.
+    index: Arc<[i64]>,
+    /// 1 for a filled slot, 0 for the others.
+    keep: Arc<[f32]>,
+    /// Slots per output position.
+    taps: usize,
+}
+
+/// [`fold_index`] and its mask, built once per geometry: a model's few transposed convolutions
+/// fold in every training step, and the index has `⌈kh / stride_h⌉ · ⌈kw / stride_w⌉` entries
+/// per output position (262,144 for the VQ-VAE's last up-sampling at 256²).
 fn cached_fold_index(
     kernel: [usize; 2],
     stride: [usize; 2],
     padding: [usize; 2],
     size: [usize; 2],
     out: [usize; 2],
-) -> (Arc<[i64]>, usize) {
+) -> FoldIndex {
     type Geometry = [[usize; 2]; 5];
-    type Indices = HashMap<Geometry, (Arc<[i64]>, usize)>;
-    static INDICES: LazyLock<Mutex<Indices>> = LazyLock::new(Default::default);
+    static INDICES: LazyLock<Mutex<HashMap<Geometry, FoldIndex>>> = LazyLock::new(Default::default);
     let mut indices = INDICES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -443,15 +442,26 @@ fn cached_fold_index(
         .entry([kernel, stride, padding, size, out])
         .or_insert_with(|| {
             let (index, taps) = fold_index(kernel, stride, padding, size, out);
-            (index.into(), taps)
+            let missing = (kernel[0] * kernel[1] * size[0] * size[1]) as i64;
+            FoldIndex {
+                keep: index
+                    .iter()
+                    .map(|&i| if i == missing { 0.0 } else { 1.0 })
+                    .collect(),
+                index: index
+                    .iter()
+                    .map(|&i| if i == missing { 0 } else { i })
+                    .collect(),
+                taps,
+            }
         })
         .clone()
 }
 
 /// [`fold_gather`]'s index, tap-major: entry `t · out_h·out_w + oy · out_w + ox` is the flat
 /// position `((i · kw + j) · height + y) · width + x` of the contribution that the `t`-th tap
-/// slot `(q_h, q_w)` brings to output position `(oy, ox)`, or `kh · kw · height · width` (the
-/// appended zero) when that slot's tap lies outside the kernel or its input position outside
+/// slot `(q_h, q_w)` brings to output position `(oy, ox)`, or `kh · kw · height · width` (one
+/// past the last) when that slot's tap lies outside the kernel or its input position outside
 /// the input. Returns the index and the number of slots per position.
 fn fold_index(
     kernel: [usize; 2],

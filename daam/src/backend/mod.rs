@@ -402,23 +402,14 @@ pub(crate) mod composed {
         let (mean_offsets, c) = (float::<B, 2>(mean_offsets), float::<B, 2>(c));
         let (output, weights) = match MixtureRoute::for_heads(x.dims()[1], num_heads) {
             MixtureRoute::Stacked => stacked_mixture::forward(x, mean_offsets, c, eps),
-            MixtureRoute::PerHead => per_head_mixture_forward(x, mean_offsets, c, num_heads, eps),
+            MixtureRoute::PerHead => {
+                reference::mixture_density_attention(x, mean_offsets, c, num_heads, eps)
+            }
         };
         DensityOutput {
             output: output.into_primitive().tensor(),
             weights: weights.into_primitive().tensor(),
         }
-    }
-
-    /// The mixture one head at a time: [`reference::mixture_density_attention`].
-    pub(crate) fn per_head_mixture_forward<B: Backend>(
-        x: Tensor<B, 3>,
-        mean_offsets: Tensor<B, 2>,
-        c: Tensor<B, 2>,
-        num_heads: usize,
-        eps: f64,
-    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
-        reference::mixture_density_attention(x, mean_offsets, c, num_heads, eps)
     }
 
     pub(crate) fn mixture_backward<B: Backend>(
@@ -445,7 +436,7 @@ pub(crate) mod composed {
         }
     }
 
-    /// The gradients of [`per_head_mixture_forward`] written out one head at a time:
+    /// The gradients of [`reference::mixture_density_attention`] written out one head at a time:
     /// `(∂L/∂x, ∂L/∂m, ∂L/∂c)`.
     pub(crate) fn per_head_mixture_backward<B: Backend>(
         x: Tensor<B, 3>,

@@ -29,6 +29,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::reduce::sum_last;
+use crate::reference;
 
 /// How the composed mixture runs when the heads split the axis evenly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,26 +91,18 @@ struct Stats<B: Backend> {
 }
 
 /// [`Stats`] of `x` `[outer, heads, chunk, inner]` for each head's `P` and `S` `[1, heads, 1,
-/// 1]`: the variance unbiased plus `eps` (`eps` alone for a chunk of one position), as
-/// `reference::centred_and_variance` computes it per head.
+/// 1]`, the centring and variance those of [`reference::centred_and_variance`] per head.
 fn stats<B: Backend>(
     x: Tensor<B, 4>,
     big_p: Tensor<B, 4>,
     big_s: Tensor<B, 4>,
     eps: f64,
 ) -> Stats<B> {
-    let [_, _, chunk, _] = x.dims();
-    let z = x.clone() - x.mean_dim(2);
-    let variance = if chunk > 1 {
-        z.clone()
-            .powi_scalar(2)
-            .sum_dim(2)
-            .div_scalar((chunk - 1) as f64)
-            .add_scalar(eps)
-    } else {
-        // A chunk of one position has no spread: V = ε.
-        z.clone().sum_dim(2).zeros_like().add_scalar(eps)
-    };
+    let [outer, num_heads, chunk, inner] = x.dims();
+    let (z, variance) =
+        reference::centred_and_variance(x.reshape([outer * num_heads, chunk, inner]), eps);
+    let z = z.reshape([outer, num_heads, chunk, inner]);
+    let variance = variance.reshape([outer, num_heads, 1, inner]);
     let quadratic = z.clone() * (z.clone() * big_p - big_s.mul_scalar(2.0));
     let logit = -(quadratic / variance.clone().mul_scalar(2.0));
     Stats { z, variance, logit }
@@ -191,7 +184,7 @@ pub(crate) fn backward<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::composed::{per_head_mixture_backward, per_head_mixture_forward};
+    use crate::backend::composed::per_head_mixture_backward;
     use crate::tests::TestBackend;
     use burn::tensor::{Distribution, Tolerance};
 
@@ -217,7 +210,7 @@ mod tests {
             let what = format!("{shape:?} H={heads} N={gaussians}");
             let (out, weights) = forward(x.clone(), m.clone(), c.clone(), 1e-8);
             let (out_ref, weights_ref) =
-                per_head_mixture_forward(x.clone(), m.clone(), c.clone(), heads, 1e-8);
+                reference::mixture_density_attention(x.clone(), m.clone(), c.clone(), heads, 1e-8);
             let tolerance = Tolerance::<f32>::absolute(2e-5).set_relative(2e-4);
             out.into_data()
                 .assert_approx_eq(&out_ref.into_data(), tolerance);
