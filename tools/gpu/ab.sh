@@ -9,7 +9,8 @@
 # Session 18 ran it as BIN_A=base ENV_A= ENV_B= (vqvae-base.xz: the build before c8ecd06's
 # two-pass sums). Carry the files it runs, not all of .gpudata (61 MiB since session 19; the
 # carry limit is 64 MiB): .gpudata/vqvae-fixed.xz, .gpudata/train_step-fixed.xz and the kernel
-# cache .gpudata/kc.tgz; ~3 minutes (timeout_s ~230).
+# cache .gpudata/kc.tgz; ~3 minutes (timeout_s ~230). HEADS_DEADLINE (default 40 s) bounds each
+# side's heads run; give the first more on a machine without a carried kernel cache.
 set -u
 source tools/gpu/common.sh
 PACK=ab-results
@@ -38,7 +39,7 @@ for side in A B; do
     bin=BIN_$side env=ENV_$side
     [ -x "$BIN/train_step-${!bin}" ] || continue
     stamp "$side heads: train_step-${!bin} ${!env}"
-    with_env "${!env}" deadline 40 "$BIN/train_step-${!bin}" --device cuda --heads "${HEADS:-daam-v1,mixture,mha}" \
+    with_env "${!env}" deadline "${HEADS_DEADLINE:-40}" "$BIN/train_step-${!bin}" --device cuda --heads "${HEADS:-daam-v1,mixture,mha}" \
         --warmup 5 --iters 30 2>"$OUT/heads-$side.err" | tee "$OUT/heads-$side.jsonl"
 done
 save_cache

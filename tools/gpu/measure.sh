@@ -1,0 +1,39 @@
+#!/bin/bash
+# A build's GPU figures against PyTorch's in one call on a fresh machine, for a session with
+# 15 minutes of device time and no carried kernel cache (session 20):
+#   1. PyTorch: `paper` VQ-VAE (10 steps after 3) and the DAT heads HEADS (default
+#      daam-v1,mixture,mha), the baselines on the same card (~40 s);
+#   2. ab.sh: `paper` PAPER_STEPS steps (default 10) alternated A B A B (A: c8ecd06's routes,
+#      B: the build's own), then the heads A and B;
+#   3. profile.sh: cubecl's profiling log of 4 `paper` steps and of the heads daam-v1 and mha,
+#      on the kernels the runs before compiled (skipped PROFILE_BEFORE seconds into the call,
+#      default 420).
+# Carry .gpudata/vqvae-fixed.xz and .gpudata/train_step-fixed.xz (`bash tools/gpu/build.sh`),
+# and .gpudata/kc.tgz when a call before returned one. Returns measure-results.tgz (PyTorch),
+# ab-results.tgz and profile-results.tgz (each holds every log so far) and kc.tgz.
+# timeout_s ~540.
+set -u
+source tools/gpu/common.sh
+PACK=measure-results
+export NO_COLOR=1
+require_bin vqvae-fixed train_step-fixed
+heads=${HEADS:-daam-v1,mixture,mha}
+
+stamp "PyTorch paper and DAT heads $heads"
+peak_gpu "$OUT/torch-paper.log" python3 tools/vqvae_torch.py --preset paper --device cuda --steps 10 --warmup 3
+echo "$(grep '^torch' "$OUT/torch-paper.log") $(tail -1 "$OUT/torch-paper.log")"
+python3 tools/bench_classify_torch.py --device cuda --heads "$heads" --warmup 5 --iters 30 >"$OUT/heads-torch.jsonl"
+cut -c1-110 "$OUT/heads-torch.jsonl"
+pack
+
+# The scripts below source common.sh again: give them the device tool's $OUT back.
+stamp "ab.sh"
+OUT=$FINAL HEADS=$heads HEADS_DEADLINE=${HEADS_DEADLINE:-60} bash tools/gpu/ab.sh
+if [ $(( $(date +%s) - t0 )) -lt "${PROFILE_BEFORE:-420}" ]; then
+    stamp "profile.sh"
+    OUT=$FINAL bash tools/gpu/profile.sh
+    (cd /tmp && tar czf "$FINAL/kc.tgz" -C /tmp/kc .)
+else
+    stamp "no time left for profile.sh"
+fi
+stamp done
