@@ -9,7 +9,8 @@
 #      (default 30), phases logged per step; the kernel cache (PTX and autotune results) is
 #      packed into $FINAL/kc.tgz every 20 s, so a call cut off still brings it back: carry it
 #      (.gpudata/kc.tgz) into the next call, which then starts from the tuned choices.
-#   2. then, if time is left (HEADS_BEFORE, default 420 s into the call), train_step-autotune on
+#   2. a few profiled steps (below), then, if time is left (HEADS_BEFORE, default 420 s into
+#      the call), train_step-autotune on
 #      the DAT heads HEADS (default daam-v1,mixture,mha), deadline 60 s.
 # Needs .gpudata/{vqvae,train_step}-autotune.xz (`bash tools/gpu/build.sh autotune`). Compare
 # with the `fixed` build's figures of the same session (ab.sh or first_step.sh), not across
@@ -28,6 +29,17 @@ grep -m 3 -E 'done in|phases' "$OUT/paper-autotune.log"
 grep 'phases' "$OUT/paper-autotune.log" | tail -3
 save_cache
 stamp "kernel cache: $(find /tmp/kc -type f | wc -l) files, $(du -sh /tmp/kc | cut -f1)"
+
+# 2. The tuned kernels by name and time: PROFILE_STEPS (default 3) `paper` steps with cubecl's
+#    profiling log, starting from the autotune choices the run before cached (skipped
+#    PROFILE_BEFORE seconds into the call, default 380; PROFILE_STEPS=0 skips it).
+if [ "${PROFILE_STEPS:-3}" -gt 0 ] && [ "$(( $(date +%s) - t0 ))" -lt "${PROFILE_BEFORE:-380}" ]; then
+    printf '[compilation]\ncache = { file = "/tmp/kc" }\n\n[autotune]\ncache = { file = "/tmp/kc" }\n\n[profiling]\nlogger = { file = "%s", level = "basic" }\n' \
+        "$OUT/profile-paper-autotune.log" >cubecl.toml
+    train paper-autotune-profiled vqvae-autotune paper 90 "${PROFILE_STEPS:-3}"
+    grep 'phases' "$OUT/paper-autotune-profiled.log" | tail -1
+    rm -f cubecl.toml
+fi
 
 if [ "$(( $(date +%s) - t0 ))" -lt "${HEADS_BEFORE:-420}" ] && [ -x "$BIN/train_step-autotune" ]; then
     stamp "autotune DAT heads ${HEADS:-daam-v1,mixture,mha} (deadline 60 s)"
