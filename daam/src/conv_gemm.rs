@@ -13,8 +13,10 @@
 //! convolution) in the backward pass; autodiff over the forward's ops would keep it from the
 //! forward to the backward pass, every convolution's at once.
 //!
-//! A stride-1 convolution or transposed convolution, forward and backward, is computed from
-//! whichever side has fewer channels, so its intermediates hold `min(in, out) · kh·kw` rows.
+//! A stride-1 convolution or transposed convolution, forward and backward, is computed either
+//! over the unfolded input (`in · kh·kw` rows, written once and read once) or by the fold of
+//! `out · kh·kw` rows of contributions (written, gathered and summed: four passes), whichever
+//! moves fewer bytes ([`folds`]).
 //! Padding keeps the input's dtype, so bf16 tensors of an f32 backend (mixed precision) stay
 //! bf16.
 //!
@@ -60,10 +62,10 @@ impl ComposedConv {
 /// `conv2d(x, weight) + bias` (one group, no dilation) as one batched matrix product over the
 /// unfolded input: `weight [out, in·kh·kw] · cols [batch, in·kh·kw, out_h·out_w]`.
 ///
-/// A stride-1 convolution with fewer output than input channels runs as the equivalent
-/// transposed convolution of the mirrored weight ([`conv_transpose2d_gemm`]'s fold), whose
-/// intermediate holds `out · kh·kw` rows instead of `in · kh·kw`: for the DAT head's
-/// `512 → 24` convolution 21 times less.
+/// A stride-1 convolution with fewer than half as many output as input channels ([`folds`])
+/// runs as the equivalent transposed convolution of the mirrored weight
+/// ([`conv_transpose2d_gemm`]'s fold), whose intermediate holds `out · kh·kw` rows instead of
+/// `in · kh·kw`: for the DAT head's `512 → 24` convolution 21 times less.
 ///
 /// # Shapes
 /// - `x`: `[batch_size, in_channels, height, width]`
@@ -95,9 +97,9 @@ pub fn conv2d_gemm<B: Backend>(
         "conv2d_gemm: kernel {kernel_h}×{kernel_w} larger than the padded input \
          {padded_h}×{padded_w}"
     );
-    if stride == [1, 1] && out_channels < in_channels {
+    if stride == [1, 1] && folds(in_channels, out_channels) {
         if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
-            // Fewer outputs than inputs: fold `out · kh·kw` rows rather than unfold `in · kh·kw`.
+            // Few outputs: fold `out · kh·kw` rows rather than unfold `in · kh·kw`.
             return conv_transpose2d_folded(x, mirror(weight), bias, stride, mirrored, [0, 0]);
         }
     }
@@ -244,6 +246,19 @@ fn unfold_slices<B: Backend>(
     Tensor::stack::<5>(windows, 2).reshape([batch_size, channels * taps, out[0] * out[1]])
 }
 
+/// Whether a stride-1 convolution (or transposed convolution) from `in_channels` to
+/// `out_channels` is cheaper by the fold of `out · kh·kw` rows of contributions than over the
+/// `in · kh·kw` rows of the unfolded input. The unfold writes its columns once and the matrix
+/// product reads them once; the fold's contributions are written by the product, gathered (read
+/// and written) and summed over the taps (read): four passes against two, so the fold pays only
+/// with fewer than half as many rows. On an H100 (BENCHMARKS.md, GPU session 20) the data
+/// gradient of the decoder's 128 → 128 convolutions at 256² took 23.6 ms by the fold (product
+/// 9.9, gather 10.2, sum 3.6) and the same convolution's forward 16 ms over its unfolded input
+/// (padding 0.8, gather 6.2, product 9.1).
+fn folds(in_channels: usize, out_channels: usize) -> bool {
+    2 * out_channels < in_channels
+}
+
 /// For a stride-1 convolution, the padding of the same function computed the other way round:
 /// `conv2d(x, w, p) = conv_transpose2d(x, mirror(w), k − 1 − p)` and back. `None` where a
 /// padding reaches the kernel's size (that padding would be negative), and for 1×1 kernels.
@@ -297,9 +312,9 @@ pub fn pad_zeros<B: Backend, const D: usize>(
 /// - output: `[batch_size, out_channels, out_h, out_w]`, `out_h = (height − 1)·stride_h −
 ///   2·padding_h + kernel_h + padding_out_h`
 ///
-/// A stride-1 one with fewer input than output channels (without output padding) runs as the
-/// equivalent convolution of the mirrored weight ([`conv2d_gemm`]'s unfold of `in · kh·kw`
-/// rows rather than this fold's `out · kh·kw`).
+/// A stride-1 one without output padding runs as the equivalent convolution of the mirrored
+/// weight ([`conv2d_gemm`]'s unfold of `in · kh·kw` rows rather than this fold's `out · kh·kw`)
+/// unless it has fewer than half as many output as input channels ([`folds`]).
 ///
 /// # Panics
 /// If the channel counts disagree, a stride is zero or the padding crops more than the
@@ -327,7 +342,7 @@ pub fn conv_transpose2d_gemm<B: Backend>(
         full[0] > 2 * padding[0] && full[1] > 2 * padding[1],
         "conv_transpose2d_gemm: padding {padding:?} crops the whole output"
     );
-    if stride == [1, 1] && padding_out == [0, 0] && in_channels < out_channels {
+    if stride == [1, 1] && padding_out == [0, 0] && !folds(in_channels, out_channels) {
         if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
             return conv2d_gemm(x, mirror(weight), bias, stride, mirrored);
         }
@@ -700,7 +715,7 @@ pub fn conv_transpose2d_gemm_backward<B: Backend>(
         expected,
         "conv_transpose2d_gemm_backward: gradient shape"
     );
-    if stride == [1, 1] && padding_out == [0, 0] && in_channels < out_channels {
+    if stride == [1, 1] && padding_out == [0, 0] && !folds(in_channels, out_channels) {
         if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
             // The forward ran as the mirrored convolution: its gradients, whose weight gradient
             // unfolds the input's `in · kh·kw` rows, not the gradient's `out · kh·kw`.
@@ -911,12 +926,19 @@ mod tests {
         check_conv([1, 2, 8, 7], 3, [3, 3], [2, 2], [1, 1]); // last row unreached (∂x's padding)
         check_conv([2, 2, 5, 5], 20, [3, 1], [1, 1], [1, 0]); // more outputs than in · taps
 
-        // Fewer outputs than inputs at stride 1: the mirrored fold forward, ∂x by the unfolded
-        // gradient, ∂w by the gradient's unfold (the DAT head's 512 → 24).
+        // Fewer than half as many outputs as inputs at stride 1: the mirrored fold forward, ∂x
+        // by the unfolded gradient, ∂w by the gradient's unfold (the DAT head's 512 → 24).
         check_conv([2, 12, 6, 6], 3, [3, 3], [1, 1], [1, 1]);
         check_conv([1, 5, 7, 6], 2, [3, 2], [1, 1], [2, 1]); // non-square, padding k − 1
         check_conv([2, 6, 5, 5], 2, [3, 3], [1, 1], [0, 0]); // valid convolution
         check_conv([1, 4, 3, 3], 2, [2, 2], [1, 1], [2, 2]); // padding ≥ kernel: unfolded
+
+        // As many outputs as inputs, or fewer but not half: unfolded forward, ∂x by the
+        // mirrored unfold of the gradient (the residual blocks' c → c), ∂w by the gradient's
+        // unfold where out < in.
+        check_conv([2, 4, 6, 6], 4, [3, 3], [1, 1], [1, 1]);
+        check_conv([1, 6, 5, 5], 4, [3, 3], [1, 1], [1, 1]);
+        check_conv([1, 4, 5, 4], 2, [3, 3], [1, 1], [1, 1]); // out = in / 2: unfolded
     }
 
     #[test]
@@ -928,9 +950,12 @@ mod tests {
         check_transpose([2, 2, 4, 3], 2, [1, 1], [2, 2], [0, 0], [1, 0]); // taps < phases
         check_transpose([2, 12, 3, 3], 2, [2, 2], [2, 2], [0, 0], [0, 0]); // in > out · taps
 
-        // Fewer inputs than outputs at stride 1: the mirrored unfold.
+        // At stride 1 the mirrored unfold, unless fewer than half as many outputs as inputs.
         check_transpose([2, 2, 5, 4], 7, [3, 3], [1, 1], [1, 1], [0, 0]);
         check_transpose([1, 3, 4, 4], 5, [2, 3], [1, 1], [0, 2], [0, 0]);
+        check_transpose([2, 4, 4, 4], 4, [3, 3], [1, 1], [1, 1], [0, 0]); // in = out
+        check_transpose([1, 4, 4, 5], 2, [3, 3], [1, 1], [1, 1], [0, 0]); // in = 2 · out
+        check_transpose([1, 5, 4, 4], 2, [3, 3], [1, 1], [1, 1], [0, 0]); // folded
     }
 
     /// bf16 tensors of an f32 backend (mixed precision, as `classify --precision bf16` casts

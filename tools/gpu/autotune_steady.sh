@@ -4,7 +4,10 @@
 # default blueprint); with autotune, cubecl times candidates per shape and caches its choice.
 # Session 11 never saw an autotune step end (it also tuned burn's convolutions: 122 s for the
 # first forward). Here the convolutions stay matrix products (DAAM_CONV=gemm), so only matrix
-# products and reductions are tuned.
+# products and reductions are tuned. `DAAM_CONV=backend bash tools/gpu/autotune_steady.sh` runs
+# burn's own convolutions instead (the autotune build's default), tuned among its direct,
+# im2col and implicit-GEMM kernels (these never write the unfolded columns; their data gradient
+# falls back to a direct kernel at strides above 1).
 #   1. vqvae-autotune `paper` for up to AUTOTUNE_SECONDS (default 330) and AUTOTUNE_STEPS steps
 #      (default 30), phases logged per step; the kernel cache (PTX and autotune results) is
 #      packed into $FINAL/kc.tgz every 20 s, so a call cut off still brings it back: carry it
@@ -18,7 +21,7 @@
 set -u
 source tools/gpu/common.sh
 PACK=autotune-steady-results
-export NO_COLOR=1 RUST_LOG=vqvae::train=debug DAAM_CONV=gemm
+export NO_COLOR=1 RUST_LOG=vqvae::train=debug DAAM_CONV=${DAAM_CONV:-gemm}
 carried_kernel_cache
 require_bin vqvae-autotune
 while sleep 20; do save_cache; pack; done &
