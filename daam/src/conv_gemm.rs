@@ -251,10 +251,11 @@ fn unfold_slices<B: Backend>(
 /// `in · kh·kw` rows of the unfolded input. The unfold writes its columns once and the matrix
 /// product reads them once; the fold's contributions are written by the product, gathered (read
 /// and written) and summed over the taps (read): four passes against two, so the fold pays only
-/// with fewer than half as many rows. On an H100 (BENCHMARKS.md, GPU session 20) the data
-/// gradient of the decoder's 128 → 128 convolutions at 256² took 23.6 ms by the fold (product
-/// 9.9, gather 10.2, sum 3.6) and the same convolution's forward 16 ms over its unfolded input
-/// (padding 0.8, gather 6.2, product 9.1).
+/// with fewer than half as many rows. On an H100 (BENCHMARKS.md, GPU session 20, autotune
+/// build) the data gradient of the decoder's 128 → 128 convolutions at 256² took 23.6 ms by
+/// the fold (product 9.9, gather 10.2, sum 3.6) and the same convolution's forward 16 ms over
+/// its unfolded input (padding 0.8, gather 6.2, product 9.1); without autotune 28.0 against
+/// 20.7 ms.
 fn folds(in_channels: usize, out_channels: usize) -> bool {
     2 * out_channels < in_channels
 }
