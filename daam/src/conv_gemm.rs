@@ -97,7 +97,7 @@ pub fn conv2d_gemm<B: Backend>(
         "conv2d_gemm: kernel {kernel_h}×{kernel_w} larger than the padded input \
          {padded_h}×{padded_w}"
     );
-    if stride == [1, 1] && folds(in_channels, out_channels) {
+    if stride == [1, 1] && folds(in_channels, out_channels, false) {
         if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
             // Few outputs: fold `out · kh·kw` rows rather than unfold `in · kh·kw`.
             return conv_transpose2d_folded(x, mirror(weight), bias, stride, mirrored, [0, 0]);
@@ -246,9 +246,10 @@ fn unfold_slices<B: Backend>(
     Tensor::stack::<5>(windows, 2).reshape([batch_size, channels * taps, out[0] * out[1]])
 }
 
-/// Whether a stride-1 convolution (or transposed convolution) from `in_channels` to
-/// `out_channels` is cheaper by the fold of `out · kh·kw` rows of contributions than over the
-/// `in · kh·kw` rows of the unfolded input. The unfold writes its columns once and the matrix
+/// Whether a stride-1 convolution (`transposed` false) or transposed convolution from
+/// `in_channels` to `out_channels` is computed by the fold of `out · kh·kw` rows of
+/// contributions rather than over the `in · kh·kw` rows of the unfolded input, as
+/// [`FoldRule::from_env`] says (by default [`FoldRule::Half`]): the one that moves fewer bytes. The unfold writes its columns once and the matrix
 /// product reads them once; the fold's contributions are written by the product, gathered (read
 /// and written) and summed over the taps (read): four passes against two, so the fold pays only
 /// with fewer than half as many rows. On an H100 (BENCHMARKS.md, GPU session 20, autotune
@@ -256,8 +257,38 @@ fn unfold_slices<B: Backend>(
 /// the fold (product 9.9, gather 10.2, sum 3.6) and the same convolution's forward 16 ms over
 /// its unfolded input (padding 0.8, gather 6.2, product 9.1); without autotune 28.0 against
 /// 20.7 ms.
-fn folds(in_channels: usize, out_channels: usize) -> bool {
-    2 * out_channels < in_channels
+fn folds(in_channels: usize, out_channels: usize, transposed: bool) -> bool {
+    FoldRule::from_env().folds(in_channels, out_channels, transposed)
+}
+
+/// When a stride-1 convolution takes the fold ([`folds`]). `DAAM_FOLD=half|fewer` chooses;
+/// `half` is the default, `fewer` keeps sessions 11–19's rule for comparisons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FoldRule {
+    /// The fold only with fewer than half as many output as input channels (its four passes
+    /// against the unfold's two), either kind of convolution.
+    Half,
+    /// The fold with fewer output than input channels for a convolution, with at most as many
+    /// for a transposed one, so that every `c → c` data gradient folded.
+    Fewer,
+}
+
+impl FoldRule {
+    const ENV: &'static str = "DAAM_FOLD";
+    const CHOICES: [(&'static str, Self); 2] = [("half", Self::Half), ("fewer", Self::Fewer)];
+
+    fn from_env() -> Self {
+        static CHOICE: std::sync::OnceLock<FoldRule> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| crate::env_choice::from_env(Self::ENV, &Self::CHOICES, Self::Half))
+    }
+
+    fn folds(self, in_channels: usize, out_channels: usize, transposed: bool) -> bool {
+        match self {
+            Self::Half => 2 * out_channels < in_channels,
+            Self::Fewer if transposed => out_channels <= in_channels,
+            Self::Fewer => out_channels < in_channels,
+        }
+    }
 }
 
 /// For a stride-1 convolution, the padding of the same function computed the other way round:
@@ -343,7 +374,7 @@ pub fn conv_transpose2d_gemm<B: Backend>(
         full[0] > 2 * padding[0] && full[1] > 2 * padding[1],
         "conv_transpose2d_gemm: padding {padding:?} crops the whole output"
     );
-    if stride == [1, 1] && padding_out == [0, 0] && !folds(in_channels, out_channels) {
+    if stride == [1, 1] && padding_out == [0, 0] && !folds(in_channels, out_channels, true) {
         if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
             return conv2d_gemm(x, mirror(weight), bias, stride, mirrored);
         }
@@ -716,7 +747,7 @@ pub fn conv_transpose2d_gemm_backward<B: Backend>(
         expected,
         "conv_transpose2d_gemm_backward: gradient shape"
     );
-    if stride == [1, 1] && padding_out == [0, 0] && !folds(in_channels, out_channels) {
+    if stride == [1, 1] && padding_out == [0, 0] && !folds(in_channels, out_channels, true) {
         if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
             // The forward ran as the mirrored convolution: its gradients, whose weight gradient
             // unfolds the input's `in · kh·kw` rows, not the gradient's `out · kh·kw`.
@@ -1077,5 +1108,33 @@ mod tests {
         );
         assert_eq!(ComposedConv::parse(Some("direct")), None);
         assert_eq!(ComposedConv::parse(None), None);
+        let fold = |value| crate::env_choice::parse(Some(value), &FoldRule::CHOICES);
+        assert_eq!(fold(" Half"), Some(FoldRule::Half));
+        assert_eq!(fold("fewer"), Some(FoldRule::Fewer));
+        assert_eq!(fold("always"), None);
+    }
+
+    /// The two rules' routes: the default folds only below half, `fewer` as sessions 11–19 did
+    /// (a `c → c` convolution unfolded, its transposed twin folded).
+    #[test]
+    fn fold_rules() {
+        let cases = [
+            // (in, out, transposed): (half, fewer)
+            ((512, 24, false), (true, true)),
+            ((128, 128, false), (false, false)),
+            ((128, 128, true), (false, true)),
+            ((512, 256, true), (false, true)),
+            ((6, 4, false), (false, true)),
+            ((4, 2, false), (false, true)),
+            ((5, 2, true), (true, true)),
+            ((2, 7, true), (false, false)),
+        ];
+        for ((c_in, c_out, transposed), expected) in cases {
+            let got = (
+                FoldRule::Half.folds(c_in, c_out, transposed),
+                FoldRule::Fewer.folds(c_in, c_out, transposed),
+            );
+            assert_eq!(got, expected, "{c_in} → {c_out}, transposed {transposed}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Settings read from environment variables that name one of a few choices (`DAAM_CONV`,
-//! `DAAM_UNFOLD`, `DAAM_MIXTURE`, `DAAM_KERNELS`): any case, surrounding spaces ignored; a value
-//! naming none of them gets a warning on stderr and the default.
+//! `DAAM_UNFOLD`, `DAAM_FOLD`, `DAAM_MIXTURE`, `DAAM_KERNELS`): any case, surrounding spaces
+//! ignored; a value naming none of them gets a warning on stderr and the default.
 
 use std::fmt::Write as _;
 

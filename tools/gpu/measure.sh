@@ -3,8 +3,8 @@
 # 15 minutes of device time and no carried kernel cache (session 20):
 #   1. PyTorch: `paper` VQ-VAE (10 steps after 3) and the DAT heads HEADS (default
 #      daam-v1,mixture,mha), the baselines on the same card (~40 s);
-#   2. ab.sh: `paper` PAPER_STEPS steps (default 10) alternated A B A B (A: c8ecd06's routes,
-#      B: the build's own), then the heads A and B;
+#   2. ab.sh: `paper` PAPER_STEPS steps (default 10) alternated A B A B (A: session 20's
+#      routes, `DAAM_FOLD=fewer`; B: the build's own), then the heads A and B;
 #   3. profile.sh: cubecl's profiling log of 4 `paper` steps and of the heads daam-v1 and mha,
 #      on the kernels the runs before compiled (skipped PROFILE_BEFORE seconds into the call,
 #      default 420);
