@@ -249,10 +249,11 @@ fn unfold_slices<B: Backend>(
 /// Whether a stride-1 convolution (`transposed` false) or transposed convolution from
 /// `in_channels` to `out_channels` is computed by the fold of `out · kh·kw` rows of
 /// contributions rather than over the `in · kh·kw` rows of the unfolded input, as
-/// [`FoldRule::from_env`] says (by default [`FoldRule::Half`]): the one that moves fewer bytes. The unfold writes its columns once and the matrix
-/// product reads them once; the fold's contributions are written by the product, gathered (read
-/// and written) and summed over the taps (read): four passes against two, so the fold pays only
-/// with fewer than half as many rows. On an H100 (BENCHMARKS.md, GPU session 20, autotune
+/// [`FoldRule::from_env`] says (by default [`FoldRule::Half`]: the one that moves fewer bytes).
+/// The unfold writes its columns once and the matrix product reads them once; the fold's
+/// contributions are written by the product, gathered (read and written) and summed over the
+/// taps (read): four passes against two, so the fold pays only with fewer than half as many
+/// rows. On an H100 (BENCHMARKS.md, GPU session 20, autotune
 /// build) the data gradient of the decoder's 128 → 128 convolutions at 256² took 23.6 ms by
 /// the fold (product 9.9, gather 10.2, sum 3.6) and the same convolution's forward 16 ms over
 /// its unfolded input (padding 0.8, gather 6.2, product 9.1); without autotune 28.0 against
@@ -288,6 +289,24 @@ impl FoldRule {
             Self::Fewer if transposed => out_channels <= in_channels,
             Self::Fewer => out_channels < in_channels,
         }
+    }
+}
+
+/// The padding of the mirrored convolution a transposed convolution `[in, out]` channels runs
+/// as ([`conv_transpose2d_gemm`]), or `None` where it runs as the fold: one answer for its
+/// forward and its backward ([`conv_transpose2d_gemm_backward`]).
+fn transposed_as_conv(
+    [in_channels, out_channels]: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    padding_out: [usize; 2],
+) -> Option<[usize; 2]> {
+    let eligible = stride == [1, 1] && padding_out == [0, 0];
+    if eligible && !folds(in_channels, out_channels, true) {
+        mirrored_padding(kernel, padding)
+    } else {
+        None
     }
 }
 
@@ -374,10 +393,14 @@ pub fn conv_transpose2d_gemm<B: Backend>(
         full[0] > 2 * padding[0] && full[1] > 2 * padding[1],
         "conv_transpose2d_gemm: padding {padding:?} crops the whole output"
     );
-    if stride == [1, 1] && padding_out == [0, 0] && !folds(in_channels, out_channels, true) {
-        if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
-            return conv2d_gemm(x, mirror(weight), bias, stride, mirrored);
-        }
+    if let Some(mirrored) = transposed_as_conv(
+        [in_channels, out_channels],
+        [kernel_h, kernel_w],
+        stride,
+        padding,
+        padding_out,
+    ) {
+        return conv2d_gemm(x, mirror(weight), bias, stride, mirrored);
     }
     conv_transpose2d_folded(x, weight, bias, stride, padding, padding_out)
 }
@@ -747,16 +770,20 @@ pub fn conv_transpose2d_gemm_backward<B: Backend>(
         expected,
         "conv_transpose2d_gemm_backward: gradient shape"
     );
-    if stride == [1, 1] && padding_out == [0, 0] && !folds(in_channels, out_channels, true) {
-        if let Some(mirrored) = mirrored_padding([kernel_h, kernel_w], padding) {
-            // The forward ran as the mirrored convolution: its gradients, whose weight gradient
-            // unfolds the input's `in · kh·kw` rows, not the gradient's `out · kh·kw`.
-            let grads = conv2d_gemm_backward(x, mirror(weight), stride, mirrored, grad_out);
-            return GemmGrads {
-                weight: mirror(grads.weight),
-                ..grads
-            };
-        }
+    if let Some(mirrored) = transposed_as_conv(
+        [in_channels, out_channels],
+        [kernel_h, kernel_w],
+        stride,
+        padding,
+        padding_out,
+    ) {
+        // The forward ran as the mirrored convolution: its gradients, whose weight gradient
+        // unfolds the input's `in · kh·kw` rows, not the gradient's `out · kh·kw`.
+        let grads = conv2d_gemm_backward(x, mirror(weight), stride, mirrored, grad_out);
+        return GemmGrads {
+            weight: mirror(grads.weight),
+            ..grads
+        };
     }
     // An output padding of a stride or more adds output rows no input reaches: drop them.
     let grad_x = conv2d_gemm(grad_out.clone(), weight, None, stride, padding).slice(s![

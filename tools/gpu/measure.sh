@@ -33,7 +33,7 @@ OUT=$FINAL HEADS=$heads HEADS_DEADLINE=${HEADS_DEADLINE:-60} bash tools/gpu/ab.s
 if [ $(( $(date +%s) - t0 )) -lt "${PROFILE_BEFORE:-420}" ]; then
     stamp "profile.sh"
     OUT=$FINAL bash tools/gpu/profile.sh
-    (cd /tmp && tar czf "$FINAL/kc.tgz" -C /tmp/kc .)
+    save_cache
 else
     stamp "no time left for profile.sh"
 fi
@@ -55,7 +55,7 @@ if [ $(( $(date +%s) - t0 )) -lt "${EXTRA_BEFORE:-300}" ]; then
     deadline 60 "$BIN/train_step-fixed" --device cuda --heads "$other" --warmup 5 --iters 30 \
         2>"$OUT/heads-other.err" | tee "$OUT/heads-other.jsonl"
     pack
-    (cd /tmp && tar czf "$FINAL/kc.tgz" -C /tmp/kc .)
+    save_cache
 else
     stamp "no time left for small and the other heads"
 fi
