@@ -3,7 +3,8 @@
 # route): cubecl's profiling log (one `| duration | kernel |` table per sync) of a few `paper`
 # VQ-VAE steps with phase timings on (each phase ends in a sync, so the tables split into
 # forward, backward and optimizer), then of the DAT heads daam-v1 and mha. ~3 minutes with the
-# kernel cache first_step.sh returned at .gpudata/kc.tgz (timeout_s ~200).
+# kernel cache first_step.sh returned at .gpudata/kc.tgz (timeout_s ~200). Read the logs with
+# `python3 tools/gpu/profile_summary.py LOG [BLOCKS]` (kernel time by kernel, per sync).
 set -u
 source tools/gpu/common.sh
 PACK=profile-results
