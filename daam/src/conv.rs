@@ -307,7 +307,11 @@ mod tests {
             .sum()
             .backward();
         let tol = burn::tensor::Tolerance::<f32>::default();
-        for how in [ComposedConv::Backend, ComposedConv::Gemm] {
+        for how in [
+            ComposedConv::Backend,
+            ComposedConv::Gemm,
+            ComposedConv::Implicit,
+        ] {
             let output = composed::conv2d_forward::<Flex>(
                 prim4(x.clone().inner()),
                 prim4(inner_w.clone()),

@@ -39,12 +39,23 @@ pub enum ComposedConv {
     Backend,
     /// Matrix products of tensor ops: [`conv2d_gemm`] and [`conv_transpose2d_gemm`].
     Gemm,
+    /// Stride-1 convolutions (forward, data and weight gradients) by the backend's
+    /// implicit-GEMM kernel, which never writes the unfolded input
+    /// ([`DaamBackend::implicit_conv2d`](crate::DaamBackend::implicit_conv2d): burn-cubecl's
+    /// tensor-core convolution on CUDA and wgpu); everything else, and backends without such a
+    /// kernel, as [`Self::Gemm`].
+    Implicit,
 }
 
 impl ComposedConv {
-    /// The environment variable that overrides a backend's choice: `gemm` or `backend`.
+    /// The environment variable that overrides a backend's choice: `gemm`, `backend` or
+    /// `implicit`.
     pub const ENV: &'static str = "DAAM_CONV";
-    const CHOICES: [(&'static str, Self); 2] = [("gemm", Self::Gemm), ("backend", Self::Backend)];
+    const CHOICES: [(&'static str, Self); 3] = [
+        ("gemm", Self::Gemm),
+        ("backend", Self::Backend),
+        ("implicit", Self::Implicit),
+    ];
 
     /// `DAAM_CONV` if it names a choice, else `default` (with a warning on stderr when it is
     /// set to anything else).
@@ -52,7 +63,7 @@ impl ComposedConv {
         crate::env_choice::from_env(Self::ENV, &Self::CHOICES, default)
     }
 
-    /// The choice a `DAAM_CONV` value names (`gemm` or `backend`, any case); `None` for
+    /// The choice a `DAAM_CONV` value names (`gemm`, `backend` or `implicit`, any case); `None` for
     /// anything else or nothing.
     pub fn parse(value: Option<&str>) -> Option<Self> {
         crate::env_choice::parse(value, &Self::CHOICES)
@@ -1132,6 +1143,10 @@ mod tests {
         assert_eq!(
             ComposedConv::parse(Some(" Backend ")),
             Some(ComposedConv::Backend)
+        );
+        assert_eq!(
+            ComposedConv::parse(Some("IMPLICIT")),
+            Some(ComposedConv::Implicit)
         );
         assert_eq!(ComposedConv::parse(Some("direct")), None);
         assert_eq!(ComposedConv::parse(None), None);

@@ -68,6 +68,8 @@ pub mod settings_diff;
 pub mod sigpipe;
 
 pub use attention::scaled_dot_product_attention;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub use backend::implicit;
 pub use backend::{
     cpu_kernels_enabled, AttentionGrads, AttentionSettings, ConvGrads, ConvSettings, DaamBackend,
     DensityGrads, DensityOutput, GroupNormGrads, GroupNormSettings,

@@ -180,6 +180,19 @@ enum ConvRoute {
     /// one node keeps `x` and the weight, where autodiff over the composed ops would keep the
     /// unfolded input.
     Gemm,
+    /// `B`'s implicit-GEMM kernel at stride 1, matrix products otherwise
+    /// ([`ComposedConv::Implicit`]), the gradients written out as for `Gemm`.
+    Implicit,
+}
+
+impl ConvRoute {
+    /// The composed convolution of a non-fused route.
+    fn composed(self) -> ComposedConv {
+        match self {
+            Self::Implicit => ComposedConv::Implicit,
+            Self::Gemm | Self::Fused => ComposedConv::Gemm,
+        }
+    }
 }
 
 /// Saved for the convolution's backward pass; the output only under a fused ReLU (its mask).
@@ -214,14 +227,14 @@ impl<B: DaamBackend> Backward<B, 3> for ConvBackward {
             ConvRoute::Fused => {
                 B::fused_conv2d_backward(x, weight, bias, output, settings, grad_out)
             }
-            ConvRoute::Gemm => composed::conv2d_backward::<B>(
+            ConvRoute::Gemm | ConvRoute::Implicit => composed::conv2d_backward::<B>(
                 x,
                 weight,
                 bias,
                 output,
                 settings,
                 grad_out,
-                ComposedConv::Gemm,
+                route.composed(),
             ),
         };
         for (node, grad) in [(node_x, x), (node_weight, weight), (node_bias, bias)] {
@@ -276,12 +289,12 @@ fn conv_node<B: DaamBackend, C: CheckpointStrategy>(
     );
     let output = match route {
         ConvRoute::Fused => B::fused_conv2d(inner_x, inner_weight, inner_bias, settings),
-        ConvRoute::Gemm => composed::conv2d_forward::<B>(
+        ConvRoute::Gemm | ConvRoute::Implicit => composed::conv2d_forward::<B>(
             inner_x,
             inner_weight,
             inner_bias,
             settings,
-            ComposedConv::Gemm,
+            route.composed(),
         ),
     };
     match ConvBackward
@@ -348,17 +361,21 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
     ) -> FloatTensor<Self> {
         let route = if B::fused_kernels(&[&x.primitive, &weight.primitive, &bias.primitive]) {
             ConvRoute::Fused
-        } else if B::composed_conv() == ComposedConv::Gemm {
-            ConvRoute::Gemm
         } else {
-            // burn's own convolution, differentiated by burn.
-            return composed::conv2d_forward::<Self>(
-                x,
-                weight,
-                bias,
-                settings,
-                ComposedConv::Backend,
-            );
+            match B::composed_conv() {
+                ComposedConv::Gemm => ConvRoute::Gemm,
+                ComposedConv::Implicit => ConvRoute::Implicit,
+                ComposedConv::Backend => {
+                    // burn's own convolution, differentiated by burn.
+                    return composed::conv2d_forward::<Self>(
+                        x,
+                        weight,
+                        bias,
+                        settings,
+                        ComposedConv::Backend,
+                    );
+                }
+            }
         };
         conv_node::<B, C>(x, weight, bias, settings, route)
     }
@@ -512,6 +529,78 @@ mod tests {
             a.unwrap()
                 .into_data()
                 .assert_approx_eq(&b.expect("reference").into_data(), tol);
+        }
+    }
+
+    /// Stride-1 convolutions on the implicit route (Flex has no implicit kernel: the
+    /// backend's default, matrix products, with the bias gradient summed by the route itself)
+    /// and on the gemm route, a 3×3 with its ReLU then a 1×1, agree with burn's convolutions in
+    /// output and every gradient; a strided one on the implicit route takes the matrix products.
+    #[test]
+    fn implicit_route_nodes_match_burn() {
+        let device = Default::default();
+        let random4 = |dims: [usize; 4]| {
+            Tensor::<A, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad()
+        };
+        let random1 = |len: usize| {
+            Tensor::<A, 1>::random([len], Distribution::Normal(0.0, 1.0), &device).require_grad()
+        };
+        let (x, w1, b1, w2, b2, w3, b3) = (
+            random4([2, 3, 7, 6]),
+            random4([5, 3, 3, 3]),
+            random1(5),
+            random4([4, 5, 1, 1]),
+            random1(4),
+            random4([2, 4, 4, 4]),
+            random1(2),
+        );
+        let settings = |stride, padding, relu| ConvSettings {
+            stride,
+            padding,
+            transposed: None,
+            relu,
+        };
+        let tol = Tolerance::<f32>::default();
+        for route in [ConvRoute::Implicit, ConvRoute::Gemm] {
+            let node = |x: Tensor<A, 4>, w: &Tensor<A, 4>, b: &Tensor<A, 1>, s: ConvSettings| {
+                float::<A, 4>(conv_node::<Flex, NoCheckpointing>(
+                    x.into_primitive().tensor(),
+                    w.clone().into_primitive().tensor(),
+                    b.clone().into_primitive().tensor(),
+                    s,
+                    route,
+                ))
+            };
+            let h = node(x.clone(), &w1, &b1, settings([1, 1], [1, 1], true));
+            let h = node(h, &w2, &b2, settings([1, 1], [0, 0], false));
+            let ours = node(h, &w3, &b3, settings([2, 2], [1, 1], false));
+            let options = |stride, padding| ConvOptions::new(stride, padding, [1, 1], 1);
+            let h = relu(conv2d(
+                x.clone(),
+                w1.clone(),
+                Some(b1.clone()),
+                options([1, 1], [1, 1]),
+            ));
+            let h = conv2d(h, w2.clone(), Some(b2.clone()), options([1, 1], [0, 0]));
+            let reference = conv2d(h, w3.clone(), Some(b3.clone()), options([2, 2], [1, 1]));
+            assert_eq!(ours.dims(), [2, 2, 3, 3]);
+            ours.clone()
+                .into_data()
+                .assert_approx_eq(&reference.clone().into_data(), tol);
+            let probe =
+                Tensor::<A, 4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let g_ours = (ours * probe.clone()).sum().backward();
+            let g_ref = (reference * probe).sum().backward();
+            for (name, t) in [("x", &x), ("w1", &w1), ("w2", &w2), ("w3", &w3)] {
+                let a = t.grad(&g_ours).unwrap_or_else(|| panic!("∂{name} missing"));
+                a.into_data()
+                    .assert_approx_eq(&t.grad(&g_ref).expect("reference").into_data(), tol);
+            }
+            for (name, t) in [("b1", &b1), ("b2", &b2), ("b3", &b3)] {
+                let a = t.grad(&g_ours).unwrap_or_else(|| panic!("∂{name} missing"));
+                a.into_data()
+                    .assert_approx_eq(&t.grad(&g_ref).expect("reference").into_data(), tol);
+            }
         }
     }
 }

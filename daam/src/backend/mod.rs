@@ -8,6 +8,8 @@
 
 mod autodiff;
 mod flex;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod implicit;
 mod stacked_mixture;
 pub use flex::cpu_kernels_enabled;
 
@@ -251,6 +253,41 @@ pub trait DaamBackend: Backend {
             grad_out,
             Self::composed_conv(),
         )
+    }
+
+    /// A stride-1 convolution `conv2d(x, weight) + bias` with zero `padding` by an
+    /// implicit-GEMM kernel ([`ComposedConv::Implicit`]): the tensor-core convolution of
+    /// burn-cubecl on CUDA and wgpu, run as one fusion op, which never writes the unfolded
+    /// input. The default, and the cubecl backends where that kernel does not take the shapes
+    /// (no tensor cores, as lavapipe), compute [`crate::conv_gemm::conv2d_gemm`].
+    ///
+    /// # Shapes
+    /// - `x`: `[batch_size, in_channels, height, width]`
+    /// - `weight`: `[out_channels, in_channels, kernel_h, kernel_w]`; `bias`: `[out_channels]`
+    /// - output: `[batch_size, out_channels, height + 2·padding_h − kernel_h + 1, …]`
+    fn implicit_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        composed::composed_implicit_conv2d::<Self>(x, weight, bias, padding)
+    }
+
+    /// The data and weight gradients `(∂L/∂x, ∂L/∂weight)` of [`Self::implicit_conv2d`] for
+    /// `grad_out = ∂L/∂output`, by the same kernels (the default:
+    /// [`crate::conv_gemm::conv2d_gemm_backward`]).
+    ///
+    /// # Shapes
+    /// - `x`, `weight`: as [`Self::implicit_conv2d`]; `grad_out`: its output's
+    /// - output: `x`'s and `weight`'s
+    fn implicit_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        padding: [usize; 2],
+        grad_out: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed::composed_implicit_conv2d_backward::<Self>(x, weight, padding, grad_out)
     }
 
     /// Scaled dot-product attention with grouped key/value heads
@@ -509,15 +546,17 @@ pub(crate) mod composed {
         how: ComposedConv,
     ) -> Tensor<B, 4> {
         match (s.transposed, how) {
+            // Reached for the convolutions the implicit kernel does not take (strided,
+            // transposed) and for Implicit under autodiff (the composed `Backend` backward).
+            (None, ComposedConv::Gemm | ComposedConv::Implicit) => {
+                crate::conv_gemm::conv2d_gemm(x, weight, Some(bias), s.stride, s.padding)
+            }
             (None, ComposedConv::Backend) => burn::tensor::module::conv2d(
                 x,
                 weight,
                 Some(bias),
                 burn::tensor::ops::ConvOptions::new(s.stride, s.padding, [1, 1], 1),
             ),
-            (None, ComposedConv::Gemm) => {
-                crate::conv_gemm::conv2d_gemm(x, weight, Some(bias), s.stride, s.padding)
-            }
             (Some(padding_out), ComposedConv::Backend) => burn::tensor::module::conv_transpose2d(
                 x,
                 weight,
@@ -530,30 +569,81 @@ pub(crate) mod composed {
                     1,
                 ),
             ),
-            (Some(padding_out), ComposedConv::Gemm) => crate::conv_gemm::conv_transpose2d_gemm(
-                x,
-                weight,
-                Some(bias),
-                s.stride,
-                s.padding,
-                padding_out,
-            ),
+            (Some(padding_out), ComposedConv::Gemm | ComposedConv::Implicit) => {
+                crate::conv_gemm::conv_transpose2d_gemm(
+                    x,
+                    weight,
+                    Some(bias),
+                    s.stride,
+                    s.padding,
+                    padding_out,
+                )
+            }
         }
     }
 
-    pub(crate) fn conv2d_forward<B: Backend>(
+    /// [`DaamBackend::implicit_conv2d`]'s default: [`crate::conv_gemm::conv2d_gemm`].
+    pub(crate) fn composed_implicit_conv2d<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        padding: [usize; 2],
+    ) -> FloatTensor<B> {
+        crate::conv_gemm::conv2d_gemm(
+            float::<B, 4>(x),
+            float(weight),
+            Some(float(bias)),
+            [1, 1],
+            padding,
+        )
+        .into_primitive()
+        .tensor()
+    }
+
+    /// [`DaamBackend::implicit_conv2d_backward`]'s default:
+    /// [`crate::conv_gemm::conv2d_gemm_backward`]'s data and weight gradients.
+    pub(crate) fn composed_implicit_conv2d_backward<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        padding: [usize; 2],
+        grad_out: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        let grads = crate::conv_gemm::conv2d_gemm_backward(
+            float::<B, 4>(x),
+            float(weight),
+            [1, 1],
+            padding,
+            float(grad_out),
+        );
+        (
+            grads.x.into_primitive().tensor(),
+            grads.weight.into_primitive().tensor(),
+        )
+    }
+
+    /// Whether `how` runs a convolution with settings `s` by
+    /// [`DaamBackend::implicit_conv2d`]: [`ComposedConv::Implicit`], stride 1, not transposed.
+    fn implicit(s: ConvSettings, how: ComposedConv) -> bool {
+        how == ComposedConv::Implicit && s.transposed.is_none() && s.stride == [1, 1]
+    }
+
+    pub(crate) fn conv2d_forward<B: DaamBackend>(
         x: FloatTensor<B>,
         weight: FloatTensor<B>,
         bias: FloatTensor<B>,
         s: ConvSettings,
         how: ComposedConv,
     ) -> FloatTensor<B> {
-        let y = apply_conv(float::<B, 4>(x), float(weight), float(bias), s, how);
+        let y = if implicit(s, how) {
+            float::<B, 4>(B::implicit_conv2d(x, weight, bias, s.padding))
+        } else {
+            apply_conv(float::<B, 4>(x), float(weight), float(bias), s, how)
+        };
         let y = if s.relu { relu(y) } else { y };
         y.into_primitive().tensor()
     }
 
-    pub(crate) fn conv2d_backward<B: Backend>(
+    pub(crate) fn conv2d_backward<B: DaamBackend>(
         x: FloatTensor<B>,
         weight: FloatTensor<B>,
         bias: FloatTensor<B>,
@@ -567,7 +657,26 @@ pub(crate) mod composed {
             let output = float::<B, 4>(output.expect("a fused ReLU's backward needs the output"));
             grad_out = grad_out.mask_fill(output.lower_equal_elem(0.0), 0.0);
         }
-        if how == ComposedConv::Gemm {
+        if implicit(s, how) {
+            let grad_bias = grad_out
+                .clone()
+                .sum_dim(0)
+                .sum_dim(2)
+                .sum_dim(3)
+                .reshape([-1]);
+            let (grad_x, grad_weight) = B::implicit_conv2d_backward(
+                x,
+                weight,
+                s.padding,
+                grad_out.into_primitive().tensor(),
+            );
+            return ConvGrads {
+                x: grad_x,
+                weight: grad_weight,
+                bias: grad_bias.into_primitive().tensor(),
+            };
+        }
+        if how != ComposedConv::Backend {
             // Written out: no autodiff pass of its own (see `DaamBackend::fused_kernels`).
             let (x, weight) = (float::<B, 4>(x), float::<B, 4>(weight));
             let grads = match s.transposed {
@@ -794,6 +903,10 @@ mod cube {
     //! convolutions, 50× behind PyTorch on the VQ-VAE's `paper` preset on an H200 (GPU session
     //! 11), so that build composes them from matrix products ([`crate::conv_gemm`]); with
     //! autotune, burn's own (tuned) convolution. `DAAM_CONV=gemm|backend` overrides either.
+    use burn::tensor::ops::FloatTensor;
+
+    use super::composed::{composed_implicit_conv2d, composed_implicit_conv2d_backward};
+    use super::implicit::FusedCube;
     use crate::conv_gemm::ComposedConv;
 
     /// The composed convolution for this build, unless `DAAM_CONV` says otherwise.
@@ -813,6 +926,33 @@ mod cube {
             $(impl super::DaamBackend for $backend {
                 fn composed_conv() -> ComposedConv {
                     cube_conv()
+                }
+
+                fn implicit_conv2d(
+                    x: FloatTensor<Self>,
+                    weight: FloatTensor<Self>,
+                    bias: FloatTensor<Self>,
+                    padding: [usize; 2],
+                ) -> FloatTensor<Self> {
+                    if x.dtype != weight.dtype {
+                        // Mixed precision: the matrix products cast as they go.
+                        return composed_implicit_conv2d::<Self>(x, weight, bias, padding);
+                    }
+                    <Self as FusedCube>::conv2d(x, weight, bias, padding)
+                }
+
+                fn implicit_conv2d_backward(
+                    x: FloatTensor<Self>,
+                    weight: FloatTensor<Self>,
+                    padding: [usize; 2],
+                    grad_out: FloatTensor<Self>,
+                ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+                    if x.dtype != weight.dtype || grad_out.dtype != weight.dtype {
+                        return composed_implicit_conv2d_backward::<Self>(
+                            x, weight, padding, grad_out,
+                        );
+                    }
+                    <Self as FusedCube>::conv2d_backward(x, weight, padding, grad_out)
                 }
             })*
         };

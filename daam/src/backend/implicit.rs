@@ -1,0 +1,495 @@
+//! burn-cubecl's implicit-GEMM convolution for [`ComposedConv::Implicit`]
+//! ([`DaamBackend::implicit_conv2d`]) on the fused cubecl backends (CUDA, wgpu).
+//!
+//! burn's `conv2d` on those backends runs `ConvStrategy::default()`: a direct convolution without
+//! cubecl's `autotune`, a tuned choice (minutes of tuning on a fresh machine) with it.
+//! burn-cubecl 0.21 also has `ConvStrategy::ImplicitGemm`, a tensor-core matrix product that
+//! reads the input's windows in place, without writing the unfolded input that
+//! [`crate::conv_gemm`]'s route writes and reads (`kh · kw` times the input: 9.7 GB per 3×3
+//! convolution of the `paper` VQ-VAE at 256², session 20's profile) and without a tuning search.
+//! burn's API does not reach it, and a fused backend's tensors are fusion handles, so each call
+//! here is one custom fusion op whose execution runs the kernel on the inner `CubeBackend`.
+//!
+//! The kernels are launched here through cubek (burn-cubecl's own launch functions are
+//! private), so the algorithm can be chosen: `DAAM_IMPLICIT=ALGORITHM:TILE` ([`kernels`] lists
+//! them; default `simple_sync_cyclic:cmma`, what burn's `ConvStrategy::ImplicitGemm` runs), or
+//! [`set_kernel`] between calls (the `conv_routes` bench times each).
+//!
+//! Where the kernel does not take the inputs (no tensor cores, as lavapipe; shapes it rejects;
+//! the TMA algorithms' data gradient) the op computes the matrix-product route on the inner
+//! backend instead, warns once on stderr and counts it ([`fallbacks`]).
+//!
+//! [`ComposedConv::Implicit`]: crate::conv_gemm::ComposedConv::Implicit
+//! [`DaamBackend::implicit_conv2d`]: crate::DaamBackend::implicit_conv2d
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Shape, Tensor, TensorPrimitive};
+use burn_cubecl::fusion::FusionCubeRuntime;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::ops::{permute_nchw_to_nhwc, permute_nhwc_to_nchw};
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_fusion::stream::{Operation, OperationStreams};
+use burn_fusion::{Fusion, FusionRuntime};
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
+use cubek::convolution::components::ConvSetupError;
+use cubek::convolution::{
+    launch_ref, AcceleratedTileKind, ConvAlgorithm, ConvolutionArgs, ConvolutionInputs, Strategy,
+};
+use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
+use cubek::std::InputBinding;
+
+use crate::conv_gemm::{conv2d_gemm, conv2d_gemm_backward};
+
+/// The environment variable that picks the implicit-GEMM kernel: `ALGORITHM:TILE`.
+pub const KERNEL_ENV: &str = "DAAM_IMPLICIT";
+
+const ALGORITHMS: [ConvAlgorithm; 9] = [
+    ConvAlgorithm::SimpleSyncCyclic,
+    ConvAlgorithm::SimpleSyncStrided,
+    ConvAlgorithm::SimpleSyncTilewise,
+    ConvAlgorithm::SimpleAsyncCyclic,
+    ConvAlgorithm::SimpleAsyncStrided,
+    ConvAlgorithm::SimpleAsyncTma,
+    ConvAlgorithm::SpecializedAsyncCyclic,
+    ConvAlgorithm::SpecializedAsyncStrided,
+    ConvAlgorithm::SpecializedTma,
+];
+const TILES: [(&str, AcceleratedTileKind); 2] = [
+    ("cmma", AcceleratedTileKind::Cmma),
+    ("mma", AcceleratedTileKind::Mma),
+];
+
+/// One implicit-GEMM kernel: cubek's convolution algorithm and its tile matrix product.
+#[derive(Debug, Clone, Copy)]
+struct Kernel {
+    algorithm: ConvAlgorithm,
+    tile: AcceleratedTileKind,
+}
+
+impl Kernel {
+    /// burn's `ConvStrategy::ImplicitGemm`.
+    const DEFAULT: Self = Self {
+        algorithm: ConvAlgorithm::SimpleSyncCyclic,
+        tile: AcceleratedTileKind::Cmma,
+    };
+
+    fn name(self) -> String {
+        let tile = TILES
+            .iter()
+            .find(|(_, tile)| std::mem::discriminant(tile) == std::mem::discriminant(&self.tile))
+            .map_or("?", |(name, _)| name);
+        format!("{}:{tile}", self.algorithm)
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        let (algorithm, tile) = name.trim().split_once(':')?;
+        let algorithm = *ALGORITHMS
+            .iter()
+            .find(|a| a.to_string().eq_ignore_ascii_case(algorithm.trim()))?;
+        let tile = TILES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(tile.trim()))?
+            .1;
+        Some(Self { algorithm, tile })
+    }
+
+    fn strategy(self) -> Strategy {
+        Strategy::Inferred {
+            algorithm: self.algorithm,
+            tile_kind: self.tile,
+        }
+    }
+}
+
+static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
+
+/// The kernel new calls take: the last [`set_kernel`], else `DAAM_IMPLICIT`, else the default
+/// (a value naming none is warned about once).
+fn kernel() -> Kernel {
+    let mut kernel = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    *kernel.get_or_insert_with(|| match std::env::var(KERNEL_ENV) {
+        Err(_) => Kernel::DEFAULT,
+        Ok(value) => Kernel::parse(&value).unwrap_or_else(|| {
+            eprintln!(
+                "{KERNEL_ENV}={value:?} is none of {}: using {}",
+                kernels().join(", "),
+                Kernel::DEFAULT.name()
+            );
+            Kernel::DEFAULT
+        }),
+    })
+}
+
+/// Every kernel name `DAAM_IMPLICIT` and [`set_kernel`] take (`ALGORITHM:TILE`).
+pub fn kernels() -> Vec<String> {
+    ALGORITHMS
+        .iter()
+        .flat_map(|&algorithm| {
+            TILES
+                .iter()
+                .map(move |&(_, tile)| Kernel { algorithm, tile }.name())
+        })
+        .collect()
+}
+
+/// The name of the kernel new implicit-GEMM calls take.
+pub fn kernel_name() -> String {
+    kernel().name()
+}
+
+/// Makes later implicit-GEMM calls take the kernel `name` (one of [`kernels`]).
+///
+/// # Errors
+/// If `name` is none of them.
+pub fn set_kernel(name: &str) -> Result<(), String> {
+    let parsed = Kernel::parse(name)
+        .ok_or_else(|| format!("`{name}` is none of {}", kernels().join(", ")))?;
+    *KERNEL.lock().unwrap_or_else(|e| e.into_inner()) = Some(parsed);
+    Ok(())
+}
+
+static FALLBACKS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many implicit-GEMM kernel launches (forward, data gradient, weight gradient) this
+/// process ran as matrix products instead, because the kernel did not take the inputs.
+pub fn fallbacks() -> usize {
+    FALLBACKS.load(Ordering::Relaxed)
+}
+
+/// Counts a fallback and warns about the first one.
+fn fall_back(kernel: Kernel, what: &str, x: &Shape, weight: &Shape, err: &dyn Debug) {
+    FALLBACKS.fetch_add(1, Ordering::Relaxed);
+    static WARNED: Once = Once::new();
+    WARNED.call_once(|| {
+        eprintln!(
+            "DAAM_CONV=implicit: the implicit-GEMM kernel {} did not take the {what} of a \
+             convolution of {x:?} by {weight:?} ({err:?}); such calls run as matrix products",
+            kernel.name()
+        )
+    });
+}
+
+type Inner<R, F, I, BT> = CubeBackend<R, F, I, BT>;
+type Handles<R> = HandleContainer<<FusionCubeRuntime<R> as FusionRuntime>::FusionHandle>;
+
+fn args(padding: [usize; 2]) -> ConvolutionArgs<2> {
+    ConvolutionArgs {
+        stride: [1, 1],
+        padding,
+        dilation: [1, 1],
+    }
+}
+
+fn input<R: CubeRuntime>(tensor: CubeTensor<R>) -> InputBinding<R> {
+    let dtype = tensor.dtype;
+    InputBinding::new(tensor.binding(), dtype.into())
+}
+
+fn dtypes(lhs: &CubeTensor<impl CubeRuntime>, rhs: &CubeTensor<impl CubeRuntime>) -> MatmulElems {
+    MatmulElems::from_globals(&MatmulGlobalElems {
+        lhs: lhs.dtype.into(),
+        rhs: rhs.dtype.into(),
+        out: lhs.dtype.into(),
+    })
+}
+
+/// `[a, b, c, d]` (NCHW) as `[a, c, d, b]` (NHWC).
+fn nhwc(shape: &Shape) -> Shape {
+    let [n, c, h, w] = shape.dims::<4>();
+    Shape::new([n, h, w, c])
+}
+
+/// The convolution's output `[batch, out, out_h, out_w]` (NCHW shapes in, NCHW tensors in and
+/// out; the kernel reads and writes them as NHWC views).
+fn launch_forward<R: CubeRuntime>(
+    kernel: Kernel,
+    x: CubeTensor<R>,
+    weight: CubeTensor<R>,
+    bias: CubeTensor<R>,
+    padding: [usize; 2],
+    out_shape: &Shape,
+) -> Result<CubeTensor<R>, ConvSetupError> {
+    let out = empty_device_dtype(x.client.clone(), x.device.clone(), nhwc(out_shape), x.dtype);
+    let (client, dtypes) = (x.client.clone(), dtypes(&x, &weight));
+    launch_ref::<R, 2>(
+        &kernel.strategy(),
+        &client,
+        ConvolutionInputs::Forward {
+            input: input(permute_nchw_to_nhwc(x)),
+            weight: input(permute_nchw_to_nhwc(weight)),
+            bias: Some(input(bias)),
+            out: out.clone().binding(),
+        },
+        args(padding),
+        dtypes,
+    )?;
+    Ok(permute_nhwc_to_nchw(out))
+}
+
+/// `∂L/∂x` of shape `x_shape` (NCHW).
+fn launch_data_backward<R: CubeRuntime>(
+    kernel: Kernel,
+    grad_out: CubeTensor<R>,
+    weight: CubeTensor<R>,
+    padding: [usize; 2],
+    x_shape: &Shape,
+) -> Result<CubeTensor<R>, ConvSetupError> {
+    let client = grad_out.client.clone();
+    let grad_x = empty_device_dtype(
+        client.clone(),
+        grad_out.device.clone(),
+        nhwc(x_shape),
+        grad_out.dtype,
+    );
+    let dtypes = dtypes(&grad_out, &weight);
+    launch_ref::<R, 2>(
+        &kernel.strategy(),
+        &client,
+        ConvolutionInputs::BackwardData {
+            out_grad: input(permute_nchw_to_nhwc(grad_out)),
+            weights: input(permute_nchw_to_nhwc(weight)),
+            in_grad: grad_x.clone().binding(),
+        },
+        args(padding),
+        dtypes,
+    )?;
+    Ok(permute_nhwc_to_nchw(grad_x))
+}
+
+/// `∂L/∂weight` of shape `weight_shape` (NCHW).
+fn launch_weight_backward<R: CubeRuntime>(
+    kernel: Kernel,
+    x: CubeTensor<R>,
+    grad_out: CubeTensor<R>,
+    padding: [usize; 2],
+    weight_shape: &Shape,
+) -> Result<CubeTensor<R>, ConvSetupError> {
+    let client = x.client.clone();
+    let grad_weight = empty_device_dtype(
+        client.clone(),
+        x.device.clone(),
+        nhwc(weight_shape),
+        grad_out.dtype,
+    );
+    let dtypes = dtypes(&x, &grad_out);
+    launch_ref::<R, 2>(
+        &kernel.strategy(),
+        &client,
+        ConvolutionInputs::BackwardWeight {
+            input: input(permute_nchw_to_nhwc(x)),
+            out_grad: input(permute_nchw_to_nhwc(grad_out)),
+            weight_grad: grad_weight.clone().binding(),
+        },
+        args(padding),
+        dtypes,
+    )?;
+    Ok(permute_nhwc_to_nchw(grad_weight))
+}
+
+fn tensor<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    primitive: CubeTensor<R>,
+) -> Tensor<Inner<R, F, I, BT>, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+fn primitive<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    tensor: Tensor<Inner<R, F, I, BT>, 4>,
+) -> CubeTensor<R> {
+    tensor.into_primitive().tensor()
+}
+
+/// The forward's fusion op: inputs `[x, weight, bias]`, output `[y]`.
+#[derive(Debug)]
+struct ForwardOp<R, F, I, BT> {
+    desc: CustomOpIr,
+    kernel: Kernel,
+    padding: [usize; 2],
+    _backend: PhantomData<(R, F, I, BT)>,
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
+    Operation<FusionCubeRuntime<R>> for ForwardOp<R, F, I, BT>
+{
+    fn execute(&self, handles: &mut Handles<R>) {
+        type B<R, F, I, BT> = Inner<R, F, I, BT>;
+        let ([x_ir, weight_ir, bias_ir], [out_ir]) = self.desc.as_fixed::<3, 1>();
+        let x = handles.get_float_tensor::<B<R, F, I, BT>>(x_ir);
+        let weight = handles.get_float_tensor::<B<R, F, I, BT>>(weight_ir);
+        let bias = handles.get_float_tensor::<B<R, F, I, BT>>(bias_ir);
+        let output = launch_forward(
+            self.kernel,
+            x.clone(),
+            weight.clone(),
+            bias.clone(),
+            self.padding,
+            &out_ir.shape,
+        )
+        .unwrap_or_else(|err| {
+            fall_back(self.kernel, "forward", &x_ir.shape, &weight_ir.shape, &err);
+            primitive(conv2d_gemm(
+                tensor::<R, F, I, BT>(x),
+                tensor(weight),
+                Some(Tensor::from_primitive(TensorPrimitive::Float(bias))),
+                [1, 1],
+                self.padding,
+            ))
+        });
+        handles.register_float_tensor::<B<R, F, I, BT>>(&out_ir.id, output);
+    }
+}
+
+/// The backward's fusion op: inputs `[x, weight, grad_out]`, outputs `[grad_x, grad_weight]`.
+#[derive(Debug)]
+struct BackwardOp<R, F, I, BT> {
+    desc: CustomOpIr,
+    kernel: Kernel,
+    padding: [usize; 2],
+    _backend: PhantomData<(R, F, I, BT)>,
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
+    Operation<FusionCubeRuntime<R>> for BackwardOp<R, F, I, BT>
+{
+    fn execute(&self, handles: &mut Handles<R>) {
+        type B<R, F, I, BT> = Inner<R, F, I, BT>;
+        let ([x_ir, weight_ir, grad_ir], [grad_x_ir, grad_weight_ir]) =
+            self.desc.as_fixed::<3, 2>();
+        let x = handles.get_float_tensor::<B<R, F, I, BT>>(x_ir);
+        let weight = handles.get_float_tensor::<B<R, F, I, BT>>(weight_ir);
+        let grad_out = handles.get_float_tensor::<B<R, F, I, BT>>(grad_ir);
+        let grad_x = launch_data_backward(
+            self.kernel,
+            grad_out.clone(),
+            weight.clone(),
+            self.padding,
+            &x_ir.shape,
+        );
+        let grad_weight = launch_weight_backward(
+            self.kernel,
+            x.clone(),
+            grad_out.clone(),
+            self.padding,
+            &weight_ir.shape,
+        );
+        let (grad_x, grad_weight) = match (grad_x, grad_weight) {
+            (Ok(grad_x), Ok(grad_weight)) => (grad_x, grad_weight),
+            (grad_x, grad_weight) => {
+                for (what, result) in [
+                    ("data gradient", &grad_x),
+                    ("weight gradient", &grad_weight),
+                ] {
+                    if let Err(err) = result {
+                        fall_back(self.kernel, what, &x_ir.shape, &weight_ir.shape, err);
+                    }
+                }
+                let grads = conv2d_gemm_backward(
+                    tensor::<R, F, I, BT>(x),
+                    tensor(weight),
+                    [1, 1],
+                    self.padding,
+                    tensor(grad_out),
+                );
+                (
+                    grad_x.unwrap_or_else(|_| primitive(grads.x)),
+                    grad_weight.unwrap_or_else(|_| primitive(grads.weight)),
+                )
+            }
+        };
+        handles.register_float_tensor::<B<R, F, I, BT>>(&grad_x_ir.id, grad_x);
+        handles.register_float_tensor::<B<R, F, I, BT>>(&grad_weight_ir.id, grad_weight);
+    }
+}
+
+/// [`DaamBackend::implicit_conv2d`](crate::DaamBackend::implicit_conv2d) and its backward on a
+/// fused cubecl backend.
+pub(super) trait FusedCube: burn::tensor::backend::Backend {
+    /// As [`DaamBackend::implicit_conv2d`](crate::DaamBackend::implicit_conv2d).
+    fn conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
+
+    /// As [`DaamBackend::implicit_conv2d_backward`](crate::DaamBackend::implicit_conv2d_backward).
+    fn conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        padding: [usize; 2],
+        grad_out: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FusedCube
+    for Fusion<Inner<R, F, I, BT>>
+{
+    fn conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let [batch_size, _, height, width] = x.shape.dims::<4>();
+        let [out_channels, _, kernel_h, kernel_w] = weight.shape.dims::<4>();
+        let out_shape = Shape::new([
+            batch_size,
+            out_channels,
+            height + 2 * padding[0] - kernel_h + 1,
+            width + 2 * padding[1] - kernel_w + 1,
+        ]);
+        let client = x.client.clone();
+        let out = TensorIr::uninit(client.create_empty_handle(), out_shape, x.dtype);
+        let streams = OperationStreams::with_inputs([&x, &weight, &bias]);
+        let desc = CustomOpIr::new(
+            "daam_implicit_conv2d",
+            &[x.into_ir(), weight.into_ir(), bias.into_ir()],
+            &[out],
+        );
+        let op = ForwardOp::<R, F, I, BT> {
+            desc: desc.clone(),
+            kernel: kernel(),
+            padding,
+            _backend: PhantomData,
+        };
+        let [output] = <[_; 1]>::try_from(client.register(streams, OperationIr::Custom(desc), op))
+            .expect("one output");
+        output
+    }
+
+    fn conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        padding: [usize; 2],
+        grad_out: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let client = x.client.clone();
+        let grad_x = TensorIr::uninit(client.create_empty_handle(), x.shape.clone(), x.dtype);
+        let grad_weight = TensorIr::uninit(
+            client.create_empty_handle(),
+            weight.shape.clone(),
+            weight.dtype,
+        );
+        let streams = OperationStreams::with_inputs([&x, &weight, &grad_out]);
+        let desc = CustomOpIr::new(
+            "daam_implicit_conv2d_backward",
+            &[x.into_ir(), weight.into_ir(), grad_out.into_ir()],
+            &[grad_x, grad_weight],
+        );
+        let op = BackwardOp::<R, F, I, BT> {
+            desc: desc.clone(),
+            kernel: kernel(),
+            padding,
+            _backend: PhantomData,
+        };
+        let [grad_x, grad_weight] =
+            <[_; 2]>::try_from(client.register(streams, OperationIr::Custom(desc), op))
+                .expect("two outputs");
+        (grad_x, grad_weight)
+    }
+}
