@@ -691,7 +691,7 @@ pub fn conv2d_gemm_backward<B: Backend>(
     padding: [usize; 2],
     grad_out: Tensor<B, 4>,
 ) -> GemmGrads<B> {
-    let [batch_size, in_channels, height, width] = x.dims();
+    let [batch_size, _, height, width] = x.dims();
     let [out_channels, _, kernel_h, kernel_w] = weight.dims();
     let [grad_batch, grad_channels, out_h, out_w] = grad_out.dims();
     let [expected_h, expected_w] = conv_out([height, width], [kernel_h, kernel_w], stride, padding);
@@ -709,14 +709,40 @@ pub fn conv2d_gemm_backward<B: Backend>(
     ];
     let grad_x =
         conv_transpose2d_gemm(grad_out.clone(), weight, None, stride, padding, padding_out);
+    let grad_weight =
+        conv2d_gemm_weight_grad(x, grad_out.clone(), [kernel_h, kernel_w], stride, padding);
+    let grad_out = grad_out.reshape([batch_size, out_channels, out_h * out_w]);
+    GemmGrads {
+        x: grad_x,
+        weight: grad_weight,
+        bias: sum_last(grad_out).sum_dim(0).reshape([out_channels]),
+    }
+}
+
+/// The weight gradient of [`conv2d_gemm`] alone, as [`conv2d_gemm_backward`] computes it.
+///
+/// # Shapes
+/// - `x`: `[batch_size, in_channels, height, width]`
+/// - `grad_out`: `[batch_size, out_channels, out_h, out_w]`, the forward's output shape
+/// - output: `[out_channels, in_channels, kernel[0], kernel[1]]`
+pub fn conv2d_gemm_weight_grad<B: Backend>(
+    x: Tensor<B, 4>,
+    grad_out: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<B, 4> {
+    let [batch_size, in_channels, height, width] = x.dims();
+    let [_, out_channels, out_h, out_w] = grad_out.dims();
+    let [kernel_h, kernel_w] = kernel;
     let mirrored = mirrored_padding([kernel_h, kernel_w], padding);
-    let grad_weight = match mirrored {
+    match mirrored {
         Some(mirrored) if stride == [1, 1] && out_channels < in_channels => {
             // ∂w[o, c, i, j] = Σ x[c, y, x] · g[o, y + p − i, x + p − j]: unfold the gradient's
             // `out · kh·kw` rows (taps reversed) over the input's positions instead of the
             // input's `in · kh·kw` rows over the output's.
             let cols = unfold(
-                grad_out.clone(),
+                grad_out,
                 [kernel_h, kernel_w],
                 stride,
                 mirrored,
@@ -734,18 +760,11 @@ pub fn conv2d_gemm_backward<B: Backend>(
         _ => {
             let cols = unfold(x, [kernel_h, kernel_w], stride, padding, [out_h, out_w]);
             grad_out
-                .clone()
                 .reshape([batch_size, out_channels, out_h * out_w])
                 .matmul(cols.swap_dims(1, 2))
                 .sum_dim(0)
                 .reshape([out_channels, in_channels, kernel_h, kernel_w])
         }
-    };
-    let grad_out = grad_out.reshape([batch_size, out_channels, out_h * out_w]);
-    GemmGrads {
-        x: grad_x,
-        weight: grad_weight,
-        bias: sum_last(grad_out).sum_dim(0).reshape([out_channels]),
     }
 }
 

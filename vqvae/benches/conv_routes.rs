@@ -6,17 +6,22 @@
 //! size: forward and backward (data and weight gradients) milliseconds per route, each the median
 //! of `--iters` calls ended by [`Backend::sync`], and the implicit route's largest difference from
 //! the matrix products relative to their largest magnitude, for the output and both gradients.
-//! Prints a markdown table, then how many implicit calls fell back to matrix products.
+//! `--kernels` times several of the implicit route's kernels (`DAAM_IMPLICIT`'s names,
+//! `ALGORITHM:TILE`) in one run. Prints a markdown table (one row per shape and kernel; the
+//! fallbacks column counts the calls that ran as matrix products because the kernel did not
+//! take them: the kernel's part then runs as matrix products, inside its timing), each
+//! kernel's total over the model's convolutions, and the fastest kernel that ran at all.
 //!
 //! ```sh
-//! cargo bench -p vqvae --features cuda --bench conv_routes -- --device cuda --preset paper
+//! cargo bench -p vqvae --features cuda --bench conv_routes -- --device cuda --preset paper \
+//!     --kernels simple_sync_cyclic:cmma,simple_async_tma:mma
 //! ```
 #![allow(missing_docs)]
 
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor, TensorPrimitive};
 use daam::conv_gemm::{conv2d_gemm, conv2d_gemm_backward};
 use daam::device::Device;
 use daam::DaamBackend;
@@ -113,21 +118,56 @@ fn relative<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f64 {
     diff / scale.max(f64::MIN_POSITIVE)
 }
 
+/// The implicit route's kernel names to time (`--kernels`); one unnamed entry where the build
+/// has no choice (no cubecl backend).
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn select(kernel: &Option<String>) -> anyhow::Result<String> {
+    if let Some(name) = kernel {
+        daam::implicit::set_kernel(name).map_err(anyhow::Error::msg)?;
+    }
+    Ok(daam::implicit::kernel_name())
+}
+
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+fn select(kernel: &Option<String>) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        kernel.is_none(),
+        "--kernels needs a cubecl build (cuda or wgpu)"
+    );
+    Ok("matrix products".into())
+}
+
+fn fallbacks() -> usize {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    return daam::implicit::fallbacks();
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    0
+}
+
 fn run<B: DaamBackend>(
     device: &B::Device,
     preset: Preset,
     batch: Option<usize>,
+    kernels: &[Option<String>],
+    cube: bool,
     warmup: usize,
     iters: usize,
-) {
+) -> anyhow::Result<()> {
+    for kernel in kernels {
+        // Every name checked before the first timing.
+        select(kernel)?;
+    }
     let (preset_batch, list) = shapes(preset);
     let batch = batch.unwrap_or(preset_batch);
     println!(
-        "| convolution (×count) | shape | gemm fwd ms | implicit fwd ms | gemm bwd ms | \
-         implicit bwd ms | rel. diff y / ∂x / ∂w |"
+        "| convolution (×count) | shape | implicit kernel | gemm fwd ms | implicit fwd ms | \
+         gemm bwd ms | implicit bwd ms | rel. diff y / ∂x / ∂w | fallbacks |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    let (mut gemm_total, mut implicit_total) = (0.0, 0.0);
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut gemm_total = 0.0;
+    let mut implicit_totals = vec![0.0; kernels.len()];
+    let mut names = vec![String::new(); kernels.len()];
+    let mut kernel_fallbacks = vec![0; kernels.len()];
     for s in &list {
         let normal = Distribution::Normal(0.0, 1.0);
         let x = Tensor::<B, 4>::random([batch, s.in_channels, s.size, s.size], normal, device);
@@ -141,6 +181,7 @@ fn run<B: DaamBackend>(
         let grad = Tensor::<B, 4>::random([batch, s.out_channels, s.size, s.size], normal, device);
         let padding = [s.kernel / 2; 2];
         let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
+        let wrap = |t| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t));
         let gemm_forward = || {
             conv2d_gemm(
                 x.clone(),
@@ -150,62 +191,93 @@ fn run<B: DaamBackend>(
                 padding,
             )
         };
-        let implicit_forward = || -> Tensor<B, 4> {
-            Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(B::implicit_conv2d(
+        let implicit_forward = || {
+            wrap(B::implicit_conv2d(
                 prim(&x),
                 prim(&weight),
                 bias.clone().into_primitive().tensor(),
                 padding,
-            )))
+            ))
         };
         let gemm_backward =
             || conv2d_gemm_backward(x.clone(), weight.clone(), [1, 1], padding, grad.clone());
         let implicit_backward = || {
             let (gx, gw) =
                 B::implicit_conv2d_backward(prim(&x), prim(&weight), padding, prim(&grad));
-            let wrap = |t| Tensor::<B, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(t));
             (wrap(gx), wrap(gw))
         };
-        let y_diff = relative(implicit_forward(), gemm_forward());
-        let (gx, gw) = implicit_backward();
-        let reference = gemm_backward();
-        let (x_diff, w_diff) = (relative(gx, reference.x), relative(gw, reference.weight));
         let gemm_fwd = time::<B>(device, warmup, iters, || drop(gemm_forward()));
-        let implicit_fwd = time::<B>(device, warmup, iters, || drop(implicit_forward()));
         let gemm_bwd = time::<B>(device, warmup, iters, || {
             let g = gemm_backward();
             drop((g.x, g.weight));
         });
-        let implicit_bwd = time::<B>(device, warmup, iters, || drop(implicit_backward()));
         gemm_total += (gemm_fwd + gemm_bwd) * s.count as f64;
-        implicit_total += (implicit_fwd + implicit_bwd) * s.count as f64;
-        println!(
-            "| {} (×{}) | {}→{} {k}×{k} @{}² | {gemm_fwd:.3} | {implicit_fwd:.3} | {gemm_bwd:.3} | \
-             {implicit_bwd:.3} | {y_diff:.1e} / {x_diff:.1e} / {w_diff:.1e} |",
-            s.name,
-            s.count,
-            s.in_channels,
-            s.out_channels,
-            s.size,
-            k = s.kernel,
-        );
+        let reference_y = gemm_forward();
+        let reference = gemm_backward();
+        for (k, kernel) in kernels.iter().enumerate() {
+            names[k] = if cube {
+                select(kernel)?
+            } else {
+                "none: the backend's default, matrix products".into()
+            };
+            let before = fallbacks();
+            let y_diff = relative(implicit_forward(), reference_y.clone());
+            let (gx, gw) = implicit_backward();
+            let x_diff = relative(gx, reference.x.clone());
+            let w_diff = relative(gw, reference.weight.clone());
+            let implicit_fwd = time::<B>(device, warmup, iters, || drop(implicit_forward()));
+            let implicit_bwd = time::<B>(device, warmup, iters, || drop(implicit_backward()));
+            implicit_totals[k] += (implicit_fwd + implicit_bwd) * s.count as f64;
+            let fell_back = fallbacks() - before;
+            kernel_fallbacks[k] += fell_back;
+            println!(
+                "| {} (×{}) | {}→{} {kk}×{kk} @{}² | {} | {gemm_fwd:.3} | {implicit_fwd:.3} | \
+                 {gemm_bwd:.3} | {implicit_bwd:.3} | {y_diff:.1e} / {x_diff:.1e} / {w_diff:.1e} \
+                 | {} |",
+                s.name,
+                s.count,
+                s.in_channels,
+                s.out_channels,
+                s.size,
+                names[k],
+                fell_back,
+                kk = s.kernel,
+            );
+        }
     }
     println!(
-        "\n{} batch {batch}: the stride-1 convolutions' forward + backward, ×count: gemm \
-         {gemm_total:.1} ms, implicit {implicit_total:.1} ms ({:.2}×)",
-        preset.name(),
-        gemm_total / implicit_total
+        "\n{} batch {batch}, the stride-1 convolutions' forward + backward ×count: gemm \
+         {gemm_total:.1} ms",
+        preset.name()
     );
-    #[cfg(any(feature = "cuda", feature = "wgpu"))]
-    println!(
-        "implicit calls that fell back to matrix products: {}",
-        daam::implicit::fallbacks()
-    );
+    // Each shape calls each kernel for the forward, the data and the weight gradient, once for
+    // the differences and `warmup + iters` times for the timings.
+    let calls = list.len() * 3 * (1 + warmup + iters);
+    let mut best = None;
+    for ((name, total), fell_back) in names.iter().zip(&implicit_totals).zip(&kernel_fallbacks) {
+        println!(
+            "implicit {name}: {total:.1} ms ({:.2}× gemm), {fell_back} of {calls} calls fell \
+             back to matrix products",
+            gemm_total / total
+        );
+        if *fell_back < calls && best.is_none_or(|(_, b)| total < b) {
+            best = Some((name, total));
+        }
+    }
+    match best {
+        Some((name, total)) => println!(
+            "fastest implicit kernel: {name} ({:.2}× gemm)",
+            gemm_total / total
+        ),
+        None => println!("fastest implicit kernel: none (every call fell back)"),
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let (mut device, mut preset, mut batch, mut warmup, mut iters) =
         (Device::Cpu, Preset::Small, None, 2, 10);
+    let mut kernels = vec![None];
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -225,16 +297,23 @@ fn main() -> anyhow::Result<()> {
             "--batch" => batch = Some(value()?.parse()?),
             "--warmup" => warmup = value()?.parse()?,
             "--iters" => iters = value()?.parse()?,
+            "--kernels" => {
+                kernels = value()?
+                    .split(',')
+                    .map(|k| Some(k.trim().to_string()))
+                    .collect()
+            }
             // `cargo bench` passes `--bench`.
             "--bench" => {}
             other => anyhow::bail!(
                 "unknown argument `{other}`: [--device cpu|cuda|wgpu] [--preset paper|small|tiny] \
-                 [--batch N] [--warmup N] [--iters N]"
+                 [--batch N] [--warmup N] [--iters N] [--kernels ALGORITHM:TILE,...]"
             ),
         }
     }
+    // Flex has no implicit kernel (DaamBackend's default: matrix products).
+    let cube = !matches!(device, Device::Cpu);
     daam::dispatch!(device, |B, dev| {
-        run::<B>(&dev, preset, batch, warmup, iters);
-        Ok(())
+        run::<B>(&dev, preset, batch, &kernels, cube, warmup, iters)
     })
 }

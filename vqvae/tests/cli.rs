@@ -1466,14 +1466,15 @@ fn losses(run: &Path) -> Vec<Vec<f64>> {
 /// The path a CUDA build takes (composed ops; GroupNorm, the mixture and the matrix-product
 /// convolution as nodes with written-out gradients), run on the CPU with
 /// `DAAM_KERNELS=composed`, trains as the CPU kernels do: the same losses step after step, with
-/// either convolution.
+/// each convolution route (`implicit` on the CPU: its stride-1 nodes with the backend's default,
+/// matrix products).
 #[test]
 fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
     let dir = tempfile::tempdir().unwrap();
     let data = images(dir.path(), 6);
     let (_, kernels) = train_six_steps(dir.path(), &data, "kernels", "cpu", &[]);
     assert_eq!(kernels.len(), 6);
-    for conv in ["gemm", "backend"] {
+    for conv in ["gemm", "backend", "implicit"] {
         let env = [("DAAM_KERNELS", "composed"), ("DAAM_CONV", conv)];
         let (_, composed) = train_six_steps(dir.path(), &data, conv, "cpu", &env);
         assert_same_losses(&composed, &kernels, &format!("composed, {conv}"));
@@ -1538,8 +1539,10 @@ fn assert_same_losses(got: &[Vec<f64>], want: &[Vec<f64>], what: &str) {
 /// burn's wgpu backend runs the cubecl kernels and fusion a CUDA build runs (compiled to WGSL
 /// instead of CUDA C++), so a build with `--features wgpu` on any Vulkan adapter — Mesa's
 /// lavapipe on a machine without a GPU — rehearses the CUDA path: the same losses as the CPU
-/// kernels step after step from the same seed (the model is drawn on the CPU), with either
-/// convolution, and the same codes and images from `reconstruct`. Needs a wgpu adapter:
+/// kernels step after step from the same seed (the model is drawn on the CPU), with each
+/// convolution route (`implicit`: cubek's tensor-core kernels where the adapter has them,
+/// matrix products in the same fusion ops where not, as on lavapipe), and the same codes and
+/// images from `reconstruct`. Needs a wgpu adapter:
 /// `cargo test --release -p vqvae --features wgpu --test cli wgpu`.
 #[cfg(feature = "wgpu")]
 #[test]
@@ -1548,7 +1551,7 @@ fn wgpu_trains_and_reconstructs_like_the_cpu() {
     let data = images(dir.path(), 6);
     let (cpu, kernels) = train_six_steps(dir.path(), &data, "cpu", "cpu", &[]);
     assert_eq!(kernels.len(), 6);
-    for conv in ["gemm", "backend"] {
+    for conv in ["gemm", "backend", "implicit"] {
         let (_, gpu) = train_six_steps(dir.path(), &data, conv, "wgpu", &[("DAAM_CONV", conv)]);
         assert_same_losses(&gpu, &kernels, &format!("wgpu, {conv}"));
     }

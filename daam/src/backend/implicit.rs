@@ -44,7 +44,7 @@ use cubek::convolution::{
 use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
 use cubek::std::InputBinding;
 
-use crate::conv_gemm::{conv2d_gemm, conv2d_gemm_backward};
+use crate::conv_gemm::{conv2d_gemm, conv2d_gemm_weight_grad, conv_transpose2d_gemm};
 
 /// The environment variable that picks the implicit-GEMM kernel: `ALGORITHM:TILE`.
 pub const KERNEL_ENV: &str = "DAAM_IMPLICIT";
@@ -377,30 +377,42 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
             self.padding,
             &weight_ir.shape,
         );
-        let (grad_x, grad_weight) = match (grad_x, grad_weight) {
-            (Ok(grad_x), Ok(grad_weight)) => (grad_x, grad_weight),
-            (grad_x, grad_weight) => {
-                for (what, result) in [
-                    ("data gradient", &grad_x),
-                    ("weight gradient", &grad_weight),
-                ] {
-                    if let Err(err) = result {
-                        fall_back(self.kernel, what, &x_ir.shape, &weight_ir.shape, err);
-                    }
-                }
-                let grads = conv2d_gemm_backward(
-                    tensor::<R, F, I, BT>(x),
-                    tensor(weight),
-                    [1, 1],
-                    self.padding,
-                    tensor(grad_out),
-                );
-                (
-                    grad_x.unwrap_or_else(|_| primitive(grads.x)),
-                    grad_weight.unwrap_or_else(|_| primitive(grads.weight)),
-                )
-            }
-        };
+        // Each gradient the kernel does not take by the matrix products alone (the TMA
+        // algorithms have no data gradient).
+        let grad_x = grad_x.unwrap_or_else(|err| {
+            fall_back(
+                self.kernel,
+                "data gradient",
+                &x_ir.shape,
+                &weight_ir.shape,
+                &err,
+            );
+            primitive(conv_transpose2d_gemm(
+                tensor::<R, F, I, BT>(grad_out.clone()),
+                tensor(weight),
+                None,
+                [1, 1],
+                self.padding,
+                [0, 0],
+            ))
+        });
+        let grad_weight = grad_weight.unwrap_or_else(|err| {
+            fall_back(
+                self.kernel,
+                "weight gradient",
+                &x_ir.shape,
+                &weight_ir.shape,
+                &err,
+            );
+            let [_, _, kernel_h, kernel_w] = weight_ir.shape.dims::<4>();
+            primitive(conv2d_gemm_weight_grad(
+                tensor::<R, F, I, BT>(x),
+                tensor(grad_out),
+                [kernel_h, kernel_w],
+                [1, 1],
+                self.padding,
+            ))
+        });
         handles.register_float_tensor::<B<R, F, I, BT>>(&grad_x_ir.id, grad_x);
         handles.register_float_tensor::<B<R, F, I, BT>>(&grad_weight_ir.id, grad_weight);
     }
