@@ -17,9 +17,10 @@ use burn::tensor::{s, Tensor};
 use daam::conv_gemm::{pad_zeros, ComposedConv};
 
 /// Whether [`conv1d`] takes matrix products on a backend without the CPU kernels: `DAAM_CONV`
-/// when it says `gemm` or `backend` ([`ComposedConv::from_env_or`]), else yes in CUDA builds
-/// without cubecl's autotune (whose `conv1d` is a direct convolution) and no otherwise. Read
-/// once.
+/// when it names a route ([`ComposedConv::from_env_or`]: `gemm` and `implicit` take them, the
+/// implicit-GEMM route being 2-D only and WavLM's convolutions strided or grouped; `backend`
+/// does not), else yes in CUDA builds without cubecl's autotune (whose `conv1d` is a direct
+/// convolution) and no otherwise. Read once.
 pub fn gemm_route() -> bool {
     static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
@@ -31,7 +32,7 @@ pub fn gemm_route() -> bool {
         } else {
             ComposedConv::Backend
         };
-        ComposedConv::from_env_or(default) == ComposedConv::Gemm
+        ComposedConv::from_env_or(default) != ComposedConv::Backend
     })
 }
 

@@ -348,11 +348,11 @@ fn the_cuda_path_on_the_cpu_trains_every_head_like_the_kernels() {
         )
     };
     let gemm = [("DAAM_KERNELS", "composed"), ("DAAM_CONV", "gemm")];
-    assert_same_training(
-        &run("composed", "f32", &gemm),
-        &run("kernels", "f32", &[]),
-        1e-3,
-    );
+    let kernels = run("kernels", "f32", &[]);
+    assert_same_training(&run("composed", "f32", &gemm), &kernels, 1e-3);
+    // The implicit route's nodes (on the CPU its stride-1 convolutions are matrix products).
+    let implicit = [("DAAM_KERNELS", "composed"), ("DAAM_CONV", "implicit")];
+    assert_same_training(&run("implicit", "f32", &implicit), &kernels, 1e-3);
     // bf16 rounds differently on the two convolutions (by hand, one epoch on a 60-item store:
     // within 1.1e-3).
     assert_same_training(
@@ -440,7 +440,7 @@ fn assert_same_training(got: &Path, want: &Path, tolerance: f64) {
 /// Every head trained on burn's wgpu backend (the cubecl kernels and fusion a CUDA build runs,
 /// compiled to WGSL; Mesa's lavapipe runs them on a machine without a GPU) has the CPU kernels'
 /// training losses epoch after epoch from the same seed (heads are drawn on the CPU), with
-/// either convolution. Needs a wgpu adapter: `cargo test --release -p classify --features wgpu
+/// each convolution route. Needs a wgpu adapter: `cargo test --release -p classify --features wgpu
 /// --test classify wgpu`.
 #[cfg(feature = "wgpu")]
 #[test]
@@ -449,7 +449,7 @@ fn wgpu_trains_every_head_like_the_cpu() {
     let store = dir.path().join("store");
     synth(&store, 40, 2);
     let cpu = replicate_every_head(&store, &dir.path().join("cpu"), &[], &[]);
-    for conv in ["gemm", "backend"] {
+    for conv in ["gemm", "backend", "implicit"] {
         let gpu = replicate_every_head(
             &store,
             &dir.path().join(conv),

@@ -1018,8 +1018,8 @@ fn assert_same_store(a: &Path, b: &Path, tolerance: f32, what: &str) {
 
 /// `DAAM_KERNELS=composed` turns the CPU kernels off, so the extraction runs burn's ops as a
 /// CUDA build does (WavLM's 1-D convolutions as matrix products with `DAAM_CONV=gemm`, the
-/// default of a build without autotune, or burn's `conv1d`): every encoder's store equals the
-/// kernels' store (measured: within 4.2e-7).
+/// default of a build without autotune, and with `implicit`, or burn's `conv1d`): every
+/// encoder's store equals the kernels' store (measured: within 4.2e-7).
 #[test]
 fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1068,6 +1068,11 @@ fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
             &[("DAAM_KERNELS", "composed"), ("DAAM_CONV", "backend")],
             "cpu",
         ),
+        (
+            "composed, implicit",
+            &[("DAAM_KERNELS", "composed"), ("DAAM_CONV", "implicit")],
+            "cpu",
+        ),
     ];
     // With `--features wgpu` (and a wgpu adapter: lavapipe on a machine without a GPU), burn's
     // wgpu backend too: the cubecl kernels and fusion a CUDA build runs.
@@ -1075,6 +1080,7 @@ fn the_cuda_path_on_the_cpu_extracts_what_the_kernels_extract() {
         paths.extend([
             ("wgpu, gemm", &[("DAAM_CONV", "gemm")][..], "wgpu"),
             ("wgpu, backend", &[("DAAM_CONV", "backend")][..], "wgpu"),
+            ("wgpu, implicit", &[("DAAM_CONV", "implicit")][..], "wgpu"),
         ]);
     }
     for (encoder, task, data, split) in cases {

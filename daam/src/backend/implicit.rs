@@ -505,3 +505,31 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FusedCube
         (grad_x, grad_weight)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel name parses back to itself (any case, spaces trimmed); other names do not.
+    #[test]
+    fn kernel_names_round_trip() {
+        let names = kernels();
+        assert_eq!(names.len(), ALGORITHMS.len() * TILES.len());
+        assert_eq!(names[0], "simple_sync_cyclic:cmma");
+        for name in &names {
+            let parsed = Kernel::parse(&format!(" {} ", name.to_uppercase()));
+            assert_eq!(parsed.map(Kernel::name).as_ref(), Some(name));
+        }
+        for bad in [
+            "simple_sync_cyclic",
+            "simple_sync_cyclic:wmma",
+            "fast:cmma",
+            "",
+        ] {
+            assert!(Kernel::parse(bad).is_none(), "{bad:?} parsed");
+        }
+        assert!(set_kernel("fast:cmma")
+            .unwrap_err()
+            .contains("simple_async_tma:mma"));
+    }
+}
