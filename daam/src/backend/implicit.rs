@@ -16,13 +16,13 @@
 //! [`set_kernel`] between calls (the `conv_routes` bench times each).
 //!
 //! Where the kernel does not take the inputs (no tensor cores, as lavapipe; shapes it rejects;
-//! the TMA algorithms' data gradient) the op computes the matrix-product route on the inner
-//! backend instead, warns once on stderr and counts it ([`fallbacks`]).
+//! the TMA algorithms' data gradient), or panics while setting the launch up, the op computes
+//! the matrix-product route on the inner backend instead, warns once on stderr and counts it
+//! ([`fallbacks`]).
 //!
 //! [`ComposedConv::Implicit`]: crate::conv_gemm::ComposedConv::Implicit
 //! [`DaamBackend::implicit_conv2d`]: crate::DaamBackend::implicit_conv2d
 
-use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
@@ -163,13 +163,13 @@ pub fn fallbacks() -> usize {
 }
 
 /// Counts a fallback and warns about the first one.
-fn fall_back(kernel: Kernel, what: &str, x: &Shape, weight: &Shape, err: &dyn Debug) {
+fn fall_back(kernel: Kernel, what: &str, x: &Shape, weight: &Shape, err: &Refused) {
     FALLBACKS.fetch_add(1, Ordering::Relaxed);
     static WARNED: Once = Once::new();
     WARNED.call_once(|| {
         eprintln!(
             "DAAM_CONV=implicit: the implicit-GEMM kernel {} did not take the {what} of a \
-             convolution of {x:?} by {weight:?} ({err:?}); such calls run as matrix products",
+             convolution of {x:?} by {weight:?} ({err}); such calls run as matrix products",
             kernel.name()
         )
     });
@@ -177,6 +177,38 @@ fn fall_back(kernel: Kernel, what: &str, x: &Shape, weight: &Shape, err: &dyn De
 
 type Inner<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 type Handles<R> = HandleContainer<<FusionCubeRuntime<R> as FusionRuntime>::FusionHandle>;
+
+/// Why a kernel did not run: cubek refused the problem, or panicked while setting it up.
+#[derive(Debug)]
+enum Refused {
+    /// cubek's own error (no tile for the problem, an algorithm without this pass, ...).
+    Setup(ConvSetupError),
+    /// A panic's message: caught, so that the call falls back instead of ending the program.
+    Panic(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Setup(err) => write!(f, "{err:?}"),
+            Self::Panic(message) => write!(f, "it panicked: {message}"),
+        }
+    }
+}
+
+/// Runs a kernel launch, a panic included as [`Refused::Panic`].
+fn guarded(launch: impl FnOnce() -> Result<(), ConvSetupError>) -> Result<(), Refused> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(launch)) {
+        Ok(result) => result.map_err(Refused::Setup),
+        Err(panic) => Err(Refused::Panic(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+        )),
+    }
+}
 
 fn args(padding: [usize; 2]) -> ConvolutionArgs<2> {
     ConvolutionArgs {
@@ -214,21 +246,23 @@ fn launch_forward<R: CubeRuntime>(
     bias: CubeTensor<R>,
     padding: [usize; 2],
     out_shape: &Shape,
-) -> Result<CubeTensor<R>, ConvSetupError> {
+) -> Result<CubeTensor<R>, Refused> {
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), nhwc(out_shape), x.dtype);
     let (client, dtypes) = (x.client.clone(), dtypes(&x, &weight));
-    launch_ref::<R, 2>(
-        &kernel.strategy(),
-        &client,
-        ConvolutionInputs::Forward {
-            input: input(permute_nchw_to_nhwc(x)),
-            weight: input(permute_nchw_to_nhwc(weight)),
-            bias: Some(input(bias)),
-            out: out.clone().binding(),
-        },
-        args(padding),
-        dtypes,
-    )?;
+    guarded(|| {
+        launch_ref::<R, 2>(
+            &kernel.strategy(),
+            &client,
+            ConvolutionInputs::Forward {
+                input: input(permute_nchw_to_nhwc(x)),
+                weight: input(permute_nchw_to_nhwc(weight)),
+                bias: Some(input(bias)),
+                out: out.clone().binding(),
+            },
+            args(padding),
+            dtypes,
+        )
+    })?;
     Ok(permute_nhwc_to_nchw(out))
 }
 
@@ -239,7 +273,7 @@ fn launch_data_backward<R: CubeRuntime>(
     weight: CubeTensor<R>,
     padding: [usize; 2],
     x_shape: &Shape,
-) -> Result<CubeTensor<R>, ConvSetupError> {
+) -> Result<CubeTensor<R>, Refused> {
     let client = grad_out.client.clone();
     let grad_x = empty_device_dtype(
         client.clone(),
@@ -248,17 +282,19 @@ fn launch_data_backward<R: CubeRuntime>(
         grad_out.dtype,
     );
     let dtypes = dtypes(&grad_out, &weight);
-    launch_ref::<R, 2>(
-        &kernel.strategy(),
-        &client,
-        ConvolutionInputs::BackwardData {
-            out_grad: input(permute_nchw_to_nhwc(grad_out)),
-            weights: input(permute_nchw_to_nhwc(weight)),
-            in_grad: grad_x.clone().binding(),
-        },
-        args(padding),
-        dtypes,
-    )?;
+    guarded(|| {
+        launch_ref::<R, 2>(
+            &kernel.strategy(),
+            &client,
+            ConvolutionInputs::BackwardData {
+                out_grad: input(permute_nchw_to_nhwc(grad_out)),
+                weights: input(permute_nchw_to_nhwc(weight)),
+                in_grad: grad_x.clone().binding(),
+            },
+            args(padding),
+            dtypes,
+        )
+    })?;
     Ok(permute_nhwc_to_nchw(grad_x))
 }
 
@@ -269,7 +305,7 @@ fn launch_weight_backward<R: CubeRuntime>(
     grad_out: CubeTensor<R>,
     padding: [usize; 2],
     weight_shape: &Shape,
-) -> Result<CubeTensor<R>, ConvSetupError> {
+) -> Result<CubeTensor<R>, Refused> {
     let client = x.client.clone();
     let grad_weight = empty_device_dtype(
         client.clone(),
@@ -278,17 +314,19 @@ fn launch_weight_backward<R: CubeRuntime>(
         grad_out.dtype,
     );
     let dtypes = dtypes(&x, &grad_out);
-    launch_ref::<R, 2>(
-        &kernel.strategy(),
-        &client,
-        ConvolutionInputs::BackwardWeight {
-            input: input(permute_nchw_to_nhwc(x)),
-            out_grad: input(permute_nchw_to_nhwc(grad_out)),
-            weight_grad: grad_weight.clone().binding(),
-        },
-        args(padding),
-        dtypes,
-    )?;
+    guarded(|| {
+        launch_ref::<R, 2>(
+            &kernel.strategy(),
+            &client,
+            ConvolutionInputs::BackwardWeight {
+                input: input(permute_nchw_to_nhwc(x)),
+                out_grad: input(permute_nchw_to_nhwc(grad_out)),
+                weight_grad: grad_weight.clone().binding(),
+            },
+            args(padding),
+            dtypes,
+        )
+    })?;
     Ok(permute_nhwc_to_nchw(grad_weight))
 }
 
