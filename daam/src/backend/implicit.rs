@@ -1,5 +1,6 @@
-//! burn-cubecl's implicit-GEMM convolution for [`ComposedConv::Implicit`]
-//! ([`DaamBackend::implicit_conv2d`]) on the fused cubecl backends (CUDA, wgpu).
+//! cubek's implicit-GEMM convolution (the kernels burn-cubecl's tuned convolution picks among)
+//! for [`ComposedConv::Implicit`] ([`DaamBackend::implicit_conv2d`]) on the fused cubecl
+//! backends (CUDA, wgpu).
 //!
 //! burn's `conv2d` on those backends runs `ConvStrategy::default()`: a direct convolution without
 //! cubecl's `autotune`, a tuned choice (minutes of tuning on a fresh machine) with it.

@@ -256,9 +256,9 @@ pub trait DaamBackend: Backend {
     }
 
     /// A stride-1 convolution `conv2d(x, weight) + bias` with zero `padding` by an
-    /// implicit-GEMM kernel ([`ComposedConv::Implicit`]): the tensor-core convolution of
-    /// burn-cubecl on CUDA and wgpu, run as one fusion op, which never writes the unfolded
-    /// input. The default, and the cubecl backends where that kernel does not take the shapes
+    /// implicit-GEMM kernel ([`ComposedConv::Implicit`]): cubek's tensor-core convolution on
+    /// the CUDA and wgpu backends (`daam::implicit`), run as one fusion op, which
+    /// never writes the unfolded input. The default, and the cubecl backends where that kernel does not take the shapes
     /// (no tensor cores, as lavapipe), compute [`crate::conv_gemm::conv2d_gemm`].
     ///
     /// # Shapes
@@ -546,8 +546,8 @@ pub(crate) mod composed {
         how: ComposedConv,
     ) -> Tensor<B, 4> {
         match (s.transposed, how) {
-            // Reached for the convolutions the implicit kernel does not take (strided,
-            // transposed) and for Implicit under autodiff (the composed `Backend` backward).
+            // Implicit reaches here for the convolutions its kernel does not take (strided,
+            // transposed): the matrix products.
             (None, ComposedConv::Gemm | ComposedConv::Implicit) => {
                 crate::conv_gemm::conv2d_gemm(x, weight, Some(bias), s.stride, s.padding)
             }
