@@ -201,10 +201,13 @@ fn run<B: DaamBackend>(
         };
         let gemm_backward =
             || conv2d_gemm_backward(x.clone(), weight.clone(), [1, 1], padding, grad.clone());
+        // With the bias gradient, as the route computes it (the matrix products' backward
+        // returns it too).
         let implicit_backward = || {
             let (gx, gw) =
                 B::implicit_conv2d_backward(prim(&x), prim(&weight), padding, prim(&grad));
-            (wrap(gx), wrap(gw))
+            let grad_bias = grad.clone().sum_dim(0).sum_dim(2).sum_dim(3);
+            (wrap(gx), wrap(gw), grad_bias)
         };
         let gemm_fwd = time::<B>(device, warmup, iters, || drop(gemm_forward()));
         let gemm_bwd = time::<B>(device, warmup, iters, || {
@@ -222,7 +225,7 @@ fn run<B: DaamBackend>(
             };
             let before = fallbacks();
             let y_diff = relative(implicit_forward(), reference_y.clone());
-            let (gx, gw) = implicit_backward();
+            let (gx, gw, _) = implicit_backward();
             let x_diff = relative(gx, reference.x.clone());
             let w_diff = relative(gw, reference.weight.clone());
             let implicit_fwd = time::<B>(device, warmup, iters, || drop(implicit_forward()));
