@@ -711,12 +711,24 @@ pub fn conv2d_gemm_backward<B: Backend>(
         conv_transpose2d_gemm(grad_out.clone(), weight, None, stride, padding, padding_out);
     let grad_weight =
         conv2d_gemm_weight_grad(x, grad_out.clone(), [kernel_h, kernel_w], stride, padding);
-    let grad_out = grad_out.reshape([batch_size, out_channels, out_h * out_w]);
     GemmGrads {
         x: grad_x,
         weight: grad_weight,
-        bias: sum_last(grad_out).sum_dim(0).reshape([out_channels]),
+        bias: bias_grad(grad_out),
     }
+}
+
+/// A convolution's bias gradient: `grad_out` summed over the batch and the positions, the
+/// positions first by [`sum_last`] (two passes over long axes on cubecl).
+///
+/// # Shapes
+/// - `grad_out`: `[batch_size, out_channels, out_h, out_w]`
+/// - output: `[out_channels]`
+pub fn bias_grad<B: Backend>(grad_out: Tensor<B, 4>) -> Tensor<B, 1> {
+    let [batch_size, out_channels, out_h, out_w] = grad_out.dims();
+    sum_last(grad_out.reshape([batch_size, out_channels, out_h * out_w]))
+        .sum_dim(0)
+        .reshape([out_channels])
 }
 
 /// The weight gradient of [`conv2d_gemm`] alone, as [`conv2d_gemm_backward`] computes it.
@@ -834,10 +846,7 @@ pub fn conv_transpose2d_gemm_backward<B: Backend>(
         .matmul(cols.swap_dims(1, 2))
         .sum_dim(0)
         .reshape([in_channels, out_channels, kernel_h, kernel_w]);
-    let grad_bias =
-        sum_last(grad_out.reshape([batch_size, out_channels, expected[2] * expected[3]]))
-            .sum_dim(0)
-            .reshape([out_channels]);
+    let grad_bias = bias_grad(grad_out);
     GemmGrads {
         x: grad_x,
         weight: grad_weight,

@@ -153,3 +153,14 @@ legacy_transformers() {
     fi
     export PYTHONPATH=/tmp/tf4${PYTHONPATH:+:$PYTHONPATH}
 }
+
+# `torch_baselines HEADS`: PyTorch's `paper` VQ-VAE (10 steps after 3, peak GPU memory) and the
+# DAT heads HEADS on this card (~40 s), into $OUT/torch-paper.log and $OUT/heads-torch.jsonl.
+torch_baselines() {
+    stamp "PyTorch paper and DAT heads $1"
+    peak_gpu "$OUT/torch-paper.log" python3 tools/vqvae_torch.py --preset paper --device cuda --steps 10 --warmup 3
+    echo "$(grep '^torch' "$OUT/torch-paper.log") $(tail -1 "$OUT/torch-paper.log")"
+    python3 tools/bench_classify_torch.py --device cuda --heads "$1" --warmup 5 --iters 30 >"$OUT/heads-torch.jsonl"
+    cut -c1-110 "$OUT/heads-torch.jsonl"
+    pack
+}

@@ -23,12 +23,7 @@ carried_kernel_cache
 heads=${HEADS:-daam-v1,mixture,mha}
 kernels=${KERNELS:-simple_sync_cyclic:cmma,simple_sync_cyclic:mma,simple_async_cyclic:mma,simple_async_tma:mma}
 
-stamp "PyTorch paper and DAT heads $heads"
-peak_gpu "$OUT/torch-paper.log" python3 tools/vqvae_torch.py --preset paper --device cuda --steps 10 --warmup 3
-echo "$(grep '^torch' "$OUT/torch-paper.log") $(tail -1 "$OUT/torch-paper.log")"
-python3 tools/bench_classify_torch.py --device cuda --heads "$heads" --warmup 5 --iters 30 >"$OUT/heads-torch.jsonl"
-cut -c1-110 "$OUT/heads-torch.jsonl"
-pack
+torch_baselines "$heads"
 
 stamp "conv_routes --preset paper --kernels $kernels (deadline ${CONV_DEADLINE:-240} s)"
 deadline "${CONV_DEADLINE:-240}" "$BIN/conv_routes-fixed" --device cuda --preset paper \

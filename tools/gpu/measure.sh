@@ -20,12 +20,7 @@ export NO_COLOR=1
 require_bin vqvae-fixed train_step-fixed
 heads=${HEADS:-daam-v1,mixture,mha}
 
-stamp "PyTorch paper and DAT heads $heads"
-peak_gpu "$OUT/torch-paper.log" python3 tools/vqvae_torch.py --preset paper --device cuda --steps 10 --warmup 3
-echo "$(grep '^torch' "$OUT/torch-paper.log") $(tail -1 "$OUT/torch-paper.log")"
-python3 tools/bench_classify_torch.py --device cuda --heads "$heads" --warmup 5 --iters 30 >"$OUT/heads-torch.jsonl"
-cut -c1-110 "$OUT/heads-torch.jsonl"
-pack
+torch_baselines "$heads"
 
 # The scripts below source common.sh again: give them the device tool's $OUT back.
 stamp "ab.sh"

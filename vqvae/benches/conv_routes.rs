@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorPrimitive};
-use daam::conv_gemm::{conv2d_gemm, conv2d_gemm_backward};
+use daam::conv_gemm::{bias_grad, conv2d_gemm, conv2d_gemm_backward};
 use daam::device::Device;
 use daam::DaamBackend;
 use vqvae::config::Preset;
@@ -206,7 +206,7 @@ fn run<B: DaamBackend>(
         let implicit_backward = || {
             let (gx, gw) =
                 B::implicit_conv2d_backward(prim(&x), prim(&weight), padding, prim(&grad));
-            let grad_bias = grad.clone().sum_dim(0).sum_dim(2).sum_dim(3);
+            let grad_bias = bias_grad(grad.clone());
             (wrap(gx), wrap(gw), grad_bias)
         };
         let gemm_fwd = time::<B>(device, warmup, iters, || drop(gemm_forward()));

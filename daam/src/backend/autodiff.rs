@@ -454,6 +454,16 @@ mod tests {
 
     type A = Autodiff<Flex>;
 
+    /// A tracked standard-normal tensor of `dims`.
+    fn random4(device: &burn::tensor::Device<A>, dims: [usize; 4]) -> Tensor<A, 4> {
+        Tensor::random(dims, Distribution::Normal(0.0, 1.0), device).require_grad()
+    }
+
+    /// A tracked standard-normal vector of `len`.
+    fn random1(device: &burn::tensor::Device<A>, len: usize) -> Tensor<A, 1> {
+        Tensor::random([len], Distribution::Normal(0.0, 1.0), device).require_grad()
+    }
+
     /// Two gemm-route nodes in a row, a convolution with its ReLU then a transposed
     /// convolution (the first node's written-out backward runs inside burn's backward pass,
     /// where an autodiff pass of its own would wait on the graph's lock forever), agree with
@@ -461,18 +471,12 @@ mod tests {
     #[test]
     fn gemm_route_nodes_match_burn() {
         let device = Default::default();
-        let random4 = |dims: [usize; 4]| {
-            Tensor::<A, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad()
-        };
-        let random1 = |len: usize| {
-            Tensor::<A, 1>::random([len], Distribution::Normal(0.0, 1.0), &device).require_grad()
-        };
         let (x, w1, b1, w2, b2) = (
-            random4([2, 3, 7, 6]),
-            random4([5, 3, 3, 3]),
-            random1(5),
-            random4([5, 4, 4, 4]),
-            random1(4),
+            random4(&device, [2, 3, 7, 6]),
+            random4(&device, [5, 3, 3, 3]),
+            random1(&device, 5),
+            random4(&device, [5, 4, 4, 4]),
+            random1(&device, 4),
         );
         let down = ConvSettings {
             stride: [2, 2],
@@ -539,20 +543,14 @@ mod tests {
     #[test]
     fn implicit_route_nodes_match_burn() {
         let device = Default::default();
-        let random4 = |dims: [usize; 4]| {
-            Tensor::<A, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad()
-        };
-        let random1 = |len: usize| {
-            Tensor::<A, 1>::random([len], Distribution::Normal(0.0, 1.0), &device).require_grad()
-        };
         let (x, w1, b1, w2, b2, w3, b3) = (
-            random4([2, 3, 7, 6]),
-            random4([5, 3, 3, 3]),
-            random1(5),
-            random4([4, 5, 1, 1]),
-            random1(4),
-            random4([2, 4, 4, 4]),
-            random1(2),
+            random4(&device, [2, 3, 7, 6]),
+            random4(&device, [5, 3, 3, 3]),
+            random1(&device, 5),
+            random4(&device, [4, 5, 1, 1]),
+            random1(&device, 4),
+            random4(&device, [2, 4, 4, 4]),
+            random1(&device, 2),
         );
         let settings = |stride, padding, relu| ConvSettings {
             stride,

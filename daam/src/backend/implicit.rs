@@ -30,6 +30,7 @@ use std::sync::{Mutex, Once};
 
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor, TensorPrimitive};
+use burn_cubecl::cubecl::prelude::TensorBinding;
 use burn_cubecl::fusion::FusionCubeRuntime;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::ops::{permute_nchw_to_nhwc, permute_nhwc_to_nchw};
@@ -197,20 +198,6 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// Runs a kernel launch, a panic included as [`Refused::Panic`].
-fn guarded(launch: impl FnOnce() -> Result<(), ConvSetupError>) -> Result<(), Refused> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(launch)) {
-        Ok(result) => result.map_err(Refused::Setup),
-        Err(panic) => Err(Refused::Panic(
-            panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into()),
-        )),
-    }
-}
-
 fn args(padding: [usize; 2]) -> ConvolutionArgs<2> {
     ConvolutionArgs {
         stride: [1, 1],
@@ -219,17 +206,9 @@ fn args(padding: [usize; 2]) -> ConvolutionArgs<2> {
     }
 }
 
-fn input<R: CubeRuntime>(tensor: CubeTensor<R>) -> InputBinding<R> {
+fn binding<R: CubeRuntime>(tensor: CubeTensor<R>) -> InputBinding<R> {
     let dtype = tensor.dtype;
     InputBinding::new(tensor.binding(), dtype.into())
-}
-
-fn dtypes(lhs: &CubeTensor<impl CubeRuntime>, rhs: &CubeTensor<impl CubeRuntime>) -> MatmulElems {
-    MatmulElems::from_globals(&MatmulGlobalElems {
-        lhs: lhs.dtype.into(),
-        rhs: rhs.dtype.into(),
-        out: lhs.dtype.into(),
-    })
 }
 
 /// `[a, b, c, d]` (NCHW) as `[a, c, d, b]` (NHWC).
@@ -238,97 +217,48 @@ fn nhwc(shape: &Shape) -> Shape {
     Shape::new([n, h, w, c])
 }
 
-/// The convolution's output `[batch, out, out_h, out_w]` (NCHW shapes in, NCHW tensors in and
-/// out; the kernel reads and writes them as NHWC views).
-fn launch_forward<R: CubeRuntime>(
+/// Runs `kernel` on the NCHW operands `[lhs, rhs]` (one dtype) into a new NCHW tensor of
+/// `out_shape`; the kernel reads and writes them as NHWC views. `inputs` names the pass: cubek's
+/// inputs from the operands' bindings and the output's. A panic while cubek sets the launch up
+/// is caught as [`Refused::Panic`].
+fn launch<R: CubeRuntime>(
     kernel: Kernel,
-    x: CubeTensor<R>,
-    weight: CubeTensor<R>,
-    bias: CubeTensor<R>,
-    padding: [usize; 2],
+    [lhs, rhs]: [CubeTensor<R>; 2],
     out_shape: &Shape,
-) -> Result<CubeTensor<R>, Refused> {
-    let out = empty_device_dtype(x.client.clone(), x.device.clone(), nhwc(out_shape), x.dtype);
-    let (client, dtypes) = (x.client.clone(), dtypes(&x, &weight));
-    guarded(|| {
-        launch_ref::<R, 2>(
-            &kernel.strategy(),
-            &client,
-            ConvolutionInputs::Forward {
-                input: input(permute_nchw_to_nhwc(x)),
-                weight: input(permute_nchw_to_nhwc(weight)),
-                bias: Some(input(bias)),
-                out: out.clone().binding(),
-            },
-            args(padding),
-            dtypes,
-        )
-    })?;
-    Ok(permute_nhwc_to_nchw(out))
-}
-
-/// `∂L/∂x` of shape `x_shape` (NCHW).
-fn launch_data_backward<R: CubeRuntime>(
-    kernel: Kernel,
-    grad_out: CubeTensor<R>,
-    weight: CubeTensor<R>,
     padding: [usize; 2],
-    x_shape: &Shape,
+    inputs: impl FnOnce(InputBinding<R>, InputBinding<R>, TensorBinding<R>) -> ConvolutionInputs<R>,
 ) -> Result<CubeTensor<R>, Refused> {
-    let client = grad_out.client.clone();
-    let grad_x = empty_device_dtype(
+    let client = lhs.client.clone();
+    let out = empty_device_dtype(
         client.clone(),
-        grad_out.device.clone(),
-        nhwc(x_shape),
-        grad_out.dtype,
+        lhs.device.clone(),
+        nhwc(out_shape),
+        lhs.dtype,
     );
-    let dtypes = dtypes(&grad_out, &weight);
-    guarded(|| {
-        launch_ref::<R, 2>(
-            &kernel.strategy(),
-            &client,
-            ConvolutionInputs::BackwardData {
-                out_grad: input(permute_nchw_to_nhwc(grad_out)),
-                weights: input(permute_nchw_to_nhwc(weight)),
-                in_grad: grad_x.clone().binding(),
-            },
-            args(padding),
-            dtypes,
-        )
-    })?;
-    Ok(permute_nhwc_to_nchw(grad_x))
-}
-
-/// `∂L/∂weight` of shape `weight_shape` (NCHW).
-fn launch_weight_backward<R: CubeRuntime>(
-    kernel: Kernel,
-    x: CubeTensor<R>,
-    grad_out: CubeTensor<R>,
-    padding: [usize; 2],
-    weight_shape: &Shape,
-) -> Result<CubeTensor<R>, Refused> {
-    let client = x.client.clone();
-    let grad_weight = empty_device_dtype(
-        client.clone(),
-        x.device.clone(),
-        nhwc(weight_shape),
-        grad_out.dtype,
+    let dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
+        lhs: lhs.dtype.into(),
+        rhs: rhs.dtype.into(),
+        out: lhs.dtype.into(),
+    });
+    let inputs = inputs(
+        binding(permute_nchw_to_nhwc(lhs)),
+        binding(permute_nchw_to_nhwc(rhs)),
+        out.clone().binding(),
     );
-    let dtypes = dtypes(&x, &grad_out);
-    guarded(|| {
-        launch_ref::<R, 2>(
-            &kernel.strategy(),
-            &client,
-            ConvolutionInputs::BackwardWeight {
-                input: input(permute_nchw_to_nhwc(x)),
-                out_grad: input(permute_nchw_to_nhwc(grad_out)),
-                weight_grad: grad_weight.clone().binding(),
-            },
-            args(padding),
-            dtypes,
-        )
-    })?;
-    Ok(permute_nhwc_to_nchw(grad_weight))
+    let launched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        launch_ref::<R, 2>(&kernel.strategy(), &client, inputs, args(padding), dtypes)
+    }));
+    match launched {
+        Ok(Ok(())) => Ok(permute_nhwc_to_nchw(out)),
+        Ok(Err(err)) => Err(Refused::Setup(err)),
+        Err(panic) => Err(Refused::Panic(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+        )),
+    }
 }
 
 fn tensor<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
@@ -361,13 +291,17 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
         let x = handles.get_float_tensor::<B<R, F, I, BT>>(x_ir);
         let weight = handles.get_float_tensor::<B<R, F, I, BT>>(weight_ir);
         let bias = handles.get_float_tensor::<B<R, F, I, BT>>(bias_ir);
-        let output = launch_forward(
+        let output = launch(
             self.kernel,
-            x.clone(),
-            weight.clone(),
-            bias.clone(),
-            self.padding,
+            [x.clone(), weight.clone()],
             &out_ir.shape,
+            self.padding,
+            |input, weight, out| ConvolutionInputs::Forward {
+                input,
+                weight,
+                bias: Some(binding(bias.clone())),
+                out,
+            },
         )
         .unwrap_or_else(|err| {
             fall_back(self.kernel, "forward", &x_ir.shape, &weight_ir.shape, &err);
@@ -402,19 +336,27 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
         let x = handles.get_float_tensor::<B<R, F, I, BT>>(x_ir);
         let weight = handles.get_float_tensor::<B<R, F, I, BT>>(weight_ir);
         let grad_out = handles.get_float_tensor::<B<R, F, I, BT>>(grad_ir);
-        let grad_x = launch_data_backward(
+        let grad_x = launch(
             self.kernel,
-            grad_out.clone(),
-            weight.clone(),
-            self.padding,
+            [grad_out.clone(), weight.clone()],
             &x_ir.shape,
-        );
-        let grad_weight = launch_weight_backward(
-            self.kernel,
-            x.clone(),
-            grad_out.clone(),
             self.padding,
+            |out_grad, weights, in_grad| ConvolutionInputs::BackwardData {
+                out_grad,
+                weights,
+                in_grad,
+            },
+        );
+        let grad_weight = launch(
+            self.kernel,
+            [x.clone(), grad_out.clone()],
             &weight_ir.shape,
+            self.padding,
+            |input, out_grad, weight_grad| ConvolutionInputs::BackwardWeight {
+                input,
+                out_grad,
+                weight_grad,
+            },
         );
         // Each gradient the kernel does not take by the matrix products alone (the TMA
         // algorithms have no data gradient).

@@ -658,12 +658,7 @@ pub(crate) mod composed {
             grad_out = grad_out.mask_fill(output.lower_equal_elem(0.0), 0.0);
         }
         if implicit(s, how) {
-            let grad_bias = grad_out
-                .clone()
-                .sum_dim(0)
-                .sum_dim(2)
-                .sum_dim(3)
-                .reshape([-1]);
+            let grad_bias = crate::conv_gemm::bias_grad(grad_out.clone());
             let (grad_x, grad_weight) = B::implicit_conv2d_backward(
                 x,
                 weight,
