@@ -44,6 +44,8 @@ mod attention;
 mod backend;
 mod conv;
 pub mod conv_gemm;
+pub mod conv_implicit;
+pub mod conv_phases;
 mod density_adaptive_attention;
 mod density_block;
 pub mod device;

@@ -1,9 +1,10 @@
-//! The VQ-VAE's stride-1 convolutions, one at a time, by the two composed routes a cubecl
-//! backend can take (`DAAM_CONV`): matrix products over the unfolded input (`gemm`,
-//! [`daam::conv_gemm`]) and the backend's implicit-GEMM kernel (`implicit`,
-//! [`DaamBackend::implicit_conv2d`]: burn-cubecl's tensor-core convolution on CUDA and wgpu; on
-//! other backends it is the matrix products again). For each shape of the preset, at its batch
-//! size: forward and backward (data and weight gradients) milliseconds per route, each the median
+//! The VQ-VAE's convolutions (stride 1, the strided down-sampling and the transposed
+//! up-sampling ones), one at a time, by the two composed routes a cubecl backend can take
+//! (`DAAM_CONV`): matrix products over the unfolded input (`gemm`, [`daam::conv_gemm`]) and the
+//! backend's implicit-GEMM kernels (`implicit`, [`daam::conv_implicit`]: cubek's tensor-core
+//! convolutions on CUDA and wgpu, a transposed convolution and a strided one's data gradient as
+//! one stride-1 convolution per output phase; on other backends the kernels are the matrix
+//! products again). For each shape of the preset, at its batch size: forward and backward (data and weight gradients) milliseconds per route, each the median
 //! of `--iters` calls ended by [`Backend::sync`], and the implicit route's largest difference from
 //! the matrix products relative to their largest magnitude, for the output and both gradients.
 //! `--kernels` times several of the implicit route's kernels (`DAAM_IMPLICIT`'s names,
@@ -21,14 +22,18 @@
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor, TensorPrimitive};
-use daam::conv_gemm::{bias_grad, conv2d_gemm, conv2d_gemm_backward};
+use burn::tensor::{Distribution, Tensor};
+use daam::conv_gemm::{
+    conv2d_gemm, conv2d_gemm_backward, conv_transpose2d_gemm, conv_transpose2d_gemm_backward,
+    GemmGrads,
+};
 use daam::device::Device;
-use daam::DaamBackend;
+use daam::{conv_implicit, DaamBackend};
 use vqvae::config::Preset;
 
-/// One stride-1 convolution of the model: `in → out` channels, `kernel × kernel`, padding
-/// `kernel / 2`, on `size × size` inputs; `count` of them in the model.
+/// One convolution of the model: `in → out` channels, `kernel × kernel`, on `size × size`
+/// inputs; `count` of them in the model. Stride 1 with padding `kernel / 2`, or (`sampling`)
+/// the blocks' 4×4 stride-2 padding-1 down-sampling convolution or up-sampling transposed one.
 struct Shape {
     name: String,
     in_channels: usize,
@@ -36,11 +41,115 @@ struct Shape {
     kernel: usize,
     size: usize,
     count: usize,
+    sampling: Sampling,
 }
 
-/// The stride-1 convolutions of a preset's model (encoder stem, residual blocks, projection to
-/// the codes, decoder stem, residual blocks, projection to the image); the strided and
-/// transposed ones take the matrix products on either route.
+#[derive(Clone, Copy, PartialEq)]
+enum Sampling {
+    None,
+    Down,
+    Up,
+}
+
+impl Shape {
+    fn stride(&self) -> [usize; 2] {
+        match self.sampling {
+            Sampling::None => [1, 1],
+            Sampling::Down | Sampling::Up => [2, 2],
+        }
+    }
+
+    fn padding(&self) -> [usize; 2] {
+        [self.kernel / 2 - usize::from(self.sampling != Sampling::None); 2]
+    }
+
+    fn out_size(&self) -> usize {
+        match self.sampling {
+            Sampling::None => self.size,
+            Sampling::Down => self.size / 2,
+            Sampling::Up => self.size * 2,
+        }
+    }
+
+    fn weight_dims(&self) -> [usize; 4] {
+        let k = self.kernel;
+        match self.sampling {
+            Sampling::Up => [self.in_channels, self.out_channels, k, k],
+            _ => [self.out_channels, self.in_channels, k, k],
+        }
+    }
+
+    /// The forward by the matrix products or the implicit route.
+    fn forward<B: DaamBackend>(
+        &self,
+        implicit: bool,
+        x: Tensor<B, 4>,
+        weight: Tensor<B, 4>,
+        bias: Tensor<B, 1>,
+    ) -> Tensor<B, 4> {
+        let (stride, padding, bias) = (self.stride(), self.padding(), Some(bias));
+        match (self.sampling, implicit) {
+            (Sampling::Up, false) => {
+                conv_transpose2d_gemm(x, weight, bias, stride, padding, [0, 0])
+            }
+            (Sampling::Up, true) => {
+                conv_implicit::conv_transpose2d(x, weight, bias, stride, padding, [0, 0])
+            }
+            (_, false) => conv2d_gemm(x, weight, bias, stride, padding),
+            (_, true) => conv_implicit::conv2d(x, weight, bias, stride, padding),
+        }
+    }
+
+    /// The data, weight and bias gradients by the matrix products or the implicit route.
+    fn backward<B: DaamBackend>(
+        &self,
+        implicit: bool,
+        x: Tensor<B, 4>,
+        weight: Tensor<B, 4>,
+        grad: Tensor<B, 4>,
+    ) -> GemmGrads<B> {
+        let (stride, padding) = (self.stride(), self.padding());
+        match (self.sampling, implicit) {
+            (Sampling::Up, false) => {
+                conv_transpose2d_gemm_backward(x, weight, stride, padding, [0, 0], grad)
+            }
+            (Sampling::Up, true) => {
+                conv_implicit::conv_transpose2d_backward(x, weight, stride, padding, [0, 0], grad)
+            }
+            (_, false) => conv2d_gemm_backward(x, weight, stride, padding, grad),
+            (_, true) => conv_implicit::conv2d_backward(x, weight, stride, padding, grad),
+        }
+    }
+
+    /// Implicit-GEMM kernel calls (the unit of the fallback count) of a forward and a backward:
+    /// forward, data and weight gradient, where a transposed convolution's forward and a
+    /// strided one's data gradient are four phases each.
+    fn kernel_calls(&self) -> usize {
+        match self.sampling {
+            Sampling::None => 3,
+            Sampling::Down | Sampling::Up => 2 + self.stride()[0] * self.stride()[1],
+        }
+    }
+
+    fn describe(&self) -> String {
+        let what = match self.sampling {
+            Sampling::None => "",
+            Sampling::Down => " stride 2",
+            Sampling::Up => " transposed, stride 2",
+        };
+        format!(
+            "{}→{} {k}×{k}{what} @{}²",
+            self.in_channels,
+            self.out_channels,
+            self.size,
+            k = self.kernel
+        )
+    }
+}
+
+/// The convolutions of a preset's model: encoder stem, each block's down-sampling convolution
+/// and residual block, projection to the codes, decoder stem, each block's up-sampling
+/// transposed convolution and residual block, projection to the image.
 fn shapes(preset: Preset) -> (usize, Vec<Shape>) {
     let config = preset.config();
     let hidden = &config.model.hidden;
@@ -54,11 +163,25 @@ fn shapes(preset: Preset) -> (usize, Vec<Shape>) {
         kernel,
         size,
         count,
+        sampling: Sampling::None,
+    };
+    let sampling = |name: String, in_channels, out_channels, size, sampling| Shape {
+        sampling,
+        ..shape(name, in_channels, out_channels, 4, size, 1)
     };
     let mut list = vec![shape("encoder stem".into(), 3, hidden[0], 3, size, 1)];
+    let mut c_in = hidden[0];
     for (i, &c) in hidden.iter().enumerate() {
         let at = size >> (i + 1);
+        list.push(sampling(
+            format!("encoder down {i}"),
+            c_in,
+            c,
+            at * 2,
+            Sampling::Down,
+        ));
         list.push(shape(format!("encoder residual {i}"), c, c, 3, at, 2));
+        c_in = c;
     }
     list.push(shape(
         "to code".into(),
@@ -76,6 +199,7 @@ fn shapes(preset: Preset) -> (usize, Vec<Shape>) {
         size >> n,
         1,
     ));
+    let mut c_in = hidden[n - 1];
     for i in 0..n {
         let c = if i + 1 < n {
             hidden[n - 2 - i]
@@ -83,7 +207,15 @@ fn shapes(preset: Preset) -> (usize, Vec<Shape>) {
             hidden[0]
         };
         let at = size >> (n - 1 - i);
+        list.push(sampling(
+            format!("decoder up {i}"),
+            c_in,
+            c,
+            at / 2,
+            Sampling::Up,
+        ));
         list.push(shape(format!("decoder residual {i}"), c, c, 3, at, 2));
+        c_in = c;
     }
     list.push(shape("to image".into(), hidden[0], 3, 3, size, 1));
     (config.train.batch_size, list)
@@ -173,47 +305,25 @@ fn run<B: DaamBackend>(
         let x = Tensor::<B, 4>::random([batch, s.in_channels, s.size, s.size], normal, device);
         let fan_in = (s.in_channels * s.kernel * s.kernel) as f64;
         let weight = Tensor::<B, 4>::random(
-            [s.out_channels, s.in_channels, s.kernel, s.kernel],
+            s.weight_dims(),
             Distribution::Normal(0.0, fan_in.sqrt().recip()),
             device,
         );
         let bias = Tensor::<B, 1>::random([s.out_channels], normal, device);
-        let grad = Tensor::<B, 4>::random([batch, s.out_channels, s.size, s.size], normal, device);
-        let padding = [s.kernel / 2; 2];
-        let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
-        let wrap = |t| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t));
-        let gemm_forward = || {
-            conv2d_gemm(
-                x.clone(),
-                weight.clone(),
-                Some(bias.clone()),
-                [1, 1],
-                padding,
-            )
-        };
-        let implicit_forward = || {
-            wrap(B::implicit_conv2d(
-                prim(&x),
-                prim(&weight),
-                bias.clone().into_primitive().tensor(),
-                padding,
-            ))
-        };
-        let gemm_backward =
-            || conv2d_gemm_backward(x.clone(), weight.clone(), [1, 1], padding, grad.clone());
-        // With the bias gradient, as the route computes it (the matrix products' backward
-        // returns it too).
+        let out = s.out_size();
+        let grad = Tensor::<B, 4>::random([batch, s.out_channels, out, out], normal, device);
+        let forward = |implicit| s.forward(implicit, x.clone(), weight.clone(), bias.clone());
+        // With the bias gradient, on either route.
+        let backward = |implicit| s.backward(implicit, x.clone(), weight.clone(), grad.clone());
+        let gemm_forward = || forward(false);
+        let implicit_forward = || forward(true);
+        let gemm_backward = || backward(false);
         let implicit_backward = || {
-            let (gx, gw) =
-                B::implicit_conv2d_backward(prim(&x), prim(&weight), padding, prim(&grad));
-            let grad_bias = bias_grad(grad.clone());
-            (wrap(gx), wrap(gw), grad_bias)
+            let g = backward(true);
+            (g.x, g.weight, g.bias)
         };
         let gemm_fwd = time::<B>(device, warmup, iters, || drop(gemm_forward()));
-        let gemm_bwd = time::<B>(device, warmup, iters, || {
-            let g = gemm_backward();
-            drop((g.x, g.weight));
-        });
+        let gemm_bwd = time::<B>(device, warmup, iters, || drop(gemm_backward()));
         gemm_total += (gemm_fwd + gemm_bwd) * s.count as f64;
         let reference_y = gemm_forward();
         let reference = gemm_backward();
@@ -234,28 +344,24 @@ fn run<B: DaamBackend>(
             let fell_back = fallbacks() - before;
             kernel_fallbacks[k] += fell_back;
             println!(
-                "| {} (×{}) | {}→{} {kk}×{kk} @{}² | {} | {gemm_fwd:.3} | {implicit_fwd:.3} | \
-                 {gemm_bwd:.3} | {implicit_bwd:.3} | {y_diff:.1e} / {x_diff:.1e} / {w_diff:.1e} \
-                 | {} |",
+                "| {} (×{}) | {} | {} | {gemm_fwd:.3} | {implicit_fwd:.3} | {gemm_bwd:.3} | \
+                 {implicit_bwd:.3} | {y_diff:.1e} / {x_diff:.1e} / {w_diff:.1e} | {} |",
                 s.name,
                 s.count,
-                s.in_channels,
-                s.out_channels,
-                s.size,
+                s.describe(),
                 names[k],
                 fell_back,
-                kk = s.kernel,
             );
         }
     }
     println!(
-        "\n{} batch {batch}, the stride-1 convolutions' forward + backward ×count: gemm \
+        "\n{} batch {batch}, the convolutions' forward + backward ×count: gemm \
          {gemm_total:.1} ms",
         preset.name()
     );
-    // Each shape calls each kernel for the forward, the data and the weight gradient, once for
-    // the differences and `warmup + iters` times for the timings.
-    let calls = list.len() * 3 * (1 + warmup + iters);
+    // Each shape calls each kernel for its passes, once for the differences and `warmup +
+    // iters` times for the timings.
+    let calls = list.iter().map(Shape::kernel_calls).sum::<usize>() * (1 + warmup + iters);
     let mut best = None;
     for ((name, total), fell_back) in names.iter().zip(&implicit_totals).zip(&kernel_fallbacks) {
         println!(

@@ -1466,8 +1466,8 @@ fn losses(run: &Path) -> Vec<Vec<f64>> {
 /// The path a CUDA build takes (composed ops; GroupNorm, the mixture and the matrix-product
 /// convolution as nodes with written-out gradients), run on the CPU with
 /// `DAAM_KERNELS=composed`, trains as the CPU kernels do: the same losses step after step, with
-/// each convolution route (`implicit` on the CPU: its stride-1 nodes with the backend's default,
-/// matrix products).
+/// each convolution route (`implicit` on the CPU: the backend's default, matrix products,
+/// composed by `daam::conv_implicit`, the up-sampling's phases included).
 #[test]
 fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
     let dir = tempfile::tempdir().unwrap();

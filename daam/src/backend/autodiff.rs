@@ -536,14 +536,15 @@ mod tests {
         }
     }
 
-    /// Stride-1 convolutions on the implicit route (Flex has no implicit kernel: the
-    /// backend's default, matrix products, with the bias gradient summed by the route itself)
-    /// and on the gemm route, a 3×3 with its ReLU then a 1×1, agree with burn's convolutions in
-    /// output and every gradient; a strided one on the implicit route takes the matrix products.
+    /// Convolutions on the implicit route (Flex has no implicit kernel: the backend's
+    /// defaults, matrix products, composed by `conv_implicit` with the bias gradient summed by
+    /// the route itself) and on the gemm route, a 3×3 with its ReLU, a 1×1, a strided 4×4 (its
+    /// data gradient by phases) and a transposed 4×4 with an output padding (its forward by
+    /// phases), agree with burn's convolutions in output and every gradient.
     #[test]
     fn implicit_route_nodes_match_burn() {
         let device = Default::default();
-        let (x, w1, b1, w2, b2, w3, b3) = (
+        let (x, w1, b1, w2, b2, w3, b3, w4, b4) = (
             random4(&device, [2, 3, 7, 6]),
             random4(&device, [5, 3, 3, 3]),
             random1(&device, 5),
@@ -551,12 +552,20 @@ mod tests {
             random1(&device, 4),
             random4(&device, [2, 4, 4, 4]),
             random1(&device, 2),
+            random4(&device, [2, 3, 4, 4]),
+            random1(&device, 3),
         );
         let settings = |stride, padding, relu| ConvSettings {
             stride,
             padding,
             transposed: None,
             relu,
+        };
+        // A transposed convolution with an output padding on one axis, as the up-sampling
+        // blocks' (4×4, stride 2) but for it.
+        let transposed = ConvSettings {
+            transposed: Some([1, 0]),
+            ..settings([2, 2], [1, 1], false)
         };
         let tol = Tolerance::<f32>::default();
         for route in [ConvRoute::Implicit, ConvRoute::Gemm] {
@@ -571,7 +580,8 @@ mod tests {
             };
             let h = node(x.clone(), &w1, &b1, settings([1, 1], [1, 1], true));
             let h = node(h, &w2, &b2, settings([1, 1], [0, 0], false));
-            let ours = node(h, &w3, &b3, settings([2, 2], [1, 1], false));
+            let h = node(h, &w3, &b3, settings([2, 2], [1, 1], false));
+            let ours = node(h, &w4, &b4, transposed);
             let options = |stride, padding| ConvOptions::new(stride, padding, [1, 1], 1);
             let h = relu(conv2d(
                 x.clone(),
@@ -580,8 +590,14 @@ mod tests {
                 options([1, 1], [1, 1]),
             ));
             let h = conv2d(h, w2.clone(), Some(b2.clone()), options([1, 1], [0, 0]));
-            let reference = conv2d(h, w3.clone(), Some(b3.clone()), options([2, 2], [1, 1]));
-            assert_eq!(ours.dims(), [2, 2, 3, 3]);
+            let h = conv2d(h, w3.clone(), Some(b3.clone()), options([2, 2], [1, 1]));
+            let reference = conv_transpose2d(
+                h,
+                w4.clone(),
+                Some(b4.clone()),
+                ConvTransposeOptions::new([2, 2], [1, 1], [1, 0], [1, 1], 1),
+            );
+            assert_eq!(ours.dims(), [2, 3, 7, 6]);
             ours.clone()
                 .into_data()
                 .assert_approx_eq(&reference.clone().into_data(), tol);
@@ -589,12 +605,18 @@ mod tests {
                 Tensor::<A, 4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
             let g_ours = (ours * probe.clone()).sum().backward();
             let g_ref = (reference * probe).sum().backward();
-            for (name, t) in [("x", &x), ("w1", &w1), ("w2", &w2), ("w3", &w3)] {
+            for (name, t) in [
+                ("x", &x),
+                ("w1", &w1),
+                ("w2", &w2),
+                ("w3", &w3),
+                ("w4", &w4),
+            ] {
                 let a = t.grad(&g_ours).unwrap_or_else(|| panic!("∂{name} missing"));
                 a.into_data()
                     .assert_approx_eq(&t.grad(&g_ref).expect("reference").into_data(), tol);
             }
-            for (name, t) in [("b1", &b1), ("b2", &b2), ("b3", &b3)] {
+            for (name, t) in [("b1", &b1), ("b2", &b2), ("b3", &b3), ("b4", &b4)] {
                 let a = t.grad(&g_ours).unwrap_or_else(|| panic!("∂{name} missing"));
                 a.into_data()
                     .assert_approx_eq(&t.grad(&g_ref).expect("reference").into_data(), tol);

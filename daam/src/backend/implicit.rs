@@ -198,9 +198,9 @@ impl std::fmt::Display for Refused {
     }
 }
 
-fn args(padding: [usize; 2]) -> ConvolutionArgs<2> {
+fn args(stride: [usize; 2], padding: [usize; 2]) -> ConvolutionArgs<2> {
     ConvolutionArgs {
-        stride: [1, 1],
+        stride,
         padding,
         dilation: [1, 1],
     }
@@ -218,14 +218,15 @@ fn nhwc(shape: &Shape) -> Shape {
 }
 
 /// Runs `kernel` on the NCHW operands `[lhs, rhs]` (one dtype) into a new NCHW tensor of
-/// `out_shape`; the kernel reads and writes them as NHWC views. `inputs` names the pass: cubek's
+/// `out_shape`; the kernel reads and writes them as NHWC views (cubek copies a view it cannot
+/// read as it is). `inputs` names the pass: cubek's
 /// inputs from the operands' bindings and the output's. A panic while cubek sets the launch up
 /// is caught as [`Refused::Panic`].
 fn launch<R: CubeRuntime>(
     kernel: Kernel,
     [lhs, rhs]: [CubeTensor<R>; 2],
     out_shape: &Shape,
-    padding: [usize; 2],
+    [stride, padding]: [[usize; 2]; 2],
     inputs: impl FnOnce(InputBinding<R>, InputBinding<R>, TensorBinding<R>) -> ConvolutionInputs<R>,
 ) -> Result<CubeTensor<R>, Refused> {
     let client = lhs.client.clone();
@@ -246,7 +247,13 @@ fn launch<R: CubeRuntime>(
         out.clone().binding(),
     );
     let launched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        launch_ref::<R, 2>(&kernel.strategy(), &client, inputs, args(padding), dtypes)
+        launch_ref::<R, 2>(
+            &kernel.strategy(),
+            &client,
+            inputs,
+            args(stride, padding),
+            dtypes,
+        )
     }));
     match launched {
         Ok(Ok(())) => Ok(permute_nhwc_to_nchw(out)),
@@ -273,11 +280,12 @@ fn primitive<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     tensor.into_primitive().tensor()
 }
 
-/// The forward's fusion op: inputs `[x, weight, bias]`, output `[y]`.
+/// The forward's fusion op: inputs `[x, weight]` or `[x, weight, bias]`, output `[y]`.
 #[derive(Debug)]
 struct ForwardOp<R, F, I, BT> {
     desc: CustomOpIr,
     kernel: Kernel,
+    stride: [usize; 2],
     padding: [usize; 2],
     _backend: PhantomData<(R, F, I, BT)>,
 }
@@ -287,19 +295,26 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
 {
     fn execute(&self, handles: &mut Handles<R>) {
         type B<R, F, I, BT> = Inner<R, F, I, BT>;
-        let ([x_ir, weight_ir, bias_ir], [out_ir]) = self.desc.as_fixed::<3, 1>();
+        let (x_ir, weight_ir, bias_ir) = match self.desc.inputs.as_slice() {
+            [x, weight] => (x, weight, None),
+            [x, weight, bias] => (x, weight, Some(bias)),
+            inputs => unreachable!("{} inputs to the implicit forward", inputs.len()),
+        };
+        let [out_ir] = self.desc.outputs.as_slice() else {
+            unreachable!("one output of the implicit forward")
+        };
         let x = handles.get_float_tensor::<B<R, F, I, BT>>(x_ir);
         let weight = handles.get_float_tensor::<B<R, F, I, BT>>(weight_ir);
-        let bias = handles.get_float_tensor::<B<R, F, I, BT>>(bias_ir);
+        let bias = bias_ir.map(|ir| handles.get_float_tensor::<B<R, F, I, BT>>(ir));
         let output = launch(
             self.kernel,
             [x.clone(), weight.clone()],
             &out_ir.shape,
-            self.padding,
+            [self.stride, self.padding],
             |input, weight, out| ConvolutionInputs::Forward {
                 input,
                 weight,
-                bias: Some(binding(bias.clone())),
+                bias: bias.clone().map(binding),
                 out,
             },
         )
@@ -308,8 +323,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
             primitive(conv2d_gemm(
                 tensor::<R, F, I, BT>(x),
                 tensor(weight),
-                Some(Tensor::from_primitive(TensorPrimitive::Float(bias))),
-                [1, 1],
+                bias.map(|bias| Tensor::from_primitive(TensorPrimitive::Float(bias))),
+                self.stride,
                 self.padding,
             ))
         });
@@ -317,7 +332,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
     }
 }
 
-/// The backward's fusion op: inputs `[x, weight, grad_out]`, outputs `[grad_x, grad_weight]`.
+/// A stride-1 convolution's backward fusion op: inputs `[x, weight, grad_out]`, outputs
+/// `[grad_x, grad_weight]`.
 #[derive(Debug)]
 struct BackwardOp<R, F, I, BT> {
     desc: CustomOpIr,
@@ -340,7 +356,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
             self.kernel,
             [grad_out.clone(), weight.clone()],
             &x_ir.shape,
-            self.padding,
+            [[1, 1], self.padding],
             |out_grad, weights, in_grad| ConvolutionInputs::BackwardData {
                 out_grad,
                 weights,
@@ -351,7 +367,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
             self.kernel,
             [x.clone(), grad_out.clone()],
             &weight_ir.shape,
-            self.padding,
+            [[1, 1], self.padding],
             |input, out_grad, weight_grad| ConvolutionInputs::BackwardWeight {
                 input,
                 out_grad,
@@ -399,14 +415,66 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
     }
 }
 
-/// [`DaamBackend::implicit_conv2d`](crate::DaamBackend::implicit_conv2d) and its backward on a
+/// The weight gradient's fusion op (any stride): inputs `[x, grad_out]`, output
+/// `[grad_weight]`.
+#[derive(Debug)]
+struct WeightGradOp<R, F, I, BT> {
+    desc: CustomOpIr,
+    kernel: Kernel,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    _backend: PhantomData<(R, F, I, BT)>,
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
+    Operation<FusionCubeRuntime<R>> for WeightGradOp<R, F, I, BT>
+{
+    fn execute(&self, handles: &mut Handles<R>) {
+        type B<R, F, I, BT> = Inner<R, F, I, BT>;
+        let ([x_ir, grad_ir], [grad_weight_ir]) = self.desc.as_fixed::<2, 1>();
+        let x = handles.get_float_tensor::<B<R, F, I, BT>>(x_ir);
+        let grad_out = handles.get_float_tensor::<B<R, F, I, BT>>(grad_ir);
+        let grad_weight = launch(
+            self.kernel,
+            [x.clone(), grad_out.clone()],
+            &grad_weight_ir.shape,
+            [self.stride, self.padding],
+            |input, out_grad, weight_grad| ConvolutionInputs::BackwardWeight {
+                input,
+                out_grad,
+                weight_grad,
+            },
+        )
+        .unwrap_or_else(|err| {
+            fall_back(
+                self.kernel,
+                "weight gradient",
+                &x_ir.shape,
+                &grad_weight_ir.shape,
+                &err,
+            );
+            let [_, _, kernel_h, kernel_w] = grad_weight_ir.shape.dims::<4>();
+            primitive(conv2d_gemm_weight_grad(
+                tensor::<R, F, I, BT>(x),
+                tensor(grad_out),
+                [kernel_h, kernel_w],
+                self.stride,
+                self.padding,
+            ))
+        });
+        handles.register_float_tensor::<B<R, F, I, BT>>(&grad_weight_ir.id, grad_weight);
+    }
+}
+
+/// [`DaamBackend::implicit_conv2d`](crate::DaamBackend::implicit_conv2d) and its gradients on a
 /// fused cubecl backend.
 pub(super) trait FusedCube: burn::tensor::backend::Backend {
     /// As [`DaamBackend::implicit_conv2d`](crate::DaamBackend::implicit_conv2d).
     fn conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        stride: [usize; 2],
         padding: [usize; 2],
     ) -> FloatTensor<Self>;
 
@@ -417,6 +485,15 @@ pub(super) trait FusedCube: burn::tensor::backend::Backend {
         padding: [usize; 2],
         grad_out: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// As [`DaamBackend::implicit_conv2d_weight_grad`](crate::DaamBackend::implicit_conv2d_weight_grad).
+    fn conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FusedCube
@@ -425,7 +502,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FusedCube
     fn conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        stride: [usize; 2],
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
         let [batch_size, _, height, width] = x.shape.dims::<4>();
@@ -433,20 +511,22 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FusedCube
         let out_shape = Shape::new([
             batch_size,
             out_channels,
-            height + 2 * padding[0] - kernel_h + 1,
-            width + 2 * padding[1] - kernel_w + 1,
+            (height + 2 * padding[0] - kernel_h) / stride[0] + 1,
+            (width + 2 * padding[1] - kernel_w) / stride[1] + 1,
         ]);
         let client = x.client.clone();
         let out = TensorIr::uninit(client.create_empty_handle(), out_shape, x.dtype);
-        let streams = OperationStreams::with_inputs([&x, &weight, &bias]);
-        let desc = CustomOpIr::new(
-            "daam_implicit_conv2d",
-            &[x.into_ir(), weight.into_ir(), bias.into_ir()],
-            &[out],
-        );
+        let mut streams = OperationStreams::with_inputs([&x, &weight]);
+        let mut inputs = vec![x.into_ir(), weight.into_ir()];
+        if let Some(bias) = bias {
+            streams.tensor(&bias);
+            inputs.push(bias.into_ir());
+        }
+        let desc = CustomOpIr::new("daam_implicit_conv2d", &inputs, &[out]);
         let op = ForwardOp::<R, F, I, BT> {
             desc: desc.clone(),
             kernel: kernel(),
+            stride,
             padding,
             _backend: PhantomData,
         };
@@ -484,6 +564,35 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FusedCube
             <[_; 2]>::try_from(client.register(streams, OperationIr::Custom(desc), op))
                 .expect("two outputs");
         (grad_x, grad_weight)
+    }
+
+    fn conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+        [kernel_h, kernel_w]: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let client = x.client.clone();
+        let shape = Shape::new([grad_out.shape[1], x.shape[1], kernel_h, kernel_w]);
+        let grad_weight = TensorIr::uninit(client.create_empty_handle(), shape, x.dtype);
+        let streams = OperationStreams::with_inputs([&x, &grad_out]);
+        let desc = CustomOpIr::new(
+            "daam_implicit_conv2d_weight_grad",
+            &[x.into_ir(), grad_out.into_ir()],
+            &[grad_weight],
+        );
+        let op = WeightGradOp::<R, F, I, BT> {
+            desc: desc.clone(),
+            kernel: kernel(),
+            stride,
+            padding,
+            _backend: PhantomData,
+        };
+        let [grad_weight] =
+            <[_; 1]>::try_from(client.register(streams, OperationIr::Custom(desc), op))
+                .expect("one output");
+        grad_weight
     }
 }
 

@@ -255,27 +255,31 @@ pub trait DaamBackend: Backend {
         )
     }
 
-    /// A stride-1 convolution `conv2d(x, weight) + bias` with zero `padding` by an
+    /// A convolution `conv2d(x, weight) + bias` with `stride` and zero `padding` by an
     /// implicit-GEMM kernel ([`ComposedConv::Implicit`]): cubek's tensor-core convolution on
-    /// the CUDA and wgpu backends (`daam::implicit`), run as one fusion op, which
-    /// never writes the unfolded input. The default, and the cubecl backends where that kernel does not take the shapes
-    /// (no tensor cores, as lavapipe), compute [`crate::conv_gemm::conv2d_gemm`].
+    /// the CUDA and wgpu backends (`daam::implicit`), run as one fusion op, which never writes
+    /// the unfolded input. The default, and the cubecl backends where that kernel does not take
+    /// the shapes (no tensor cores, as lavapipe), compute [`crate::conv_gemm::conv2d_gemm`].
+    /// [`crate::conv_implicit`] builds every convolution and gradient of that route from this
+    /// and the two methods below.
     ///
     /// # Shapes
     /// - `x`: `[batch_size, in_channels, height, width]`
     /// - `weight`: `[out_channels, in_channels, kernel_h, kernel_w]`; `bias`: `[out_channels]`
-    /// - output: `[batch_size, out_channels, height + 2·padding_h − kernel_h + 1, …]`
+    /// - output: `[batch_size, out_channels, (height + 2·padding_h − kernel_h) / stride_h + 1,
+    ///   …]`
     fn implicit_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        stride: [usize; 2],
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
-        composed::composed_implicit_conv2d::<Self>(x, weight, bias, padding)
+        composed::composed_implicit_conv2d::<Self>(x, weight, bias, stride, padding)
     }
 
-    /// The data and weight gradients `(∂L/∂x, ∂L/∂weight)` of [`Self::implicit_conv2d`] for
-    /// `grad_out = ∂L/∂output`, by the same kernels (the default:
+    /// The data and weight gradients `(∂L/∂x, ∂L/∂weight)` of a stride-1
+    /// [`Self::implicit_conv2d`] for `grad_out = ∂L/∂output`, by the same kernels (the default:
     /// [`crate::conv_gemm::conv2d_gemm_backward`]).
     ///
     /// # Shapes
@@ -288,6 +292,34 @@ pub trait DaamBackend: Backend {
         grad_out: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         composed::composed_implicit_conv2d_backward::<Self>(x, weight, padding, grad_out)
+    }
+
+    /// The weight gradient alone of [`Self::implicit_conv2d`] with any `stride`, by the same
+    /// kernels (the default: [`crate::conv_gemm::conv2d_gemm_weight_grad`]). Also a transposed
+    /// convolution's weight gradient, with its output's gradient as `x` and its input as
+    /// `grad_out` ([`crate::conv_implicit::conv_transpose2d_backward`]).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch_size, in_channels, height, width]`
+    /// - `grad_out`: `[batch_size, out_channels, out_h, out_w]`, the convolution's output
+    ///   shape (`x` may have rows and columns past the last window, which get no gradient)
+    /// - output: `[out_channels, in_channels, kernel[0], kernel[1]]`
+    fn implicit_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        crate::conv_gemm::conv2d_gemm_weight_grad(
+            float::<Self, 4>(x),
+            float(grad_out),
+            kernel,
+            stride,
+            padding,
+        )
+        .into_primitive()
+        .tensor()
     }
 
     /// Scaled dot-product attention with grouped key/value heads
@@ -546,8 +578,8 @@ pub(crate) mod composed {
         how: ComposedConv,
     ) -> Tensor<B, 4> {
         match (s.transposed, how) {
-            // Implicit reaches here for the convolutions its kernel does not take (strided,
-            // transposed): the matrix products.
+            // `conv2d_forward` runs Implicit by `conv_implicit`; were it to come here, the
+            // matrix products compute the same function.
             (None, ComposedConv::Gemm | ComposedConv::Implicit) => {
                 crate::conv_gemm::conv2d_gemm(x, weight, Some(bias), s.stride, s.padding)
             }
@@ -586,14 +618,15 @@ pub(crate) mod composed {
     pub(crate) fn composed_implicit_conv2d<B: Backend>(
         x: FloatTensor<B>,
         weight: FloatTensor<B>,
-        bias: FloatTensor<B>,
+        bias: Option<FloatTensor<B>>,
+        stride: [usize; 2],
         padding: [usize; 2],
     ) -> FloatTensor<B> {
         crate::conv_gemm::conv2d_gemm(
             float::<B, 4>(x),
             float(weight),
-            Some(float(bias)),
-            [1, 1],
+            bias.map(float),
+            stride,
             padding,
         )
         .into_primitive()
@@ -621,12 +654,6 @@ pub(crate) mod composed {
         )
     }
 
-    /// Whether `how` runs a convolution with settings `s` by
-    /// [`DaamBackend::implicit_conv2d`]: [`ComposedConv::Implicit`], stride 1, not transposed.
-    fn implicit(s: ConvSettings, how: ComposedConv) -> bool {
-        how == ComposedConv::Implicit && s.transposed.is_none() && s.stride == [1, 1]
-    }
-
     pub(crate) fn conv2d_forward<B: DaamBackend>(
         x: FloatTensor<B>,
         weight: FloatTensor<B>,
@@ -634,10 +661,20 @@ pub(crate) mod composed {
         s: ConvSettings,
         how: ComposedConv,
     ) -> FloatTensor<B> {
-        let y = if implicit(s, how) {
-            float::<B, 4>(B::implicit_conv2d(x, weight, bias, s.padding))
-        } else {
-            apply_conv(float::<B, 4>(x), float(weight), float(bias), s, how)
+        let (x, weight, bias) = (float::<B, 4>(x), float(weight), float(bias));
+        let y = match (how, s.transposed) {
+            (ComposedConv::Implicit, None) => {
+                crate::conv_implicit::conv2d(x, weight, Some(bias), s.stride, s.padding)
+            }
+            (ComposedConv::Implicit, Some(padding_out)) => crate::conv_implicit::conv_transpose2d(
+                x,
+                weight,
+                Some(bias),
+                s.stride,
+                s.padding,
+                padding_out,
+            ),
+            _ => apply_conv(x, weight, bias, s, how),
         };
         let y = if s.relu { relu(y) } else { y };
         y.into_primitive().tensor()
@@ -657,28 +694,27 @@ pub(crate) mod composed {
             let output = float::<B, 4>(output.expect("a fused ReLU's backward needs the output"));
             grad_out = grad_out.mask_fill(output.lower_equal_elem(0.0), 0.0);
         }
-        if implicit(s, how) {
-            let grad_bias = crate::conv_gemm::bias_grad(grad_out.clone());
-            let (grad_x, grad_weight) = B::implicit_conv2d_backward(
-                x,
-                weight,
-                s.padding,
-                grad_out.into_primitive().tensor(),
-            );
-            return ConvGrads {
-                x: grad_x,
-                weight: grad_weight,
-                bias: grad_bias.into_primitive().tensor(),
-            };
-        }
         if how != ComposedConv::Backend {
             // Written out: no autodiff pass of its own (see `DaamBackend::fused_kernels`).
             let (x, weight) = (float::<B, 4>(x), float::<B, 4>(weight));
-            let grads = match s.transposed {
-                None => {
+            let grads = match (how, s.transposed) {
+                (ComposedConv::Implicit, None) => {
+                    crate::conv_implicit::conv2d_backward(x, weight, s.stride, s.padding, grad_out)
+                }
+                (ComposedConv::Implicit, Some(padding_out)) => {
+                    crate::conv_implicit::conv_transpose2d_backward(
+                        x,
+                        weight,
+                        s.stride,
+                        s.padding,
+                        padding_out,
+                        grad_out,
+                    )
+                }
+                (_, None) => {
                     crate::conv_gemm::conv2d_gemm_backward(x, weight, s.stride, s.padding, grad_out)
                 }
-                Some(padding_out) => crate::conv_gemm::conv_transpose2d_gemm_backward(
+                (_, Some(padding_out)) => crate::conv_gemm::conv_transpose2d_gemm_backward(
                     x,
                     weight,
                     s.stride,
@@ -926,14 +962,17 @@ mod cube {
                 fn implicit_conv2d(
                     x: FloatTensor<Self>,
                     weight: FloatTensor<Self>,
-                    bias: FloatTensor<Self>,
+                    bias: Option<FloatTensor<Self>>,
+                    stride: [usize; 2],
                     padding: [usize; 2],
                 ) -> FloatTensor<Self> {
                     if x.dtype != weight.dtype {
                         // Mixed precision: the matrix products cast as they go.
-                        return composed_implicit_conv2d::<Self>(x, weight, bias, padding);
+                        return composed_implicit_conv2d::<Self>(
+                            x, weight, bias, stride, padding,
+                        );
                     }
-                    <Self as FusedCube>::conv2d(x, weight, bias, padding)
+                    <Self as FusedCube>::conv2d(x, weight, bias, stride, padding)
                 }
 
                 fn implicit_conv2d_backward(
@@ -948,6 +987,27 @@ mod cube {
                         );
                     }
                     <Self as FusedCube>::conv2d_backward(x, weight, padding, grad_out)
+                }
+
+                fn implicit_conv2d_weight_grad(
+                    x: FloatTensor<Self>,
+                    grad_out: FloatTensor<Self>,
+                    kernel: [usize; 2],
+                    stride: [usize; 2],
+                    padding: [usize; 2],
+                ) -> FloatTensor<Self> {
+                    if x.dtype != grad_out.dtype {
+                        return crate::conv_gemm::conv2d_gemm_weight_grad(
+                            super::float::<Self, 4>(x),
+                            super::float(grad_out),
+                            kernel,
+                            stride,
+                            padding,
+                        )
+                        .into_primitive()
+                        .tensor();
+                    }
+                    <Self as FusedCube>::conv2d_weight_grad(x, grad_out, kernel, stride, padding)
                 }
             })*
         };
