@@ -68,6 +68,7 @@ pub mod reduce;
 pub mod reference;
 pub mod settings_diff;
 pub mod sigpipe;
+pub mod tiled_matmul;
 
 pub use attention::scaled_dot_product_attention;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and packs the binaries the GPU scripts run on the lent machine: `vqvae-VARIANT`,
 # `train_step-VARIANT`, `extract-VARIANT` (the encoders' extraction bench, encoders.sh) and
-# `conv_routes-VARIANT` (the convolution routes' bench, implicit.sh). VARIANT `fixed` (the
+# `conv_routes-VARIANT` (the convolution routes' bench, implicit.sh) and `matmul_routes-VARIANT`
+# (the encoders' products by strategy, matmul.sh). VARIANT `fixed` (the
 # default) is burn's CUDA backend without cubecl's
 # autotune (NOTES.md, session 8: a fresh machine compiles fewer kernels); `autotune` is the
 # build users get from `--features cuda` (cubecl picks each matmul and convolution kernel by
@@ -12,7 +13,7 @@
 #   bash tools/gpu/build.sh [fixed|autotune]   # 16 min 31 s cold for `fixed` on 2 cores
 #                                              # (session 11)
 #
-# Writes .gpudata/{vqvae,train_step,extract,conv_routes}-VARIANT.xz (stripped, xz: 7–10 MB each; the carry limit is
+# Writes .gpudata/{vqvae,train_step,extract,conv_routes,matmul_routes}-VARIANT.xz (stripped, xz: 7–10 MB each; the carry limit is
 # 64 MiB) and appends to .gpudata/BUILT_FROM (commit, dirty flag, date, command). The build uses
 # its own target directory (target/cuda-fixed) so it does not evict the CPU build's artifacts.
 set -euo pipefail
@@ -27,7 +28,7 @@ esac
 target=${CARGO_TARGET_DIR:-target}/cuda-fixed
 command=(cargo build --release "${features[@]}"
     -p vqvae -p classify -p encoders --bin vqvae --bench train_step --bench extract
-    --bench conv_routes --message-format=json-render-diagnostics)
+    --bench conv_routes --bench matmul_routes --message-format=json-render-diagnostics)
 CARGO_TARGET_DIR=$target "${command[@]}" >/tmp/gpu-build.json
 
 # The bench executable's name carries a hash: take the one cargo just reported.
@@ -44,7 +45,7 @@ PY
 }
 
 mkdir -p .gpudata
-for name in vqvae train_step extract conv_routes; do
+for name in vqvae train_step extract conv_routes matmul_routes; do
     exe=$(artifact "$name")
     [ -n "$exe" ] || { echo "no executable for $name in the build output" >&2; exit 1; }
     strip -o "/tmp/$name-$variant" "$exe"

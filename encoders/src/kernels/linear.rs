@@ -60,7 +60,8 @@ pub fn linear_rows(x: &[f32], rows: usize, weight: MatRef<'_>, bias: Option<&[f3
     out
 }
 
-/// `layer.forward(x)`, through one `gemm` call on Flex.
+/// `layer.forward(x)`, through one `gemm` call on Flex; on a fused cubecl backend with a
+/// `DAAM_MATMUL` strategy ([`daam::tiled_matmul`]), one product of all rows by that strategy.
 ///
 /// # Shapes
 /// - `x`: `[..., d_input]`
@@ -68,6 +69,7 @@ pub fn linear_rows(x: &[f32], rows: usize, weight: MatRef<'_>, bias: Option<&[f3
 pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
     let flex_x = match into_flex(x) {
         Ok(flex_x) => flex_x,
+        Err(x) if daam::tiled_matmul::strategy_chosen() => return linear_tiled(layer, x),
         Err(x) => return layer.forward(x),
     };
     let weight = into_flex(layer.weight.val());
@@ -93,12 +95,52 @@ pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) ->
     from_flex(flex_tensor(out, &shape))
 }
 
+/// `layer.forward(x)` as one product of all of `x`'s rows ([`daam::tiled_matmul::matmul`]),
+/// then the bias.
+fn linear_tiled<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    let mut shape = x.dims();
+    let d_input = shape[D - 1];
+    let rows = shape[..D - 1].iter().product();
+    let weight = layer.weight.val(); // [d_input, d_output]
+    let d_output = weight.dims()[1];
+    let product = daam::tiled_matmul::matmul(x.reshape([rows, d_input]), weight);
+    let product = match &layer.bias {
+        Some(bias) => product + bias.val().unsqueeze::<2>(),
+        None => product,
+    };
+    shape[D - 1] = d_output;
+    product.reshape(shape)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::nn::LinearConfig;
     use burn::tensor::Tolerance;
+
+    /// The all-rows product (the route a `DAAM_MATMUL` strategy takes; on Flex its product is
+    /// burn's) with and without bias, on 2-D and 3-D inputs, is burn's `Linear`.
+    #[test]
+    fn tiled_route_matches_burns_linear() {
+        let device = Default::default();
+        for bias in [true, false] {
+            let layer = LinearConfig::new(7, 4)
+                .with_bias(bias)
+                .init::<Flex>(&device);
+            let x = crate::kernels::test_tensor([3, 5, 7], 5);
+            linear_tiled(&layer, x.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &layer.forward(x.clone()).into_data(),
+                    Tolerance::absolute(1e-5),
+                );
+            let x = x.reshape([15, 7]);
+            linear_tiled(&layer, x.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(&layer.forward(x).into_data(), Tolerance::absolute(1e-5));
+        }
+    }
 
     #[test]
     fn matches_burns_linear_with_and_without_bias_and_with_a_transposed_weight() {

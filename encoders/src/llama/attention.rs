@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 
 use crate::attention::{attention, merge_heads, split_heads};
 use crate::error::Result;
+use crate::kernels::linear;
 use crate::llama::config::LlamaConfig;
 use crate::llama::rope::RotaryTables;
 use crate::lora::LoraLinear;
@@ -84,7 +85,7 @@ impl<B: Backend> GroupedQueryAttention<B> {
         let value = repeat_key_value(value, groups);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let context = attention(query, key, value, scale, Some(bias), None);
-        self.output.forward(merge_heads(context)) // [batch_size, seq_length, d_model]
+        linear(&self.output, merge_heads(context)) // [batch_size, seq_length, d_model]
     }
 }
 

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::Result;
+use crate::kernels::linear;
 use crate::llama::config::LlamaConfig;
 use crate::weights::Weights;
 
@@ -55,7 +56,7 @@ impl<B: Backend> SwiGlu<B> {
     /// - `x`: `[batch_size, seq_length, d_model]`
     /// - output: `[batch_size, seq_length, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gated = silu(self.gate.forward(x.clone())) * self.up.forward(x);
-        self.down.forward(gated)
+        let gated = silu(linear(&self.gate, x.clone())) * linear(&self.up, x);
+        linear(&self.down, gated)
     }
 }
