@@ -60,8 +60,12 @@ pub fn linear_rows(x: &[f32], rows: usize, weight: MatRef<'_>, bias: Option<&[f3
     out
 }
 
-/// `layer.forward(x)`, through one `gemm` call on Flex; on a fused cubecl backend with a
-/// `DAAM_MATMUL` strategy ([`daam::tiled_matmul`]), one product of all rows by that strategy.
+/// `layer.forward(x)`: through one `gemm` call on Flex; elsewhere (CUDA, wgpu, `Autodiff`, Flex
+/// with its kernels off or in half precision) as one product of all of `x`'s rows
+/// ([`daam::tiled_matmul::matmul`]: burn's product, or on a fused cubecl backend the
+/// `DAAM_MATMUL` strategy) and the bias. burn's `Linear` instead multiplies each batch entry by
+/// the broadcast weight: on the CPU 1.18× slower for WavLM-Large's products (bench
+/// `matmul_routes`), and under `Autodiff` its weight gradient is one product per batch entry.
 ///
 /// # Shapes
 /// - `x`: `[..., d_input]`
@@ -69,8 +73,7 @@ pub fn linear_rows(x: &[f32], rows: usize, weight: MatRef<'_>, bias: Option<&[f3
 pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
     let flex_x = match into_flex(x) {
         Ok(flex_x) => flex_x,
-        Err(x) if daam::tiled_matmul::strategy_chosen() => return linear_tiled(layer, x),
-        Err(x) => return layer.forward(x),
+        Err(x) => return linear_tiled(layer, x),
     };
     let weight = into_flex(layer.weight.val());
     let bias = into_flex_optional(layer.bias.as_ref().map(Param::val));
@@ -119,8 +122,9 @@ mod tests {
     use burn::nn::LinearConfig;
     use burn::tensor::Tolerance;
 
-    /// The all-rows product (the route a `DAAM_MATMUL` strategy takes; on Flex its product is
-    /// burn's) with and without bias, on 2-D and 3-D inputs, is burn's `Linear`.
+    /// The all-rows product (the route off Flex's kernels; on Flex its product is burn's) with
+    /// and without bias, on 2-D and 3-D inputs, is burn's `Linear`, and under `Autodiff` so are
+    /// its gradients.
     #[test]
     fn tiled_route_matches_burns_linear() {
         let device = Default::default();
@@ -140,6 +144,33 @@ mod tests {
                 .into_data()
                 .assert_approx_eq::<f32>(&layer.forward(x).into_data(), Tolerance::absolute(1e-5));
         }
+        type A = burn::backend::Autodiff<Flex>;
+        let layer = LinearConfig::new(7, 4).init::<A>(&device);
+        let x =
+            Tensor::<A, 3>::from_inner(crate::kernels::test_tensor([3, 5, 7], 6)).require_grad();
+        let probe = Tensor::<A, 3>::from_inner(crate::kernels::test_tensor([3, 5, 4], 7));
+        let grads_of = |y: Tensor<A, 3>| (y * probe.clone()).sum().backward();
+        let ours = grads_of(linear(&layer, x.clone()));
+        let reference = grads_of(layer.forward(x.clone()));
+        let bias = layer.bias.as_ref().expect("a bias");
+        for (a, b) in [
+            (x.grad(&ours), x.grad(&reference)),
+            (
+                layer.weight.grad(&ours).map(|g| g.reshape([1, 4, 7])),
+                layer.weight.grad(&reference).map(|g| g.reshape([1, 4, 7])),
+            ),
+        ] {
+            let (a, b) = (a.expect("tracked"), b.expect("tracked"));
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-5));
+        }
+        bias.grad(&ours)
+            .expect("tracked")
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &bias.grad(&reference).expect("tracked").into_data(),
+                Tolerance::absolute(1e-5),
+            );
     }
 
     #[test]
