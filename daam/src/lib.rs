@@ -60,6 +60,7 @@ mod importance_factor;
 pub mod kernel;
 pub mod kernel_cache;
 mod linear;
+pub mod lookup;
 mod mixture_density_attention;
 pub mod paths;
 pub mod plot;

@@ -1467,7 +1467,8 @@ fn losses(run: &Path) -> Vec<Vec<f64>> {
 /// convolution as nodes with written-out gradients), run on the CPU with
 /// `DAAM_KERNELS=composed`, trains as the CPU kernels do: the same losses step after step, with
 /// each convolution route (`implicit` on the CPU: the backend's default, matrix products,
-/// composed by `daam::conv_implicit`, the up-sampling's phases included).
+/// composed by `daam::conv_implicit`, the up-sampling's phases included), the codebook lookup
+/// differentiated by a one-hot product (`DAAM_LOOKUP=product`, the cubecl backends' default).
 #[test]
 fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
     let dir = tempfile::tempdir().unwrap();
@@ -1475,7 +1476,12 @@ fn the_cuda_path_on_the_cpu_trains_like_the_kernels() {
     let (_, kernels) = train_six_steps(dir.path(), &data, "kernels", "cpu", &[]);
     assert_eq!(kernels.len(), 6);
     for conv in ["gemm", "backend", "implicit"] {
-        let env = [("DAAM_KERNELS", "composed"), ("DAAM_CONV", conv)];
+        // The codebook lookup's gradient by the one-hot product, as on the cubecl backends.
+        let env = [
+            ("DAAM_KERNELS", "composed"),
+            ("DAAM_CONV", conv),
+            ("DAAM_LOOKUP", "product"),
+        ];
         let (_, composed) = train_six_steps(dir.path(), &data, conv, "cpu", &env);
         assert_same_losses(&composed, &kernels, &format!("composed, {conv}"));
     }

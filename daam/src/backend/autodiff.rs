@@ -322,6 +322,10 @@ impl<B: DaamBackend, C: CheckpointStrategy> DaamBackend for Autodiff<B, C> {
         B::composed_conv()
     }
 
+    fn lookup_grad_by_product() -> bool {
+        B::lookup_grad_by_product()
+    }
+
     fn scaled_dot_product_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,

@@ -143,6 +143,13 @@ pub trait DaamBackend: Backend {
         ComposedConv::Backend
     }
 
+    /// Whether [`crate::lookup::select_rows`] differentiates a row lookup by a one-hot matrix
+    /// product instead of burn's scatter-add: `DAAM_LOOKUP=product|scatter`, else the default,
+    /// burn's scatter (true on the cubecl backends, where the scatter's atomics collide).
+    fn lookup_grad_by_product() -> bool {
+        crate::lookup::lookup_from_env().unwrap_or(false)
+    }
+
     /// Per-feature DAAM forward ([`crate::kernel::per_feature`]); δ and ξ are
     /// `[num_heads, inner]`.
     fn density_adaptive_attention(
@@ -957,6 +964,10 @@ mod cube {
             $(impl super::DaamBackend for $backend {
                 fn composed_conv() -> ComposedConv {
                     cube_conv()
+                }
+
+                fn lookup_grad_by_product() -> bool {
+                    crate::lookup::lookup_from_env().unwrap_or(true)
                 }
 
                 fn implicit_conv2d(

@@ -5,6 +5,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+use daam::DaamBackend;
 use serde::{Deserialize, Serialize};
 
 /// How the codebook learns.
@@ -120,7 +121,7 @@ fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     x / norm
 }
 
-impl<B: Backend> VectorQuantizer<B> {
+impl<B: DaamBackend> VectorQuantizer<B> {
     /// The latent as the decoder would see it without the rounding to a code (l2-normalised
     /// along the channels under [`CodeNorm::L2`], as the codes are).
     ///
@@ -189,7 +190,9 @@ impl<B: Backend> VectorQuantizer<B> {
         };
         let codes = self.codes();
         let indices = self.nearest(flat.clone().detach(), codes.clone().detach());
-        let chosen = codes.select(0, indices.clone()); // [num_latents, code_dim]
+        // The exact lookup; its gradient (the codebook loss's, into the codes) by a one-hot
+        // product on the cubecl backends, where burn's scatter-add collides (daam::lookup).
+        let chosen = daam::lookup::select_rows(codes, indices.clone()); // [num_latents, code_dim]
         let commitment_loss = (flat.clone() - chosen.clone().detach())
             .powi_scalar(2)
             .mean()
