@@ -52,7 +52,7 @@ head -c 2000 "$OUT/conv-routes.err"
 pack
 save_cache
 best=$(sed -n 's/^fastest implicit kernel: \([a-z_]*:[a-z]*\) .*/\1/p' "$OUT/conv-routes.md")
-if [ -z "$best" ]; then
+if [ -z "$best" ] && ! grep -q '^fastest implicit kernel: none' "$OUT/conv-routes.md"; then
     # Stopped before its totals: the kernel with the least implicit time ×count over the rows
     # measured, among the kernels with the most rows.
     best=$(partial_best "$OUT/conv-routes.md")
