@@ -16,7 +16,7 @@
 //! A stride-1 convolution or transposed convolution, forward and backward, is computed either
 //! over the unfolded input (`in · kh·kw` rows, written once and read once) or by the fold of
 //! `out · kh·kw` rows of contributions (written, gathered and summed: four passes), whichever
-//! moves fewer bytes ([`folds`]).
+//! moves fewer bytes (`folds`).
 //! Padding keeps the input's dtype, so bf16 tensors of an f32 backend (mixed precision) stay
 //! bf16.
 //!
@@ -73,7 +73,7 @@ impl ComposedConv {
 /// `conv2d(x, weight) + bias` (one group, no dilation) as one batched matrix product over the
 /// unfolded input: `weight [out, in·kh·kw] · cols [batch, in·kh·kw, out_h·out_w]`.
 ///
-/// A stride-1 convolution with fewer than half as many output as input channels ([`folds`])
+/// A stride-1 convolution with fewer than half as many output as input channels (`folds`)
 /// runs as the equivalent transposed convolution of the mirrored weight
 /// ([`conv_transpose2d_gemm`]'s fold), whose intermediate holds `out · kh·kw` rows instead of
 /// `in · kh·kw`: for the DAT head's `512 → 24` convolution 21 times less.
@@ -273,7 +273,7 @@ fn folds(in_channels: usize, out_channels: usize, transposed: bool) -> bool {
     FoldRule::from_env().folds(in_channels, out_channels, transposed)
 }
 
-/// When a stride-1 convolution takes the fold ([`folds`]). `DAAM_FOLD=half|fewer` chooses;
+/// When a stride-1 convolution takes the fold (`folds`). `DAAM_FOLD=half|fewer` chooses;
 /// `half` is the default, `fewer` keeps sessions 11–19's rule for comparisons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FoldRule {
@@ -376,7 +376,7 @@ pub fn pad_zeros<B: Backend, const D: usize>(
 ///
 /// A stride-1 one without output padding runs as the equivalent convolution of the mirrored
 /// weight ([`conv2d_gemm`]'s unfold of `in · kh·kw` rows rather than this fold's `out · kh·kw`)
-/// unless it has fewer than half as many output as input channels ([`folds`]).
+/// unless it has fewer than half as many output as input channels (`folds`).
 ///
 /// # Panics
 /// If the channel counts disagree, a stride is zero or the padding crops more than the

@@ -1,6 +1,9 @@
 //! cubek's implicit-GEMM convolution (the kernels burn-cubecl's tuned convolution picks among)
-//! for [`ComposedConv::Implicit`] ([`DaamBackend::implicit_conv2d`]) on the fused cubecl
-//! backends (CUDA, wgpu).
+//! for [`ComposedConv::Implicit`] on the fused cubecl backends (CUDA, wgpu): the three
+//! primitives [`crate::conv_implicit`] composes every convolution from, a forward with any
+//! stride ([`DaamBackend::implicit_conv2d`]), a stride-1 backward
+//! ([`DaamBackend::implicit_conv2d_backward`]) and a weight gradient with any stride
+//! ([`DaamBackend::implicit_conv2d_weight_grad`]).
 //!
 //! burn's `conv2d` on those backends runs `ConvStrategy::default()`: a direct convolution without
 //! cubecl's `autotune`, a tuned choice (minutes of tuning on a fresh machine) with it.
@@ -23,6 +26,8 @@
 //!
 //! [`ComposedConv::Implicit`]: crate::conv_gemm::ComposedConv::Implicit
 //! [`DaamBackend::implicit_conv2d`]: crate::DaamBackend::implicit_conv2d
+//! [`DaamBackend::implicit_conv2d_backward`]: crate::DaamBackend::implicit_conv2d_backward
+//! [`DaamBackend::implicit_conv2d_weight_grad`]: crate::DaamBackend::implicit_conv2d_weight_grad
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -218,10 +223,10 @@ fn nhwc(shape: &Shape) -> Shape {
 }
 
 /// Runs `kernel` on the NCHW operands `[lhs, rhs]` (one dtype) into a new NCHW tensor of
-/// `out_shape`; the kernel reads and writes them as NHWC views (cubek copies a view it cannot
-/// read as it is). `inputs` names the pass: cubek's
-/// inputs from the operands' bindings and the output's. A panic while cubek sets the launch up
-/// is caught as [`Refused::Panic`].
+/// `out_shape`, with `[stride, padding]`; the kernel reads and writes them as NHWC views (cubek
+/// copies a view it cannot read as it is). `inputs` names the pass: cubek's inputs from the
+/// operands' bindings and the output's. A panic while cubek sets the launch up is caught as
+/// [`Refused::Panic`].
 fn launch<R: CubeRuntime>(
     kernel: Kernel,
     [lhs, rhs]: [CubeTensor<R>; 2],

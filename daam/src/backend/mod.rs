@@ -144,8 +144,9 @@ pub trait DaamBackend: Backend {
     }
 
     /// Whether [`crate::lookup::select_rows`] differentiates a row lookup by a one-hot matrix
-    /// product instead of burn's scatter-add: `DAAM_LOOKUP=product|scatter`, else the default,
-    /// burn's scatter (true on the cubecl backends, where the scatter's atomics collide).
+    /// product instead of burn's scatter-add: as `DAAM_LOOKUP=product|scatter` says, else
+    /// the backend's default (burn's scatter here; the product on the cubecl backends, where
+    /// the scatter's atomics collide).
     fn lookup_grad_by_product() -> bool {
         crate::lookup::lookup_from_env().unwrap_or(false)
     }
