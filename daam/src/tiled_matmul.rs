@@ -281,7 +281,8 @@ mod cube {
         out
     }
 
-    /// `Some(f(lhs, rhs))` when `B`'s float primitive is the fused tensor of runtime `R`.
+    /// The product by `strategy` as a fusion op when `B`'s float primitive is the fused tensor
+    /// of runtime `R` and the operands share a dtype; the operands back otherwise.
     fn on_runtime<B: Backend, R: CubeRuntime, const D: usize>(
         lhs: Tensor<B, D>,
         rhs: Tensor<B, D>,

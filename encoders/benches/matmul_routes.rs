@@ -20,7 +20,7 @@
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, ElementConversion, Tensor};
 
 /// One linear layer's product: `count` per encoder layer, `[batch · tokens, d_input] ·
 /// [d_input, d_output]`.
@@ -104,8 +104,6 @@ fn relative<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> f64 {
     let diff: f64 = (a - b).abs().max().into_scalar().elem();
     diff / scale.max(f64::MIN_POSITIVE)
 }
-
-use burn::tensor::ElementConversion;
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn choose(strategy: &str) -> anyhow::Result<()> {
