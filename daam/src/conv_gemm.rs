@@ -140,7 +140,7 @@ fn conv_out(
 
 /// A transposed convolution's output per axis before the padding crops it: `(size − 1)·stride
 /// + kernel + padding_out`.
-fn transposed_full(
+pub(crate) fn transposed_full(
     size: [usize; 2],
     kernel: [usize; 2],
     stride: [usize; 2],
@@ -701,12 +701,13 @@ pub fn conv2d_gemm_backward<B: Backend>(
         expected,
         "conv2d_gemm_backward: gradient shape"
     );
-    // The rows and columns the forward's windows did not reach get no gradient: the transposed
-    // convolution's output padding restores them.
-    let padding_out = [
-        height + 2 * padding[0] - kernel_h - (out_h - 1) * stride[0],
-        width + 2 * padding[1] - kernel_w - (out_w - 1) * stride[1],
-    ];
+    let padding_out = data_grad_padding_out(
+        [height, width],
+        [kernel_h, kernel_w],
+        stride,
+        padding,
+        [out_h, out_w],
+    );
     let grad_x =
         conv_transpose2d_gemm(grad_out.clone(), weight, None, stride, padding, padding_out);
     let grad_weight =
@@ -716,6 +717,19 @@ pub fn conv2d_gemm_backward<B: Backend>(
         weight: grad_weight,
         bias: bias_grad(grad_out),
     }
+}
+
+/// The output padding of the transposed convolution that is a convolution's data gradient: the
+/// rows and columns of the input (`size`) the forward's `out` windows did not reach get no
+/// gradient, and the padding restores them.
+pub(crate) fn data_grad_padding_out(
+    size: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    out: [usize; 2],
+) -> [usize; 2] {
+    std::array::from_fn(|a| size[a] + 2 * padding[a] - kernel[a] - (out[a] - 1) * stride[a])
 }
 
 /// A convolution's bias gradient: `grad_out` summed over the batch and the positions, the

@@ -20,7 +20,7 @@
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{s, Tensor, TensorPrimitive};
 
-use crate::conv_gemm::{bias_grad, GemmGrads};
+use crate::conv_gemm::{bias_grad, data_grad_padding_out, transposed_full, GemmGrads};
 use crate::conv_phases::conv_transpose2d_phases;
 use crate::DaamBackend;
 
@@ -102,12 +102,13 @@ pub fn conv2d_backward<B: DaamBackend>(
         stride,
         padding,
     ));
-    // The rows and columns the forward's windows did not reach get no gradient: the transposed
-    // convolution's output padding restores them.
-    let padding_out = [
-        height + 2 * padding[0] - kernel_h - (out_h - 1) * stride[0],
-        width + 2 * padding[1] - kernel_w - (out_w - 1) * stride[1],
-    ];
+    let padding_out = data_grad_padding_out(
+        [height, width],
+        [kernel_h, kernel_w],
+        stride,
+        padding,
+        [out_h, out_w],
+    );
     let grad_x = conv_transpose2d_phases(
         grad_out,
         weight,
@@ -163,10 +164,8 @@ pub fn conv_transpose2d_backward<B: DaamBackend>(
 ) -> GemmGrads<B> {
     let [batch_size, _, height, width] = x.dims();
     let [_, out_channels, kernel_h, kernel_w] = weight.dims();
-    let expected: [usize; 2] = std::array::from_fn(|a| {
-        ((x.dims()[a + 2] - 1) * stride[a] + [kernel_h, kernel_w][a] + padding_out[a])
-            .saturating_sub(2 * padding[a])
-    });
+    let full = transposed_full([height, width], [kernel_h, kernel_w], stride, padding_out);
+    let expected: [usize; 2] = std::array::from_fn(|a| full[a].saturating_sub(2 * padding[a]));
     assert_eq!(
         grad_out.dims(),
         [batch_size, out_channels, expected[0], expected[1]],

@@ -17,6 +17,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{s, Slice, Tensor};
 
+use crate::conv_gemm::transposed_full;
+
 /// The geometry of one phase along one axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Phase {
@@ -95,14 +97,12 @@ pub fn conv_transpose2d_phases<B: Backend>(
     );
     let size = [height, width];
     let kernel = [kernel_h, kernel_w];
-    let out: [usize; 2] = std::array::from_fn(|a| {
-        let full = (size[a] - 1) * stride[a] + kernel[a] + padding_out[a];
-        assert!(
-            full > 2 * padding[a],
-            "conv_transpose2d_phases: padding {padding:?} crops the whole output"
-        );
-        full - 2 * padding[a]
-    });
+    let full = transposed_full(size, kernel, stride, padding_out);
+    assert!(
+        full[0] > 2 * padding[0] && full[1] > 2 * padding[1],
+        "conv_transpose2d_phases: padding {padding:?} crops the whole output"
+    );
+    let out: [usize; 2] = std::array::from_fn(|a| full[a] - 2 * padding[a]);
     let outputs: [usize; 2] = std::array::from_fn(|a| out[a].div_ceil(stride[a]));
     let phases = |axis: usize| -> Vec<Phase> {
         (0..stride[axis])

@@ -42,6 +42,7 @@
 pub mod allocator;
 mod attention;
 mod backend;
+pub mod bench;
 mod conv;
 pub mod conv_gemm;
 pub mod conv_implicit;

@@ -38,15 +38,6 @@ pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) 
     lhs.matmul(rhs)
 }
 
-/// Whether [`matmul`] runs a chosen strategy on fused cubecl backends (`DAAM_MATMUL` or
-/// [`set_strategy`] named one); callers keep their own route otherwise.
-pub fn strategy_chosen() -> bool {
-    #[cfg(any(feature = "cuda", feature = "wgpu"))]
-    return cube::chosen().is_some();
-    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-    false
-}
-
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod cube {
     use std::any::{Any, TypeId};
@@ -334,7 +325,6 @@ mod cube {
                 Ok(product) => return Ok(product),
                 Err(operands) => operands,
             };
-        let _ = strategy;
         Err((lhs, rhs))
     }
 

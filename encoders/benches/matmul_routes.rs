@@ -17,10 +17,9 @@
 //! ```
 #![allow(missing_docs)]
 
-use std::time::Instant;
-
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, ElementConversion, Tensor};
+use burn::tensor::{Distribution, Tensor};
+use daam::bench::{median_ms, relative_difference};
 
 /// One linear layer's product: `count` per encoder layer, `[batch · tokens, d_input] ·
 /// [d_input, d_output]`.
@@ -78,31 +77,6 @@ fn models(scale: usize) -> Vec<Model> {
             ],
         },
     ]
-}
-
-/// Median milliseconds of `iters` calls of `f` after `warmup`, each ended by a sync.
-fn time<B: Backend>(device: &B::Device, warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..warmup {
-        f();
-    }
-    B::sync(device).expect("sync");
-    let mut times: Vec<f64> = (0..iters)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            B::sync(device).expect("sync");
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
-
-/// `max |a − b| / max |b|`.
-fn relative<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> f64 {
-    let scale: f64 = b.clone().abs().max().into_scalar().elem();
-    let diff: f64 = (a - b).abs().max().into_scalar().elem();
-    diff / scale.max(f64::MIN_POSITIVE)
 }
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
@@ -189,22 +163,22 @@ fn run<B: Backend>(
                 diff.map_or("–".into(), |d| format!("{d:.1e}")),
             );
         };
-        let ms = time::<B>(device, warmup, iters, || {
+        let ms = median_ms::<B>(device, warmup, iters, || {
             drop(x.clone().matmul(weight.clone()))
         });
         row(0, ms, None, 0);
-        let ms = time::<B>(device, warmup, iters, || {
+        let ms = median_ms::<B>(device, warmup, iters, || {
             drop(x3.clone().matmul(weight.clone().unsqueeze::<3>()))
         });
         row(1, ms, None, 0);
         for (k, strategy) in strategies.iter().enumerate() {
             choose(strategy)?;
             let before = fallbacks();
-            let diff = relative(
+            let diff = relative_difference(
                 daam::tiled_matmul::matmul(x.clone(), weight.clone()),
                 reference.clone(),
             );
-            let ms = time::<B>(device, warmup, iters, || {
+            let ms = median_ms::<B>(device, warmup, iters, || {
                 drop(daam::tiled_matmul::matmul(x.clone(), weight.clone()))
             });
             row(2 + k, ms, Some(diff), fallbacks() - before);

@@ -19,10 +19,8 @@
 //! ```
 #![allow(missing_docs)]
 
-use std::time::Instant;
-
-use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
+use daam::bench::{median_ms, relative_difference};
 use daam::conv_gemm::{
     conv2d_gemm, conv2d_gemm_backward, conv_transpose2d_gemm, conv_transpose2d_gemm_backward,
     GemmGrads,
@@ -221,35 +219,6 @@ fn shapes(preset: Preset) -> (usize, Vec<Shape>) {
     (config.train.batch_size, list)
 }
 
-/// Median milliseconds of `iters` calls of `f` after `warmup`, each ended by a sync.
-fn time<B: Backend>(device: &B::Device, warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..warmup {
-        f();
-    }
-    B::sync(device).expect("sync");
-    let mut times: Vec<f64> = (0..iters)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            B::sync(device).expect("sync");
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
-
-/// `max |a − b| / max |b|`.
-fn relative<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f64 {
-    let scale = b.clone().abs().max().into_scalar();
-    let diff = (a - b).abs().max().into_scalar();
-    let [scale, diff]: [f64; 2] = [
-        burn::tensor::ElementConversion::elem(scale),
-        burn::tensor::ElementConversion::elem(diff),
-    ];
-    diff / scale.max(f64::MIN_POSITIVE)
-}
-
 /// The implicit route's kernel names to time (`--kernels`); one unnamed entry where the build
 /// has no choice (no cubecl backend).
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
@@ -322,8 +291,8 @@ fn run<B: DaamBackend>(
             let g = backward(true);
             (g.x, g.weight, g.bias)
         };
-        let gemm_fwd = time::<B>(device, warmup, iters, || drop(gemm_forward()));
-        let gemm_bwd = time::<B>(device, warmup, iters, || drop(gemm_backward()));
+        let gemm_fwd = median_ms::<B>(device, warmup, iters, || drop(gemm_forward()));
+        let gemm_bwd = median_ms::<B>(device, warmup, iters, || drop(gemm_backward()));
         gemm_total += (gemm_fwd + gemm_bwd) * s.count as f64;
         let reference_y = gemm_forward();
         let reference = gemm_backward();
@@ -334,12 +303,12 @@ fn run<B: DaamBackend>(
                 "none: the backend's default, matrix products".into()
             };
             let before = fallbacks();
-            let y_diff = relative(implicit_forward(), reference_y.clone());
+            let y_diff = relative_difference(implicit_forward(), reference_y.clone());
             let (gx, gw, _) = implicit_backward();
-            let x_diff = relative(gx, reference.x.clone());
-            let w_diff = relative(gw, reference.weight.clone());
-            let implicit_fwd = time::<B>(device, warmup, iters, || drop(implicit_forward()));
-            let implicit_bwd = time::<B>(device, warmup, iters, || drop(implicit_backward()));
+            let x_diff = relative_difference(gx, reference.x.clone());
+            let w_diff = relative_difference(gw, reference.weight.clone());
+            let implicit_fwd = median_ms::<B>(device, warmup, iters, || drop(implicit_forward()));
+            let implicit_bwd = median_ms::<B>(device, warmup, iters, || drop(implicit_backward()));
             implicit_totals[k] += (implicit_fwd + implicit_bwd) * s.count as f64;
             let fell_back = fallbacks() - before;
             kernel_fallbacks[k] += fell_back;

@@ -337,6 +337,38 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
     }
 }
 
+/// The weight gradient `[out, in, kh, kw]` of a convolution of `x` with `[stride, padding]`
+/// by `kernel`, or by the matrix products where the kernel does not take it.
+fn weight_grad<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    kernel: Kernel,
+    [x, grad_out]: [CubeTensor<R>; 2],
+    [x_shape, grad_weight_shape]: [&Shape; 2],
+    [stride, padding]: [[usize; 2]; 2],
+) -> CubeTensor<R> {
+    launch(
+        kernel,
+        [x.clone(), grad_out.clone()],
+        grad_weight_shape,
+        [stride, padding],
+        |input, out_grad, weight_grad| ConvolutionInputs::BackwardWeight {
+            input,
+            out_grad,
+            weight_grad,
+        },
+    )
+    .unwrap_or_else(|err| {
+        fall_back(kernel, "weight gradient", x_shape, grad_weight_shape, &err);
+        let [_, _, kernel_h, kernel_w] = grad_weight_shape.dims::<4>();
+        primitive(conv2d_gemm_weight_grad(
+            tensor::<R, F, I, BT>(x),
+            tensor(grad_out),
+            [kernel_h, kernel_w],
+            stride,
+            padding,
+        ))
+    })
+}
+
 /// A stride-1 convolution's backward fusion op: inputs `[x, weight, grad_out]`, outputs
 /// `[grad_x, grad_weight]`.
 #[derive(Debug)]
@@ -368,17 +400,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
                 in_grad,
             },
         );
-        let grad_weight = launch(
-            self.kernel,
-            [x.clone(), grad_out.clone()],
-            &weight_ir.shape,
-            [[1, 1], self.padding],
-            |input, out_grad, weight_grad| ConvolutionInputs::BackwardWeight {
-                input,
-                out_grad,
-                weight_grad,
-            },
-        );
         // Each gradient the kernel does not take by the matrix products alone (the TMA
         // algorithms have no data gradient).
         let grad_x = grad_x.unwrap_or_else(|err| {
@@ -398,23 +419,12 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
                 [0, 0],
             ))
         });
-        let grad_weight = grad_weight.unwrap_or_else(|err| {
-            fall_back(
-                self.kernel,
-                "weight gradient",
-                &x_ir.shape,
-                &weight_ir.shape,
-                &err,
-            );
-            let [_, _, kernel_h, kernel_w] = weight_ir.shape.dims::<4>();
-            primitive(conv2d_gemm_weight_grad(
-                tensor::<R, F, I, BT>(x),
-                tensor(grad_out),
-                [kernel_h, kernel_w],
-                [1, 1],
-                self.padding,
-            ))
-        });
+        let grad_weight = weight_grad::<R, F, I, BT>(
+            self.kernel,
+            [x, grad_out],
+            [&x_ir.shape, &weight_ir.shape],
+            [[1, 1], self.padding],
+        );
         handles.register_float_tensor::<B<R, F, I, BT>>(&grad_x_ir.id, grad_x);
         handles.register_float_tensor::<B<R, F, I, BT>>(&grad_weight_ir.id, grad_weight);
     }
@@ -439,34 +449,12 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
         let ([x_ir, grad_ir], [grad_weight_ir]) = self.desc.as_fixed::<2, 1>();
         let x = handles.get_float_tensor::<B<R, F, I, BT>>(x_ir);
         let grad_out = handles.get_float_tensor::<B<R, F, I, BT>>(grad_ir);
-        let grad_weight = launch(
+        let grad_weight = weight_grad::<R, F, I, BT>(
             self.kernel,
-            [x.clone(), grad_out.clone()],
-            &grad_weight_ir.shape,
+            [x, grad_out],
+            [&x_ir.shape, &grad_weight_ir.shape],
             [self.stride, self.padding],
-            |input, out_grad, weight_grad| ConvolutionInputs::BackwardWeight {
-                input,
-                out_grad,
-                weight_grad,
-            },
-        )
-        .unwrap_or_else(|err| {
-            fall_back(
-                self.kernel,
-                "weight gradient",
-                &x_ir.shape,
-                &grad_weight_ir.shape,
-                &err,
-            );
-            let [_, _, kernel_h, kernel_w] = grad_weight_ir.shape.dims::<4>();
-            primitive(conv2d_gemm_weight_grad(
-                tensor::<R, F, I, BT>(x),
-                tensor(grad_out),
-                [kernel_h, kernel_w],
-                self.stride,
-                self.padding,
-            ))
-        });
+        );
         handles.register_float_tensor::<B<R, F, I, BT>>(&grad_weight_ir.id, grad_weight);
     }
 }

@@ -319,15 +319,7 @@ pub trait DaamBackend: Backend {
         stride: [usize; 2],
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
-        crate::conv_gemm::conv2d_gemm_weight_grad(
-            float::<Self, 4>(x),
-            float(grad_out),
-            kernel,
-            stride,
-            padding,
-        )
-        .into_primitive()
-        .tensor()
+        composed::composed_implicit_conv2d_weight_grad::<Self>(x, grad_out, kernel, stride, padding)
     }
 
     /// Scaled dot-product attention with grouped key/value heads
@@ -641,6 +633,26 @@ pub(crate) mod composed {
         .tensor()
     }
 
+    /// [`DaamBackend::implicit_conv2d_weight_grad`]'s default:
+    /// [`crate::conv_gemm::conv2d_gemm_weight_grad`].
+    pub(crate) fn composed_implicit_conv2d_weight_grad<B: Backend>(
+        x: FloatTensor<B>,
+        grad_out: FloatTensor<B>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<B> {
+        crate::conv_gemm::conv2d_gemm_weight_grad(
+            float::<B, 4>(x),
+            float(grad_out),
+            kernel,
+            stride,
+            padding,
+        )
+        .into_primitive()
+        .tensor()
+    }
+
     /// [`DaamBackend::implicit_conv2d_backward`]'s default:
     /// [`crate::conv_gemm::conv2d_gemm_backward`]'s data and weight gradients.
     pub(crate) fn composed_implicit_conv2d_backward<B: Backend>(
@@ -944,7 +956,10 @@ mod cube {
     //! autotune, burn's own (tuned) convolution. `DAAM_CONV=gemm|backend` overrides either.
     use burn::tensor::ops::FloatTensor;
 
-    use super::composed::{composed_implicit_conv2d, composed_implicit_conv2d_backward};
+    use super::composed::{
+        composed_implicit_conv2d, composed_implicit_conv2d_backward,
+        composed_implicit_conv2d_weight_grad,
+    };
     use super::implicit::FusedCube;
     use crate::conv_gemm::ComposedConv;
 
@@ -1009,15 +1024,9 @@ mod cube {
                     padding: [usize; 2],
                 ) -> FloatTensor<Self> {
                     if x.dtype != grad_out.dtype {
-                        return crate::conv_gemm::conv2d_gemm_weight_grad(
-                            super::float::<Self, 4>(x),
-                            super::float(grad_out),
-                            kernel,
-                            stride,
-                            padding,
-                        )
-                        .into_primitive()
-                        .tensor();
+                        return composed_implicit_conv2d_weight_grad::<Self>(
+                            x, grad_out, kernel, stride, padding,
+                        );
                     }
                     <Self as FusedCube>::conv2d_weight_grad(x, grad_out, kernel, stride, padding)
                 }
